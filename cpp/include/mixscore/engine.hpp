@@ -1,0 +1,73 @@
+// The one streaming engine: statistics of the posterior over training points
+//   w_n(x, t) = softmax_n( log pi_n - |x - alpha X_n|^2 / (2 sigma^2) )
+// computed for M queries in one pass over the N training points (SCIENCE.md sections 1, 6, 8).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+namespace mixscore {
+
+// Training set prepared once (EmpiricalScore construction). T is float or double.
+template <typename T>
+struct TrainSet {
+  const T* X = nullptr;         // N x D original data, row-major (exact refinement reads this)
+  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the GEMM stage reads this)
+  const double* XT = nullptr;   // D x N original data in double, transposed (direct path, small D)
+  const double* norm2c = nullptr;  // |Xc_n|^2 (N)
+  const double* normc = nullptr;   // |Xc_n| (N)
+  const double* logw = nullptr;    // log pi_n (N) or nullptr for equal weights
+  const double* mu = nullptr;      // D
+  int64_t N = 0, D = 0;
+};
+
+// Per-query inputs: the query itself and alpha, sigma^2 at its time.
+template <typename T>
+struct Queries {
+  const T* x = nullptr;             // M x D
+  const double* alpha = nullptr;    // M
+  const double* sigma2 = nullptr;   // M
+  int64_t M = 0;
+};
+
+// Outputs; any pointer may be null (not requested).
+template <typename T>
+struct Outputs {
+  T* denoised = nullptr;     // M x D  posterior mean xhat0
+  T* score = nullptr;        // M x D  (alpha xhat0 - x) / sigma^2
+  T* eps = nullptr;          // M x D  (x - alpha xhat0) / sigma
+  double* logpdf = nullptr;  // M
+  double* tau2 = nullptr;    // M  posterior variance trace sum_n w_n |X_n - xhat0|^2
+  double* max_weight = nullptr;  // M
+  int64_t* argmax = nullptr;     // M
+  double* n_eff = nullptr;       // M  1 / sum_n w_n^2
+};
+
+struct EngineOptions {
+  // Approximate (GEMM-expansion) logits whose rigorous error bound exceeds this many nats are
+  // recomputed from direct float64 differences, except beyond the per-tile refinement budget.
+  double refine_tol = 1e-9;
+  // Entries whose bound exceeds `approx_cap` nats are always refined (never approximated).
+  double approx_cap = 0.05;
+  // Entries within `dominant_gap` nats of the running maximum are refined first ...
+  double dominant_gap = 12.0;
+  // ... up to this many per query and training tile (when their bound is below approx_cap).
+  int refine_budget = 32;
+  // Entries more than `cutoff` nats below the maximum are dropped (weight < e^-cutoff).
+  double cutoff = 60.0;
+  int num_threads = 0;  // 0: OpenMP default
+};
+
+// Polled by the engine's first thread; returning true stops the computation early.
+using StopFn = std::function<bool()>;
+
+// Returns false if should_stop() asked to stop (outputs are then incomplete).
+template <typename T>
+bool run_engine(const TrainSet<T>& train, const Queries<T>& q, const Outputs<T>& out,
+                const EngineOptions& opt, const StopFn& should_stop);
+
+// Instruction-set variants (cpp/src/engine_variant.cpp compiled once per ISA).
+const char* selected_isa();
+bool set_isa(const char* name);  // "avx512", "avx2", "generic" or "auto"
+
+}  // namespace mixscore

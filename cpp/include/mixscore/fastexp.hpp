@@ -1,0 +1,43 @@
+// Branch-free exp for the softmax weights, written so that compilers vectorize it.
+// Arguments are gaps x in [-cutoff, 0]; relative error below 2e-16 on that range
+// (tests/test_core_exp.py measures it against std::exp).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace mixscore {
+
+inline double exp_nonpositive(double x) {
+  x = x < -700.0 ? -700.0 : x;
+  const double log2e = 1.4426950408889634;
+  const double ln2_hi = 6.93147180369123816490e-01;
+  const double ln2_lo = 1.90821492927058770002e-10;
+  const double shifter = 6755399441055744.0;  // 1.5 * 2^52: round to nearest integer
+  double kd = x * log2e + shifter;
+  int64_t kbits;
+  std::memcpy(&kbits, &kd, sizeof kbits);
+  kd -= shifter;
+  double r = (x - kd * ln2_hi) - kd * ln2_lo;  // |r| <= ln2 / 2
+  // Taylor series of e^r to degree 13: truncation error < 1e-17 for |r| <= 0.347.
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  // 2^k from the low bits of the shifted sum; k >= -1010 here, so the result is normal.
+  int64_t ebits = (kbits + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &ebits, sizeof scale);
+  return p * scale;
+}
+
+}  // namespace mixscore

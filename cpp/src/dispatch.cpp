@@ -1,0 +1,75 @@
+// Runtime choice of the engine variant: the best instruction set this CPU supports, so one
+// portable build runs everywhere (and -DMIXSCORE_NATIVE=ON is an explicit opt-in).
+#include <cstring>
+
+#include "mixscore/engine.hpp"
+
+namespace mixscore {
+
+#define MIXSCORE_DECLARE_VARIANT(isa)                                                      \
+  namespace isa {                                                                          \
+  template <typename T>                                                                    \
+  bool run(const TrainSet<T>&, const Queries<T>&, const Outputs<T>&, const EngineOptions&, \
+           const StopFn&);                                                                 \
+  }
+MIXSCORE_DECLARE_VARIANT(generic)
+MIXSCORE_DECLARE_VARIANT(avx2)
+MIXSCORE_DECLARE_VARIANT(avx512)
+
+namespace {
+enum class Isa { generic, avx2, avx512 };
+
+Isa best_supported() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("bmi2"))
+    return Isa::avx2;
+  return Isa::generic;
+}
+
+Isa& current() {
+  static Isa isa = best_supported();
+  return isa;
+}
+}  // namespace
+
+const char* selected_isa() {
+  switch (current()) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+bool set_isa(const char* name) {
+  Isa best = best_supported();
+  Isa want;
+  if (!std::strcmp(name, "auto")) want = best;
+  else if (!std::strcmp(name, "avx512")) want = Isa::avx512;
+  else if (!std::strcmp(name, "avx2")) want = Isa::avx2;
+  else if (!std::strcmp(name, "generic")) want = Isa::generic;
+  else return false;
+  if (int(want) > int(best)) return false;  // not supported by this CPU
+  current() = want;
+  return true;
+}
+
+template <typename T>
+bool run_engine(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& out,
+                const EngineOptions& opt, const StopFn& stop) {
+  switch (current()) {
+    case Isa::avx512: return avx512::run(tr, q, out, opt, stop);
+    case Isa::avx2: return avx2::run(tr, q, out, opt, stop);
+    default: return generic::run(tr, q, out, opt, stop);
+  }
+}
+
+template bool run_engine<float>(const TrainSet<float>&, const Queries<float>&,
+                                const Outputs<float>&, const EngineOptions&, const StopFn&);
+template bool run_engine<double>(const TrainSet<double>&, const Queries<double>&,
+                                 const Outputs<double>&, const EngineOptions&, const StopFn&);
+
+}  // namespace mixscore

@@ -1,0 +1,418 @@
+// The streaming engine, compiled once per instruction set (see engine_variant.cpp).
+//
+// For each tile of queries (one OpenMP thread each) and each tile of training points (fixed
+// order), the penalized squared distance
+//     lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n       (logit l_n = -lam_n / (2 sigma^2))
+// is either computed directly in float64 (small D) or expanded around the training mean,
+//     lam_n ~ |x'|^2 - 2 alpha x'.Xc_n + alpha^2 |Xc_n|^2 - 2 sigma^2 log pi_n,
+// with the dot products from one GEMM per tile pair and a rigorous bound on their error. Entries
+// whose bound matters are recomputed from direct float64 differences ("refined"). Weights
+// e^{-(lam - Lambda)/(2 sigma^2)} relative to the running minimum Lambda feed online accumulators
+// centred on the current best training point c (S0, sum w^2, S1 = sum w (X - c),
+// S2 = sum w |X - c|^2); approximate weights go through a second GEMM P * Xc.
+// Each query is handled by one thread in a fixed order, so results do not depend on the
+// number of threads or on how queries are split into calls.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <vector>
+
+#include <omp.h>
+
+#include "mixscore/blas.hpp"
+#include "mixscore/engine.hpp"
+#include "mixscore/fastexp.hpp"
+
+namespace mixscore {
+namespace MIXSCORE_ISA {
+
+constexpr int64_t kQueryTile = 64;    // fixed GEMM shape: results independent of batch split
+constexpr int64_t kTrainTile = 512;
+constexpr int64_t kDirectMaxD = 16;   // below this D, every logit is computed directly
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+enum : uint8_t { kSkip = 0, kApprox = 1, kExact = 2 };
+
+struct QueryState {
+  double lam = kInf;  // running minimum of lam (maximum logit)
+  double s0 = 0, q = 0, s2 = 0;
+  int64_t best = -1;  // index of the running argmax: the shift point c
+  double wa = 0, wa_norm2 = 0;  // this tile's approximate weights: sum w, sum w |Xc|^2
+};
+
+template <typename T>
+struct Worker {
+  const TrainSet<T>& tr;
+  const Queries<T>& q;
+  const EngineOptions& opt;
+  const int64_t D;
+  const bool direct;
+  // thread-local buffers
+  std::vector<T> xq, G, P, PX;
+  std::vector<double> xd, xnorm2, lam, bnd, w, s1, c;
+  std::vector<uint8_t> status;
+  std::vector<QueryState> st;
+
+  Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
+      : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD) {
+    const int64_t QT = kQueryTile, NT = kTrainTile;
+    xd.resize(QT * D);
+    xnorm2.resize(QT);
+    lam.resize(NT);
+    bnd.resize(NT);
+    w.resize(NT);
+    status.resize(NT);
+    s1.resize(QT * D);
+    c.resize(QT * D);
+    st.resize(QT);
+    if (!direct) {
+      xq.resize(QT * D);
+      G.resize(QT * NT);
+      P.resize(QT * NT);
+      PX.resize(QT * D);
+    }
+  }
+
+  static double inv2s2(double sigma2) {
+    double v = 0.5 / sigma2;
+    return (v <= 1e300) ? v : 1e300;  // sigma -> 0: hard assignment, never inf * 0
+  }
+
+  // Exact lam_n from direct float64 differences with the original data.
+  double exact_lam(int64_t i, int64_t n, double alpha, double sigma2) const {
+    const T* Xn = tr.X + n * D;
+    const T* xi = q.x + i * D;
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t d = 0; d < D; ++d) {
+      double diff = double(xi[d]) - alpha * double(Xn[d]);
+      acc += diff * diff;
+    }
+    return acc - (tr.logw ? 2.0 * sigma2 * tr.logw[n] : 0.0);
+  }
+
+  // Lower the running minimum to (lam_new, idx): rescale and re-centre the accumulators.
+  void move_max(int64_t il, double lam_new, int64_t idx, double inv) {
+    QueryState& s = st[il];
+    double* S1 = &s1[il * D];
+    double* cc = &c[il * D];
+    if (s.best >= 0 && s.s0 > 0) {
+      double f = exp_nonpositive(-(s.lam - lam_new) * inv);
+      s.s0 *= f;
+      s.q *= f * f;
+      s.s2 *= f;
+      // X - c_new = (X - c_old) + delta, delta = c_old - c_new
+      const T* Xn = tr.X + idx * D;
+      double dot = 0.0, dd = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        double delta = cc[d] - double(Xn[d]);
+        S1[d] *= f;
+        dot += delta * S1[d];
+        dd += delta * delta;
+      }
+      s.s2 += 2.0 * dot + s.s0 * dd;
+      for (int64_t d = 0; d < D; ++d) S1[d] += s.s0 * (cc[d] - double(Xn[d]));
+    }
+    const T* Xn = tr.X + idx * D;
+    for (int64_t d = 0; d < D; ++d) cc[d] = double(Xn[d]);
+    s.lam = lam_new;
+    s.best = idx;
+  }
+
+  // Accumulate one exact entry (original data, float64).
+  void add_exact(int64_t il, int64_t n, double wn) {
+    QueryState& s = st[il];
+    const T* Xn = tr.X + n * D;
+    double* S1 = &s1[il * D];
+    const double* cc = &c[il * D];
+    double sq = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      double diff = double(Xn[d]) - cc[d];
+      S1[d] += wn * diff;
+      sq += diff * diff;
+    }
+    s.s0 += wn;
+    s.q += wn * wn;
+    s.s2 += wn * sq;
+  }
+
+  // Direct path (small D): all lam exact, vectorized over the tile's points.
+  void direct_row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
+    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+    const double* xi = &xd[il * D];
+    double* L = lam.data();
+    for (int64_t k = 0; k < nt; ++k) L[k] = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double* col = tr.XT + d * tr.N + n0;
+      const double xv = xi[d];
+#pragma omp simd
+      for (int64_t k = 0; k < nt; ++k) {
+        double diff = xv - alpha * col[k];
+        L[k] += diff * diff;
+      }
+    }
+    if (tr.logw) {
+      const double* lw = tr.logw + n0;
+#pragma omp simd
+      for (int64_t k = 0; k < nt; ++k) L[k] -= 2.0 * sigma2 * lw[k];
+    }
+    int64_t kmin = 0;
+    for (int64_t k = 1; k < nt; ++k)
+      if (L[k] < L[kmin]) kmin = k;
+    QueryState& s = st[il];
+    if (L[kmin] < s.lam) move_max(il, L[kmin], n0 + kmin, inv);
+    const double lam0 = s.lam, cut = opt.cutoff;
+    double* W = w.data();
+    double ws = 0.0, wq = 0.0;
+#pragma omp simd reduction(+ : ws, wq)
+    for (int64_t k = 0; k < nt; ++k) {
+      double g = (L[k] - lam0) * inv;
+      double e = exp_nonpositive(-g);
+      double wk = g > cut ? 0.0 : e;
+      W[k] = wk;
+      ws += wk;
+      wq += wk * wk;
+    }
+    double* S1 = &s1[il * D];
+    const double* cc = &c[il * D];
+    double sq = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double* col = tr.XT + d * tr.N + n0;
+      const double cd = cc[d];
+      double a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+      for (int64_t k = 0; k < nt; ++k) {
+        double diff = col[k] - cd;
+        double wd = W[k] * diff;
+        a1 += wd;
+        a2 += wd * diff;
+      }
+      S1[d] += a1;
+      sq += a2;
+    }
+    s.s0 += ws;
+    s.q += wq;
+    s.s2 += sq;
+  }
+
+  // GEMM path: approximate lam with bounds, refine what matters, weights into P.
+  void gemm_row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
+    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    const double xn2 = xnorm2[il], xn = std::sqrt(xn2);
+    const T* Grow = &G[il * kTrainTile];
+    T* Prow = &P[il * kTrainTile];
+    double* L = lam.data();
+    double* B = bnd.data();
+    const double* nc2 = tr.norm2c + n0;
+    const double* nc = tr.normc + n0;
+    const double a2 = alpha * alpha, dp3 = double(D + 3);
+    double lo_best = kInf;
+#pragma omp simd reduction(min : lo_best)
+    for (int64_t k = 0; k < nt; ++k) {
+      double lk = xn2 - 2.0 * alpha * double(Grow[k]) + a2 * nc2[k];
+      double mag = xn + alpha * nc[k];
+      B[k] = 2.0 * alpha * u * nc[k] * (dp3 * xn + 2.0 * alpha * nc[k]) + 1e-15 * mag * mag;
+      L[k] = lk;
+      lo_best = std::min(lo_best, lk + B[k]);
+    }
+    if (tr.logw) {
+      const double* lw = tr.logw + n0;
+      lo_best = kInf;
+      for (int64_t k = 0; k < nt; ++k) {
+        L[k] -= 2.0 * sigma2 * lw[k];
+        lo_best = std::min(lo_best, L[k] + B[k]);
+      }
+    }
+    QueryState& s = st[il];
+    const double lam_ub = std::min(s.lam, lo_best);  // an upper bound on the true minimum
+    int nref = 0;
+    for (int64_t k = 0; k < nt; ++k) {
+      double gap_lo = (L[k] - B[k] - lam_ub) * inv;  // lower bound on the true gap, nats
+      double e = B[k] * inv;                         // error bound of L[k], nats
+      uint8_t stt;
+      if (gap_lo > opt.cutoff) {
+        stt = kSkip;
+      } else if (e <= opt.refine_tol) {
+        stt = kApprox;
+      } else if (e > opt.approx_cap || (gap_lo <= opt.dominant_gap && nref < opt.refine_budget)) {
+        stt = kExact;
+        L[k] = exact_lam(i, n0 + k, alpha, sigma2);
+        if (e <= opt.approx_cap) ++nref;
+      } else {
+        stt = kApprox;
+      }
+      status[k] = stt;
+    }
+    int64_t kmin = -1;
+    for (int64_t k = 0; k < nt; ++k)
+      if (status[k] != kSkip && (kmin < 0 || L[k] < L[kmin])) kmin = k;
+    if (kmin >= 0 && L[kmin] < s.lam) move_max(il, L[kmin], n0 + kmin, inv);
+    const double lam0 = s.lam, cut = opt.cutoff;
+    double wa = 0.0, wa2 = 0.0, wq = 0.0;
+    for (int64_t k = 0; k < nt; ++k) {
+      T pk = T(0);
+      if (status[k] != kSkip) {
+        double g = (L[k] - lam0) * inv;
+        if (g <= cut) {
+          double wk = exp_nonpositive(-g);
+          if (status[k] == kExact) {
+            add_exact(il, n0 + k, wk);
+          } else {
+            pk = T(wk);
+            wa += double(pk);
+            wa2 += double(pk) * nc2[k];
+            wq += double(pk) * double(pk);
+          }
+        }
+      }
+      Prow[k] = pk;
+    }
+    s.wa = wa;
+    s.wa_norm2 = wa2;
+    s.s0 += wa;
+    s.q += wq;
+  }
+
+  // Fold this tile's GEMM-accumulated weights (sum_n w_n Xc_n) into the centred accumulators.
+  void fold_approx(int64_t il) {
+    QueryState& s = st[il];
+    if (s.wa <= 0.0) return;
+    double* S1 = &s1[il * D];
+    const double* cc = &c[il * D];
+    const T* px = &PX[il * D];
+    double cross = 0.0, cn2 = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      double cp = cc[d] - tr.mu[d];  // c in centred coordinates
+      S1[d] += double(px[d]) - s.wa * cp;
+      cross += cp * double(px[d]);
+      cn2 += cp * cp;
+    }
+    s.s2 += s.wa_norm2 - 2.0 * cross + s.wa * cn2;
+    s.wa = 0.0;
+    s.wa_norm2 = 0.0;
+  }
+
+  void finalize(int64_t il, int64_t i, const Outputs<T>& out, double logsumw) {
+    const QueryState& s = st[il];
+    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+    const double* S1 = &s1[il * D];
+    const double* cc = &c[il * D];
+    const T* xi = q.x + i * D;
+    double m2 = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      double m = S1[d] / s.s0;
+      m2 += m * m;
+      double xh = cc[d] + m;
+      if (out.denoised) out.denoised[i * D + d] = T(xh);
+      double r = alpha * xh - double(xi[d]);
+      if (out.score) out.score[i * D + d] = T(r / sigma2);
+      if (out.eps) out.eps[i * D + d] = T(-r / std::sqrt(sigma2));
+    }
+    if (out.logpdf) {
+      const double two_pi = 6.283185307179586;
+      out.logpdf[i] = -s.lam * inv + std::log(s.s0) - logsumw -
+                      0.5 * double(D) * std::log(two_pi * sigma2);
+    }
+    if (out.tau2) out.tau2[i] = std::max(0.0, s.s2 / s.s0 - m2);
+    if (out.max_weight) out.max_weight[i] = 1.0 / s.s0;
+    if (out.argmax) out.argmax[i] = s.best;
+    if (out.n_eff) out.n_eff[i] = s.s0 * s.s0 / s.q;
+  }
+
+  // One tile of queries against the whole training set. Returns false if stopped.
+  bool run_tile(int64_t i0, int64_t mt, const Outputs<T>& out, double logsumw,
+                const std::atomic<bool>& stop, const StopFn* poll) {
+    for (int64_t il = 0; il < kQueryTile; ++il) {
+      st[il] = QueryState{};
+      std::fill(&s1[il * D], &s1[il * D] + D, 0.0);
+      if (il >= mt) {
+        if (!direct) std::fill(&xq[il * D], &xq[il * D] + D, T(0));
+        continue;
+      }
+      const int64_t i = i0 + il;
+      const double alpha = q.alpha[i];
+      double n2 = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        double xv = double(q.x[i * D + d]);
+        xd[il * D + d] = xv;
+        double xc = xv - alpha * tr.mu[d];
+        n2 += xc * xc;
+        if (!direct) xq[il * D + d] = T(xc);
+      }
+      xnorm2[il] = n2;
+    }
+    for (int64_t n0 = 0; n0 < tr.N; n0 += kTrainTile) {
+      if (poll && *poll && (*poll)()) return false;
+      if (stop.load(std::memory_order_relaxed)) return false;
+      const int64_t nt = std::min(kTrainTile, tr.N - n0);
+      if (direct) {
+        for (int64_t il = 0; il < mt; ++il) direct_row(il, i0 + il, n0, nt);
+        continue;
+      }
+      blas::gemm_abt(int(kQueryTile), int(nt), int(D), xq.data(), tr.Xc + n0 * D, G.data(),
+                      int(kTrainTile));
+      bool any_approx = false;
+      for (int64_t il = 0; il < mt; ++il) {
+        gemm_row(il, i0 + il, n0, nt);
+        any_approx = any_approx || st[il].wa > 0.0;
+      }
+      if (any_approx) {
+        for (int64_t il = mt; il < kQueryTile; ++il)
+          std::fill(&P[il * kTrainTile], &P[il * kTrainTile] + nt, T(0));
+        blas::gemm_ab(int(kQueryTile), int(D), int(nt), P.data(), int(kTrainTile),
+                      tr.Xc + n0 * D, PX.data());
+        for (int64_t il = 0; il < mt; ++il) fold_approx(il);
+      }
+    }
+    for (int64_t il = 0; il < mt; ++il) finalize(il, i0 + il, out, logsumw);
+    return true;
+  }
+};
+
+template <typename T>
+bool run(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& out,
+         const EngineOptions& opt, const StopFn& should_stop) {
+  double logsumw = std::log(double(tr.N));
+  if (tr.logw) {
+    double m = -kInf;
+    for (int64_t n = 0; n < tr.N; ++n) m = std::max(m, tr.logw[n]);
+    double acc = 0.0;
+    for (int64_t n = 0; n < tr.N; ++n) acc += std::exp(tr.logw[n] - m);
+    logsumw = m + std::log(acc);
+  }
+  const int64_t ntiles = (q.M + kQueryTile - 1) / kQueryTile;
+  std::atomic<bool> stop{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  const int nthreads = opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nthreads)
+  {
+    const bool first = omp_get_thread_num() == 0;
+    try {
+      Worker<T> worker(tr, q, opt);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t tile = 0; tile < ntiles; ++tile) {
+        if (stop.load(std::memory_order_relaxed)) continue;
+        const int64_t i0 = tile * kQueryTile;
+        const int64_t mt = std::min(kQueryTile, q.M - i0);
+        if (!worker.run_tile(i0, mt, out, logsumw, stop, first ? &should_stop : nullptr))
+          stop.store(true);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      stop.store(true);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  return !stop.load();
+}
+
+}  // namespace MIXSCORE_ISA
+}  // namespace mixscore

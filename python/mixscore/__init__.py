@@ -1,0 +1,22 @@
+"""mixscore: exact scores of the empirical distribution for diffusion-model research."""
+
+from .backends import available as available_backends
+from .empirical import EmpiricalScore, ScoreStats
+from .schedules import (
+    EDM,
+    OU,
+    VE,
+    VP,
+    Brownian,
+    Cosine,
+    Custom,
+    ExpDiffusionVE,
+    Schedule,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
+    "EDM", "Cosine", "Custom", "available_backends", "__version__",
+]

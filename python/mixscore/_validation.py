@@ -1,0 +1,80 @@
+"""Input checks shared by the public API: every error names the argument, what was given and
+what was expected, and is raised before any work starts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def describe(a) -> str:
+    a = np.asarray(a)
+    return f"shape {a.shape} and dtype {a.dtype}"
+
+
+def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> np.ndarray:
+    """A C-contiguous 2-d float32/float64 array without NaN/Inf.
+
+    Integer and boolean arrays are converted to float64 (or ``dtype``); float16 is promoted to
+    float32; other kinds are refused. A 1-d array is read as one row only when ``dtype`` says how
+    many columns (never guessed)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a real numeric array, got {describe(arr)}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array (points x dimensions), got {describe(arr)}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else (
+            np.float32 if arr.dtype == np.float16 else np.float64)
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty ({describe(arr)}); expected at least one row")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero columns ({describe(arr)})")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+    return arr
+
+
+def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
+    """Positive finite float64 weights of length n."""
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numeric, got {describe(arr)}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one per training point), "
+                         f"got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    if np.any(arr <= 0):
+        i = int(np.argmax(arr <= 0))
+        raise ValueError(f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
+                         f"{name}[{i}] = {arr[i]}")
+    return arr
+
+
+def as_times(t, T: float, *, name: str = "t") -> np.ndarray:
+    """Times as a float64 array, all finite and in (0, T]."""
+    arr = np.asarray(t)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numeric, got {describe(arr)}")
+    arr = np.asarray(arr, dtype=np.float64)
+    bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= T))
+    if np.any(bad):
+        v = arr[bad].flat[0]
+        raise ValueError(f"{name} must lie in (0, T] = (0, {T}]; got {v!r}")
+    return arr
+
+
+def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
+    """A scalar time or one per query, broadcast to shape (m,)."""
+    arr = as_times(t, T, name=name)
+    if arr.ndim == 0:
+        return np.full(m, float(arr))
+    if arr.shape != (m,):
+        raise ValueError(f"{name} must be a scalar or have shape ({m},) (one per query), "
+                         f"got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
