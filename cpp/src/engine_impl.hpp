@@ -31,12 +31,15 @@
 namespace mixscore {
 namespace MIXSCORE_ISA {
 
-constexpr int64_t kQueryTile = 64;    // fixed GEMM shape: results independent of batch split
+constexpr int64_t kQueryTile = 128;   // fixed GEMM shape: results independent of batch split
 constexpr int64_t kTrainTile = 512;
 constexpr int64_t kDirectMaxD = 16;   // below this D, every logit is computed directly
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-enum : uint8_t { kSkip = 0, kApprox = 1, kExact = 2 };
+// Entry classes: kSkip (beyond the cutoff), kApprox (weight through the P GEMM),
+// kRefined (exact logit, weight through the P GEMM), kExact (exact logit and float64
+// accumulation about c: the small-sigma regime, where the posterior variance needs it).
+enum : int32_t { kSkip = 0, kApprox = 1, kExact = 2, kDominant = 3, kRefined = 4 };
 
 struct QueryState {
   double lam = kInf;  // running minimum of lam (maximum logit)
@@ -55,7 +58,7 @@ struct Worker {
   // thread-local buffers
   std::vector<T> xq, G, P, PX;
   std::vector<double> xd, xnorm2, lam, bnd, w, s1, c;
-  std::vector<uint8_t> status;
+  std::vector<int32_t> status;
   std::vector<QueryState> st;
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
@@ -127,10 +130,11 @@ struct Worker {
   // Accumulate one exact entry (original data, float64).
   void add_exact(int64_t il, int64_t n, double wn) {
     QueryState& s = st[il];
-    const T* Xn = tr.X + n * D;
-    double* S1 = &s1[il * D];
-    const double* cc = &c[il * D];
+    const T* __restrict Xn = tr.X + n * D;
+    double* __restrict S1 = &s1[il * D];
+    const double* __restrict cc = &c[il * D];
     double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
     for (int64_t d = 0; d < D; ++d) {
       double diff = double(Xn[d]) - cc[d];
       S1[d] += wn * diff;
@@ -161,11 +165,15 @@ struct Worker {
 #pragma omp simd
       for (int64_t k = 0; k < nt; ++k) L[k] -= 2.0 * sigma2 * lw[k];
     }
-    int64_t kmin = 0;
-    for (int64_t k = 1; k < nt; ++k)
-      if (L[k] < L[kmin]) kmin = k;
+    double lmin = kInf;
+#pragma omp simd reduction(min : lmin)
+    for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, L[k]);
     QueryState& s = st[il];
-    if (L[kmin] < s.lam) move_max(il, L[kmin], n0 + kmin, inv);
+    if (lmin < s.lam) {
+      int64_t kmin = 0;
+      while (L[kmin] != lmin) ++kmin;
+      move_max(il, lmin, n0 + kmin, inv);
+    }
     const double lam0 = s.lam, cut = opt.cutoff;
     double* W = w.data();
     double ws = 0.0, wq = 0.0;
@@ -209,70 +217,79 @@ struct Worker {
     T* Prow = &P[il * kTrainTile];
     double* L = lam.data();
     double* B = bnd.data();
+    double* W = w.data();
+    int32_t* S = status.data();
     const double* nc2 = tr.norm2c + n0;
     const double* nc = tr.normc + n0;
-    const double a2 = alpha * alpha, dp3 = double(D + 3);
+    const double* lw = tr.logw ? tr.logw + n0 : nullptr;
+    const double a2 = alpha * alpha, dp3 = double(D + 3), two_s2 = 2.0 * sigma2;
+    // (1) approximate lam and its rigorous error bound (dot products: gamma_{D+2} |x'||Xc|).
     double lo_best = kInf;
 #pragma omp simd reduction(min : lo_best)
     for (int64_t k = 0; k < nt; ++k) {
-      double lk = xn2 - 2.0 * alpha * double(Grow[k]) + a2 * nc2[k];
+      double lk = xn2 - 2.0 * alpha * double(Grow[k]) + a2 * nc2[k] - (lw ? two_s2 * lw[k] : 0.0);
       double mag = xn + alpha * nc[k];
-      B[k] = 2.0 * alpha * u * nc[k] * (dp3 * xn + 2.0 * alpha * nc[k]) + 1e-15 * mag * mag;
+      double bk = 2.0 * alpha * u * nc[k] * (dp3 * xn + 2.0 * alpha * nc[k]) + 1e-15 * mag * mag;
       L[k] = lk;
-      lo_best = std::min(lo_best, lk + B[k]);
-    }
-    if (tr.logw) {
-      const double* lw = tr.logw + n0;
-      lo_best = kInf;
-      for (int64_t k = 0; k < nt; ++k) {
-        L[k] -= 2.0 * sigma2 * lw[k];
-        lo_best = std::min(lo_best, L[k] + B[k]);
-      }
+      B[k] = bk;
+      lo_best = std::min(lo_best, lk + bk);
     }
     QueryState& s = st[il];
     const double lam_ub = std::min(s.lam, lo_best);  // an upper bound on the true minimum
-    int nref = 0;
+    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant.
+    const double cut = opt.cutoff, tol = opt.refine_tol, cap = opt.approx_cap,
+                 dom = opt.dominant_gap;
+    int ndom = 0, nmust = 0;
+#pragma omp simd reduction(+ : ndom, nmust)
     for (int64_t k = 0; k < nt; ++k) {
       double gap_lo = (L[k] - B[k] - lam_ub) * inv;  // lower bound on the true gap, nats
       double e = B[k] * inv;                         // error bound of L[k], nats
-      uint8_t stt;
-      if (gap_lo > opt.cutoff) {
-        stt = kSkip;
-      } else if (e <= opt.refine_tol) {
-        stt = kApprox;
-      } else if (e > opt.approx_cap || (gap_lo <= opt.dominant_gap && nref < opt.refine_budget)) {
-        stt = kExact;
-        L[k] = exact_lam(i, n0 + k, alpha, sigma2);
-        if (e <= opt.approx_cap) ++nref;
-      } else {
-        stt = kApprox;
-      }
-      status[k] = stt;
+      int in = gap_lo <= cut;
+      int must = in & (e > cap);
+      int d = in & (gap_lo <= dom) & (e > tol) & (e <= cap);
+      S[k] = in * kApprox + must * (kExact - kApprox) + d * (kDominant - kApprox);
+      ndom += d;
+      nmust += must;
     }
-    int64_t kmin = -1;
-    for (int64_t k = 0; k < nt; ++k)
-      if (status[k] != kSkip && (kmin < 0 || L[k] < L[kmin])) kmin = k;
-    if (kmin >= 0 && L[kmin] < s.lam) move_max(il, L[kmin], n0 + kmin, inv);
-    const double lam0 = s.lam, cut = opt.cutoff;
+    const bool refine_dominant = ndom > 0 && ndom <= opt.refine_budget;
+    if (nmust > 0 || refine_dominant) {
+      for (int64_t k = 0; k < nt; ++k) {
+        if (S[k] == kDominant) S[k] = refine_dominant ? kRefined : kApprox;
+        if (S[k] == kExact || S[k] == kRefined) L[k] = exact_lam(i, n0 + k, alpha, sigma2);
+      }
+    } else if (ndom > 0) {
+      for (int64_t k = 0; k < nt; ++k) S[k] = S[k] == kDominant ? kApprox : S[k];
+    }
+    // (3) new running minimum (lowest index among ties).
+    double lmin = kInf;
+#pragma omp simd reduction(min : lmin)
+    for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, S[k] != kSkip ? L[k] : kInf);
+    if (lmin < s.lam) {
+      int64_t kmin = 0;
+      while (!(S[kmin] != kSkip && L[kmin] == lmin)) ++kmin;
+      move_max(il, lmin, n0 + kmin, inv);
+    }
+    // (4) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
+    const double lam0 = s.lam;
     double wa = 0.0, wa2 = 0.0, wq = 0.0;
+    int nexact = 0;
+#pragma omp simd reduction(+ : wa, wa2, wq, nexact)
     for (int64_t k = 0; k < nt; ++k) {
-      T pk = T(0);
-      if (status[k] != kSkip) {
-        double g = (L[k] - lam0) * inv;
-        if (g <= cut) {
-          double wk = exp_nonpositive(-g);
-          if (status[k] == kExact) {
-            add_exact(il, n0 + k, wk);
-          } else {
-            pk = T(wk);
-            wa += double(pk);
-            wa2 += double(pk) * nc2[k];
-            wq += double(pk) * double(pk);
-          }
-        }
-      }
+      double g = (L[k] - lam0) * inv;
+      double e = exp_nonpositive(-g);
+      double wk = (S[k] == kSkip || g > cut) ? 0.0 : e;
+      int ex = S[k] == kExact;
+      T pk = ex ? T(0) : T(wk);
       Prow[k] = pk;
+      W[k] = ex ? wk : 0.0;
+      wa += double(pk);
+      wa2 += double(pk) * nc2[k];
+      wq += double(pk) * double(pk);
+      nexact += ex;
     }
+    if (nexact > 0)
+      for (int64_t k = 0; k < nt; ++k)
+        if (S[k] == kExact && W[k] > 0.0) add_exact(il, n0 + k, W[k]);
     s.wa = wa;
     s.wa_norm2 = wa2;
     s.s0 += wa;

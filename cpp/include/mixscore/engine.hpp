@@ -44,15 +44,18 @@ struct Outputs {
 };
 
 struct EngineOptions {
-  // Approximate (GEMM-expansion) logits whose rigorous error bound exceeds this many nats are
-  // recomputed from direct float64 differences, except beyond the per-tile refinement budget.
+  // Approximate (GEMM-expansion) logits whose rigorous error bound is below `refine_tol` nats
+  // are used as they are.
   double refine_tol = 1e-9;
-  // Entries whose bound exceeds `approx_cap` nats are always refined (never approximated).
+  // Entries whose bound exceeds `approx_cap` nats are always recomputed from direct float64
+  // differences (this covers the small-sigma regime, where few entries carry weight).
   double approx_cap = 0.05;
-  // Entries within `dominant_gap` nats of the running maximum are refined first ...
-  double dominant_gap = 12.0;
-  // ... up to this many per query and training tile (when their bound is below approx_cap).
-  int refine_budget = 32;
+  // Below the cap, the entries within `dominant_gap` nats of the running maximum are recomputed
+  // when a tile holds at most `refine_budget` of them for the query (few points dominate: their
+  // logit errors would not average out); otherwise the posterior is spread over many points and
+  // the bounded, independent rounding errors average out.
+  double dominant_gap = 6.0;
+  int refine_budget = 16;
   // Entries more than `cutoff` nats below the maximum are dropped (weight < e^-cutoff).
   double cutoff = 60.0;
   int num_threads = 0;  // 0: OpenMP default
