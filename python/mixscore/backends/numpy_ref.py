@@ -33,9 +33,10 @@ class NumpyBackend:
         if "argmax" in want:
             out["argmax"] = np.empty(m, np.int64)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, X.size))
-        for i0 in range(0, m, chunk):
-            sl = slice(i0, min(m, i0 + chunk))
-            self._chunk(np.asarray(x[sl], np.float64), alpha[sl], sigma2[sl], out, sl)
+        with np.errstate(over="ignore"):  # score ~ 1/sigma^2 may overflow float32: inf is right
+            for i0 in range(0, m, chunk):
+                sl = slice(i0, min(m, i0 + chunk))
+                self._chunk(np.asarray(x[sl], np.float64), alpha[sl], sigma2[sl], out, sl)
         return out
 
     def _chunk(self, x, alpha, sigma2, out, sl):
