@@ -10,7 +10,6 @@
 #include <optional>
 #include <string>
 
-#include "mixscore/blas.hpp"
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
 
@@ -119,8 +118,6 @@ py::dict stats(carray<T> X, carray<T> Xc, std::optional<carray<double>> XT,
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "mixscore C++ engine (streaming exact empirical-score statistics)";
-  // Our tiles call single-threaded GEMMs from inside OpenMP threads.
-  scipy_openblas_set_num_threads(1);
 
   py::class_<EngineOptions>(m, "EngineOptions")
       .def(py::init<>())
@@ -140,7 +137,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");
-  m.def("blas_core", []() { return std::string(scipy_openblas_get_corename()); });
   m.def("max_threads", []() { return omp_get_max_threads(); });
   m.def("exp_nonpositive", [](carray<double> x) {
     py::array_t<double> y(x.size());

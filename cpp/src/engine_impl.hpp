@@ -24,9 +24,9 @@
 
 #include <omp.h>
 
-#include "mixscore/blas.hpp"
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
+#include "mixscore/microgemm.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
@@ -56,7 +56,7 @@ struct Worker {
   const int64_t D;
   const bool direct;
   // thread-local buffers
-  std::vector<T> xq, G, P, PX;
+  std::vector<T> xq, G, P, PX, XcT;
   std::vector<double> xd, xnorm2, lam, bnd, w, s1, c;
   std::vector<int32_t> status;
   std::vector<QueryState> st;
@@ -78,6 +78,7 @@ struct Worker {
       G.resize(QT * NT);
       P.resize(QT * NT);
       PX.resize(QT * D);
+      XcT.resize(D * NT);
     }
   }
 
@@ -372,8 +373,11 @@ struct Worker {
         for (int64_t il = 0; il < mt; ++il) direct_row(il, i0 + il, n0, nt);
         continue;
       }
-      blas::gemm_abt(int(kQueryTile), int(nt), int(D), xq.data(), tr.Xc + n0 * D, G.data(),
-                      int(kTrainTile));
+      // pack the tile transposed (D x nt) so the kernel streams contiguous rows
+      for (int64_t k = 0; k < nt; ++k)
+        for (int64_t d = 0; d < D; ++d) XcT[d * kTrainTile + k] = tr.Xc[(n0 + k) * D + d];
+      micro_gemm<T>(kQueryTile, nt, D, xq.data(), D, XcT.data(), kTrainTile, G.data(),
+                    kTrainTile);
       bool any_approx = false;
       for (int64_t il = 0; il < mt; ++il) {
         gemm_row(il, i0 + il, n0, nt);
@@ -382,8 +386,7 @@ struct Worker {
       if (any_approx) {
         for (int64_t il = mt; il < kQueryTile; ++il)
           std::fill(&P[il * kTrainTile], &P[il * kTrainTile] + nt, T(0));
-        blas::gemm_ab(int(kQueryTile), int(D), int(nt), P.data(), int(kTrainTile),
-                      tr.Xc + n0 * D, PX.data());
+        micro_gemm<T>(kQueryTile, D, nt, P.data(), kTrainTile, tr.Xc + n0 * D, D, PX.data(), D);
         for (int64_t il = 0; il < mt; ++il) fold_approx(il);
       }
     }

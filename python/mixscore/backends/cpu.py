@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blas import preload
-
-preload()
-from .. import _core  # noqa: E402
+from .. import _core
 
 _DIRECT_MAX_D = 16  # must match kDirectMaxD in cpp/src/engine_impl.hpp
 
