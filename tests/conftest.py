@@ -1,7 +1,6 @@
+import mixscore as ms
 import numpy as np
 import pytest
-
-import mixscore as ms
 
 BACKENDS = ms.available_backends()
 

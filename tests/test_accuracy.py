@@ -1,11 +1,10 @@
 """Every backend against the float64 reference on the same inputs, across the noise range
 (sigma from 1e-4 to 1e4 times the data scale) and the adversarial queries of SCIENCE.md s. 6."""
 
+import mixscore as ms
 import numpy as np
 import pytest
 from conftest import reference, rng, sigma_schedule
-
-import mixscore as ms
 
 SIGMA_FACTORS = [1e-4, 1e-2, 1.0, 1e2, 1e4]
 

@@ -1,10 +1,9 @@
 """Closed forms and exact symmetries (SCIENCE.md section 6)."""
 
+import mixscore as ms
 import numpy as np
 import pytest
 from conftest import rng, sigma_schedule
-
-import mixscore as ms
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,7 +1,6 @@
+import mixscore as ms
 import numpy as np
 import pytest
-
-import mixscore as ms
 
 pytestmark = pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
 

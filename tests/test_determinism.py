@@ -1,10 +1,9 @@
 """Results are bit-identical for any thread count and any split of the queries into calls."""
 
+import mixscore as ms
 import numpy as np
 import pytest
 from conftest import rng
-
-import mixscore as ms
 
 pytestmark = pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
 

@@ -1,9 +1,8 @@
 """Bad input: a clear error naming the argument, raised before any work."""
 
+import mixscore as ms
 import numpy as np
 import pytest
-
-import mixscore as ms
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ import signal
 import threading
 import time
 
+import mixscore as ms
 import numpy as np
 import pytest
-
-import mixscore as ms
 
 pytestmark = pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
 

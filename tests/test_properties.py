@@ -1,12 +1,11 @@
 """Property-based tests (hypothesis): the C++ engine equals the reference on arbitrary inputs."""
 
+import mixscore as ms
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-import mixscore as ms
 
 pytestmark = pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
 

@@ -1,9 +1,8 @@
 import math
 
+import mixscore as ms
 import numpy as np
 import pytest
-
-import mixscore as ms
 
 ALL = [
     ms.VP(), ms.VP.memorization_paper(), ms.VP.half_beta(0.05, 9.95), ms.OU(), ms.VE(),
@@ -39,10 +38,11 @@ def test_closed_forms():
     np.testing.assert_allclose(ou.sigma2(t), -np.expm1(-t), rtol=1e-14)
     ve = ms.VE(0.01, 50)
     np.testing.assert_allclose(ve.sigma(t), 0.01 * 5000**t, rtol=1e-13)
-    np.testing.assert_allclose(ms.VE(0.01, 50, exact=True).sigma2(t), 1e-4 * np.expm1(2 * t * np.log(5000)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(ms.VE(0.01, 50, exact=True).sigma2(t),
+                               1e-4 * np.expm1(2 * t * np.log(5000)), rtol=1e-12)
     mem = ms.VE.memorization_paper()
-    np.testing.assert_allclose(mem.sigma2(t), np.expm1(t * np.log(100)) / (2 * math.log(10)), rtol=1e-12)
+    np.testing.assert_allclose(mem.sigma2(t), np.expm1(t * np.log(100)) / (2 * math.log(10)),
+                               rtol=1e-12)
     np.testing.assert_allclose(mem.g(t), 10**t, rtol=1e-14)
     vpm = ms.VP.memorization_paper()
     np.testing.assert_allclose(vpm.alpha(t), np.exp(-(0.001 * t + 1.4995 * t**2) / 2),

@@ -121,7 +121,8 @@ class Schedule:
         """Validate a user time grid: 1-d, strictly decreasing, inside (0, T]."""
         ts = np.asarray(ts, dtype=np.float64)
         if ts.ndim != 1 or ts.size < 2:
-            raise ValueError(f"{name} must be a 1-d array of at least 2 times, got shape {ts.shape}")
+            raise ValueError(
+                f"{name} must be a 1-d array of at least 2 times, got shape {ts.shape}")
         as_times(ts, self.T, name=name)
         if not np.all(np.diff(ts) < 0):
             raise ValueError(f"{name} must be strictly decreasing (from T towards 0)")
@@ -144,7 +145,8 @@ class VP(Schedule):
             raise ValueError(
                 f"VP needs beta_min >= 0, beta_max > 0, 0 < t_end < T; got beta_min={beta_min}, "
                 f"beta_max={beta_max}, T={T}, t_end={t_end}")
-        self.beta_min, self.beta_max, self.T, self.t_end = map(float, (beta_min, beta_max, T, t_end))
+        self.beta_min, self.beta_max, self.T, self.t_end = map(
+            float, (beta_min, beta_max, T, t_end))
 
     @classmethod
     def song(cls) -> VP:
