@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "mixscore/engine.hpp"
@@ -81,7 +82,8 @@ py::dict stats(carray<T> X, carray<T> Xc, std::optional<carray<double>> XT,
   if (logw) check_len(*logw, N, "logw");
   if (XT && (XT->ndim() != 2 || XT->shape(0) != D || XT->shape(1) != N))
     throw std::invalid_argument("XT must be D x N");
-  if (!XT && D < 16) throw std::invalid_argument("XT is required when D < 16");
+  if (!XT && D < kDirectMaxD)
+    throw std::invalid_argument("XT is required when D < DIRECT_MAX_D");
 
   TrainSet<T> tr;
   tr.X = X.data();
@@ -134,6 +136,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("stats_f64", &stats<double>, py::arg("X"), py::arg("Xc"), py::arg("XT"),
         py::arg("norm2c"), py::arg("normc"), py::arg("logw"), py::arg("mu"), py::arg("x"),
         py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
+  m.attr("DIRECT_MAX_D") = kDirectMaxD;
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");

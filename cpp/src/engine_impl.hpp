@@ -33,7 +33,6 @@ namespace MIXSCORE_ISA {
 
 constexpr int64_t kQueryTile = 128;   // fixed GEMM shape: results independent of batch split
 constexpr int64_t kTrainTile = 512;
-constexpr int64_t kDirectMaxD = 16;   // below this D, every logit is computed directly
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Entry classes: kSkip (beyond the cutoff), kApprox (weight through the P GEMM),

@@ -17,8 +17,7 @@ def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> n
     """A C-contiguous 2-d float32/float64 array without NaN/Inf.
 
     Integer and boolean arrays are converted to float64 (or ``dtype``); float16 is promoted to
-    float32; other kinds are refused. A 1-d array is read as one row only when ``dtype`` says how
-    many columns (never guessed)."""
+    float32; other kinds are refused."""
     arr = np.asarray(a)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be a real numeric array, got {describe(arr)}")

@@ -78,10 +78,8 @@ class EmpiricalScore:
         self.train = as_float_matrix(train, "train", dtype=dtype)
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
-        backend_cls = get_backend(backend)
-        options = {"refine": refine, "num_threads": num_threads} if backend_cls.name == "cpu" \
-            else {}
-        self.backend = backend_cls(self.train, self.weights, **options)
+        self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
+                                            num_threads=num_threads)
 
     @property
     def n(self) -> int:

@@ -400,7 +400,7 @@ class Custom(Schedule):
         if not np.all(np.isfinite(a)) or np.any(a < 0):
             raise ValueError("Custom schedule: alpha(t) must be finite and >= 0 on (0, T]")
 
-    def _call(self, fn, t, what):
+    def _call(self, fn, t):
         t = np.asarray(t, dtype=np.float64)
         v = np.asarray(fn(t), dtype=np.float64)
         return np.broadcast_to(v, t.shape).copy() if v.shape != t.shape else v
@@ -410,8 +410,8 @@ class Custom(Schedule):
         h = ts[1] - ts[0]
 
         def rhs(t, y):  # y = (log alpha, sigma^2)
-            fv = self._call(self._f_fn, t, "f")
-            gv = self._call(self._g_fn, t, "g")
+            fv = self._call(self._f_fn, t)
+            gv = self._call(self._g_fn, t)
             return np.stack([fv, 2 * fv * y[1] + gv * gv])
 
         y = np.zeros((2, n + 1))
@@ -438,12 +438,12 @@ class Custom(Schedule):
 
     def alpha(self, t):
         if self._mode == "alpha_sigma":
-            return self._call(self._alpha_fn, t, "alpha")
+            return self._call(self._alpha_fn, t)
         return np.exp(self._hermite(t, 0))
 
     def sigma2(self, t):
         if self._mode == "alpha_sigma":
-            s = self._call(self._sigma_fn, t, "sigma")
+            s = self._call(self._sigma_fn, t)
             if np.any(s < 0):
                 raise ValueError("Custom schedule: sigma(t) returned a negative value")
             return s * s
@@ -458,12 +458,12 @@ class Custom(Schedule):
 
     def f(self, t):
         if self._mode == "f_g":
-            return self._call(self._f_fn, t, "f")
+            return self._call(self._f_fn, t)
         return self._ddt(lambda s: np.log(self.alpha(s)), t)
 
     def g2(self, t):
         if self._mode == "f_g":
-            return self._call(self._g_fn, t, "g") ** 2
+            return self._call(self._g_fn, t) ** 2
         return self._ddt(self.sigma2, t) - 2 * self.f(t) * self.sigma2(t)
 
     def __repr__(self) -> str:

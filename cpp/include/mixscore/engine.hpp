@@ -2,11 +2,14 @@
 //   w_n(x, t) = softmax_n( log pi_n - |x - alpha X_n|^2 / (2 sigma^2) )
 // computed for M queries in one pass over the N training points (SCIENCE.md sections 1, 6, 8).
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <functional>
 
 namespace mixscore {
+
+// Below this dimension every logit is computed directly in float64 (no GEMM stage); the
+// training set then also needs its transposed float64 copy (TrainSet::XT).
+constexpr int64_t kDirectMaxD = 16;
 
 // Training set prepared once (EmpiricalScore construction). T is float or double.
 template <typename T>

@@ -6,8 +6,6 @@ import numpy as np
 
 from .. import _core
 
-_DIRECT_MAX_D = 16  # must match kDirectMaxD in cpp/src/engine_impl.hpp
-
 
 class CpuBackend:
     """Prepares the training set once (centred copy, norms, transposed copy for small D)."""
@@ -23,7 +21,7 @@ class CpuBackend:
         self.norm2c = np.einsum("nd,nd->n", self.Xc, self.Xc, dtype=np.float64)
         self.normc = np.sqrt(self.norm2c)
         self.XT = (np.ascontiguousarray(train.T, dtype=np.float64)
-                   if train.shape[1] < _DIRECT_MAX_D else None)
+                   if train.shape[1] < _core.DIRECT_MAX_D else None)
         self.logw = None if weights is None else np.ascontiguousarray(np.log(weights))
         self.options = _core.EngineOptions()
         if refine == "all":  # every entry whose error bound matters is recomputed exactly
