@@ -13,6 +13,8 @@
 
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
+#include "mixscore/philox.hpp"
+#include "mixscore/sampler.hpp"
 
 namespace py = pybind11;
 using namespace mixscore;
@@ -60,41 +62,68 @@ void run_interruptible(F&& body) {
   }
 }
 
+// The training set as prepared by python/mixscore/backends/cpu.py (CpuBackend.prepared).
+// Holds references to the arrays, so they outlive every call that reads them.
 template <typename T>
-py::dict stats(carray<T> X, carray<T> Xc, std::optional<carray<double>> XT,
-               carray<double> norm2c, carray<double> normc, std::optional<carray<double>> logw,
-               carray<double> mu, carray<T> x, carray<double> alpha, carray<double> sigma2,
-               const std::set<std::string>& want, const EngineOptions& opt) {
-  if (X.ndim() != 2 || Xc.ndim() != 2 || x.ndim() != 2)
-    throw std::invalid_argument("train, centred train and queries must be 2-d");
-  const py::ssize_t N = X.shape(0), D = X.shape(1), M = x.shape(0);
-  if (Xc.shape(0) != N || Xc.shape(1) != D)
-    throw std::invalid_argument("centred train must have the shape of train");
-  if (x.shape(1) != D)
-    throw std::invalid_argument("queries have " + std::to_string(x.shape(1)) +
-                                " columns, train has " + std::to_string(D));
-  if (N < 1) throw std::invalid_argument("train is empty");
-  check_len(norm2c, N, "norm2c");
-  check_len(normc, N, "normc");
-  check_len(mu, D, "mu");
+struct TrainArrays {
+  carray<T> X, Xc;
+  std::optional<carray<double>> XT;
+  carray<double> norm2c, normc;
+  std::optional<carray<double>> logw;
+  carray<double> mu;
+
+  TrainArrays(carray<T> X_, carray<T> Xc_, std::optional<carray<double>> XT_,
+              carray<double> norm2c_, carray<double> normc_,
+              std::optional<carray<double>> logw_, carray<double> mu_)
+      : X(X_), Xc(Xc_), XT(XT_), norm2c(norm2c_), normc(normc_), logw(logw_), mu(mu_) {
+    view();  // validates
+  }
+
+  TrainSet<T> view() const {
+    if (X.ndim() != 2 || Xc.ndim() != 2)
+      throw std::invalid_argument("train and centred train must be 2-d");
+    const py::ssize_t N = X.shape(0), D = X.shape(1);
+    if (N < 1) throw std::invalid_argument("train is empty");
+    if (Xc.shape(0) != N || Xc.shape(1) != D)
+      throw std::invalid_argument("centred train must have the shape of train");
+    check_len(norm2c, N, "norm2c");
+    check_len(normc, N, "normc");
+    check_len(mu, D, "mu");
+    if (logw) check_len(*logw, N, "logw");
+    if (XT && (XT->ndim() != 2 || XT->shape(0) != D || XT->shape(1) != N))
+      throw std::invalid_argument("XT must be D x N");
+    if (!XT && D < kDirectMaxD)
+      throw std::invalid_argument("XT is required when D < DIRECT_MAX_D");
+    TrainSet<T> tr;
+    tr.X = X.data();
+    tr.Xc = Xc.data();
+    tr.XT = XT ? XT->data() : nullptr;
+    tr.norm2c = norm2c.data();
+    tr.normc = normc.data();
+    tr.logw = logw ? logw->data() : nullptr;
+    tr.mu = mu.data();
+    tr.N = N;
+    tr.D = D;
+    return tr;
+  }
+};
+
+template <typename T>
+void check_queries(const carray<T>& x, int64_t D, const char* what) {
+  if (x.ndim() != 2 || x.shape(1) != D)
+    throw std::invalid_argument(std::string(what) + ": expected a 2-d array with " +
+                                std::to_string(D) + " columns");
+}
+
+template <typename T>
+py::dict stats(const TrainArrays<T>& train, carray<T> x, carray<double> alpha,
+               carray<double> sigma2, const std::set<std::string>& want,
+               const EngineOptions& opt) {
+  const TrainSet<T> tr = train.view();
+  check_queries(x, tr.D, "queries");
+  const py::ssize_t M = x.shape(0), D = tr.D;
   check_len(alpha, M, "alpha");
   check_len(sigma2, M, "sigma2");
-  if (logw) check_len(*logw, N, "logw");
-  if (XT && (XT->ndim() != 2 || XT->shape(0) != D || XT->shape(1) != N))
-    throw std::invalid_argument("XT must be D x N");
-  if (!XT && D < kDirectMaxD)
-    throw std::invalid_argument("XT is required when D < DIRECT_MAX_D");
-
-  TrainSet<T> tr;
-  tr.X = X.data();
-  tr.Xc = Xc.data();
-  tr.XT = XT ? XT->data() : nullptr;
-  tr.norm2c = norm2c.data();
-  tr.normc = normc.data();
-  tr.logw = logw ? logw->data() : nullptr;
-  tr.mu = mu.data();
-  tr.N = N;
-  tr.D = D;
   Queries<T> qs;
   qs.x = x.data();
   qs.alpha = alpha.data();
@@ -116,6 +145,84 @@ py::dict stats(carray<T> X, carray<T> Xc, std::optional<carray<double>> XT,
   return result;
 }
 
+// Runs the whole sampler loop (mixscore/sampler.hpp) on x in place. Returns -1, or the step
+// after which the state held NaN/Inf (the loop stopped there).
+template <typename T>
+int64_t sample(const TrainArrays<T>& train, py::array_t<T, py::array::c_style> x,
+               carray<double> coef, carray<double> alpha, carray<double> sigma2, bool predictor,
+               uint64_t seed, int64_t first_sample, bool end_denoise, carray<int64_t> save_steps,
+               std::optional<py::array_t<T, py::array::c_style>> saved,
+               const EngineOptions& opt, std::optional<py::function> callback, int64_t every) {
+  const TrainSet<T> tr = train.view();
+  check_queries(x, tr.D, "x");
+  const int64_t n = x.shape(0), S = save_steps.size();
+  if (coef.ndim() != 2 || coef.shape(1) != kNumCoef)
+    throw std::invalid_argument("coef must be K x " + std::to_string(kNumCoef));
+  const int64_t K = coef.shape(0);
+  if (K < 1) throw std::invalid_argument("coef: at least one step is needed");
+  check_len(alpha, K + 1, "alpha");
+  check_len(sigma2, K + 1, "sigma2");
+  if (every < 1) throw std::invalid_argument("every must be >= 1");
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t k = save_steps.data()[s];
+    if (k < 0 || k > K || (s > 0 && k <= save_steps.data()[s - 1]))
+      throw std::invalid_argument("save_steps must be increasing step numbers in [0, K]");
+  }
+  if (S > 0 && (!saved || saved->ndim() != 3 || saved->shape(0) != S ||
+                saved->shape(1) != n || saved->shape(2) != tr.D))
+    throw std::invalid_argument("saved must have shape (len(save_steps), n, D)");
+  SamplerPlan plan;
+  plan.coef = coef.data();
+  plan.alpha = alpha.data();
+  plan.sigma2 = sigma2.data();
+  plan.K = K;
+  plan.predictor = predictor;
+  plan.seed = seed;
+  plan.first_sample = first_sample;
+  plan.end_denoise = end_denoise;
+  plan.save_steps = save_steps.data();
+  plan.n_save = S;
+  T* xs = x.mutable_data();
+  T* out = S > 0 ? saved->mutable_data() : nullptr;
+  std::function<bool(int64_t)> on_steps;
+  if (callback)
+    on_steps = [&callback](int64_t k) {
+      py::gil_scoped_acquire gil;
+      try {
+        (*callback)(k);
+      } catch (py::error_already_set& e) {
+        e.restore();  // re-raised by run_interruptible
+        return true;
+      }
+      return false;
+    };
+  int64_t bad = -1;
+  if (n > 0)
+    run_interruptible([&](const StopFn& poll) {
+      const SamplerStatus st = run_sampler<T>(tr, xs, n, out, plan, opt, poll, on_steps, every);
+      bad = st.bad_step;
+      return st.finished;
+    });
+  return bad;
+}
+
+template <typename T>
+void bind_dtype(py::module_& m, const std::string& suffix) {
+  py::class_<TrainArrays<T>>(m, ("Train_" + suffix).c_str(),
+                             "A prepared training set (see backends/cpu.py).")
+      .def(py::init<carray<T>, carray<T>, std::optional<carray<double>>, carray<double>,
+                    carray<double>, std::optional<carray<double>>, carray<double>>(),
+           py::arg("X"), py::arg("Xc"), py::arg("XT"), py::arg("norm2c"), py::arg("normc"),
+           py::arg("logw"), py::arg("mu"));
+  m.def(("stats_" + suffix).c_str(), &stats<T>, py::arg("train"), py::arg("x"),
+        py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
+  m.def(("sample_" + suffix).c_str(), &sample<T>, py::arg("train"), py::arg("x"),
+        py::arg("coef"), py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"),
+        py::arg("seed"), py::arg("first_sample"), py::arg("end_denoise"),
+        py::arg("save_steps"), py::arg("saved"), py::arg("options"), py::arg("callback"),
+        py::arg("every"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -130,16 +237,34 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("cutoff", &EngineOptions::cutoff)
       .def_readwrite("num_threads", &EngineOptions::num_threads);
 
-  m.def("stats_f32", &stats<float>, py::arg("X"), py::arg("Xc"), py::arg("XT"),
-        py::arg("norm2c"), py::arg("normc"), py::arg("logw"), py::arg("mu"), py::arg("x"),
-        py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
-  m.def("stats_f64", &stats<double>, py::arg("X"), py::arg("Xc"), py::arg("XT"),
-        py::arg("norm2c"), py::arg("normc"), py::arg("logw"), py::arg("mu"), py::arg("x"),
-        py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
+  bind_dtype<float>(m, "f32");
+  bind_dtype<double>(m, "f64");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");
+  m.def("philox_normals", [](uint64_t seed, carray<int64_t> samples, uint32_t step, int64_t D) {
+    if (samples.ndim() != 1) throw std::invalid_argument("samples must be 1-d");
+    if (D < 1) throw std::invalid_argument("D must be >= 1");
+    py::array_t<double> z({samples.shape(0), py::ssize_t(D)});
+    for (py::ssize_t i = 0; i < samples.shape(0); ++i)
+      philox_normals(seed, uint64_t(samples.data()[i]), step, D, z.mutable_data() + i * D);
+    return z;
+  }, py::arg("seed"), py::arg("samples"), py::arg("step"), py::arg("D"),
+     "Standard normals of the given samples at one step: the samplers' noise.");
+  m.def("philox_uniforms", [](uint64_t seed, carray<int64_t> samples, uint32_t step) {
+    if (samples.ndim() != 1) throw std::invalid_argument("samples must be 1-d");
+    py::array_t<double> u(samples.shape(0));
+    for (py::ssize_t i = 0; i < samples.shape(0); ++i)
+      u.mutable_data()[i] = philox_uniform(seed, uint64_t(samples.data()[i]), step);
+    return u;
+  }, py::arg("seed"), py::arg("samples"), py::arg("step"), "Uniforms in [0, 1) per sample.");
+  m.def("philox4x32_10", [](std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
+    const Philox4x32 b = philox4x32_10(c[0], c[1], c[2], c[3], k[0], k[1]);
+    return std::array<uint32_t, 4>{b.v[0], b.v[1], b.v[2], b.v[3]};
+  }, py::arg("counter"), py::arg("key"), "The raw Philox4x32-10 block (known-answer tests).");
+  m.attr("STEP_START_NOISE") = kStepStartNoise;
+  m.attr("STEP_START_INDEX") = kStepStartIndex;
   m.def("max_threads", []() { return omp_get_max_threads(); });
   m.def("exp_nonpositive", [](carray<double> x) {
     py::array_t<double> y(x.size());

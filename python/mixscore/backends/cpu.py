@@ -31,8 +31,11 @@ class CpuBackend:
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
         self.options.num_threads = int(num_threads)
-        self._run = _core.stats_f32 if train.dtype == np.float32 else _core.stats_f64
+        suffix = "f32" if train.dtype == np.float32 else "f64"
+        self.prepared = getattr(_core, f"Train_{suffix}")(
+            self.X, self.Xc, self.XT, self.norm2c, self.normc, self.logw, self.mu)
+        self._stats = getattr(_core, f"stats_{suffix}")
+        self.run_sampler = getattr(_core, f"sample_{suffix}")
 
     def stats(self, x, alpha, sigma2, want):
-        return self._run(self.X, self.Xc, self.XT, self.norm2c, self.normc, self.logw, self.mu,
-                         x, alpha, sigma2, set(want), self.options)
+        return self._stats(self.prepared, x, alpha, sigma2, set(want), self.options)

@@ -1,0 +1,48 @@
+// Reverse-time integration with the exact empirical score, the whole loop in C++ (SCIENCE.md
+// section 3). Every step is one call of the streaming engine for the denoiser plus an O(n D)
+// update; the noise of sample i at step k is Philox(seed, first_sample + i, k), so the result
+// does not depend on batch size, batch split or thread count.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "mixscore/engine.hpp"
+
+namespace mixscore {
+
+// Every sampler step, whatever the method, is linear in the states and denoisers it uses:
+//   xe     = E_x x + E_h xh(x, t_a)                                  (Heun's predictor only)
+//   x_next = A x + B xh(x, t_a) + Ce xe + Cb xh(xe, t_b) + S z,   z ~ N(0, I) by Philox
+// with the seven coefficients of step k computed once in Python (python/mixscore/sampling/
+// methods.py), so the C++ loop and the Python loop for user scores share one definition of
+// each method and perform the same float64 operations in the same order.
+enum Coef : int { kA = 0, kB, kS, kEx, kEh, kCe, kCb, kNumCoef };
+
+struct SamplerPlan {
+  const double* coef = nullptr;    // K x kNumCoef
+  const double* alpha = nullptr;   // K + 1 grid values, t[0] = T > ... > t[K] = t_end
+  const double* sigma2 = nullptr;  // K + 1
+  int64_t K = 0;                   // number of steps
+  bool predictor = false;          // Heun: evaluate xh at (xe, t_{k+1}) too
+  uint64_t seed = 0;
+  int64_t first_sample = 0;   // global index of row 0 (noise stream of each sample)
+  bool end_denoise = false;   // true: replace x(t_end) by the denoiser at t_end
+  const int64_t* save_steps = nullptr;  // increasing step numbers in [0, K] (0 = the start)
+  int64_t n_save = 0;
+};
+
+struct SamplerStatus {
+  bool finished = true;     // false: stopped by should_stop (Ctrl-C) or the callback
+  int64_t bad_step = -1;    // >= 0: the step after which a state was NaN/Inf (loop stopped)
+};
+
+// Integrates x (n x D, in place) from t[0] to t[K]. saved (n_save x n x D) may be null when
+// n_save = 0. on_steps(k) is called after step k (1-based count) every `every` steps and after
+// the last; it returns true to stop.
+template <typename T>
+SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
+                          const SamplerPlan& plan, const EngineOptions& opt,
+                          const StopFn& should_stop,
+                          const std::function<bool(int64_t)>& on_steps, int64_t every);
+
+}  // namespace mixscore

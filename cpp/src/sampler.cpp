@@ -1,0 +1,116 @@
+// The fused sampler loop (see mixscore/sampler.hpp): per step one or two engine calls for the
+// denoiser and a linear update; the update is element-wise per sample, so any parallel split
+// gives the same bits. Compiled with -ffp-contract=off: the Python loop performs the same
+// float64 operations without fused multiply-adds.
+#include "mixscore/sampler.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mixscore/philox.hpp"
+
+namespace mixscore {
+
+namespace {
+
+template <typename T>
+struct Denoiser {
+  const TrainSet<T>& train;
+  const EngineOptions& opt;
+  const StopFn& stop;
+  int64_t n;
+  std::vector<double> alpha, sigma2;
+
+  // xh = denoiser(x, t) for grid point (alpha_t, sigma2_t); false if asked to stop.
+  bool operator()(const T* x, double alpha_t, double sigma2_t, T* xh) {
+    std::fill(alpha.begin(), alpha.end(), alpha_t);
+    std::fill(sigma2.begin(), sigma2.end(), sigma2_t);
+    Queries<T> q;
+    q.x = x;
+    q.alpha = alpha.data();
+    q.sigma2 = sigma2.data();
+    q.M = n;
+    Outputs<T> out;
+    out.denoised = xh;
+    return run_engine<T>(train, q, out, opt, stop);
+  }
+};
+
+int threads_for(const EngineOptions& opt) {
+  return opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads();
+}
+
+}  // namespace
+
+template <typename T>
+SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
+                          const SamplerPlan& plan, const EngineOptions& opt,
+                          const StopFn& should_stop,
+                          const std::function<bool(int64_t)>& on_steps, int64_t every) {
+  const int64_t D = train.D, nD = n * D;
+  Denoiser<T> denoise{train, opt, should_stop, n, std::vector<double>(n), std::vector<double>(n)};
+  std::vector<T> xh(nD), xe(plan.predictor ? nD : 0), xhb(plan.predictor ? nD : 0);
+  SamplerStatus status;
+  int64_t next_save = 0;
+  auto save = [&](int64_t step) {
+    while (next_save < plan.n_save && plan.save_steps[next_save] == step) {
+      std::memcpy(saved + next_save * nD, x, sizeof(T) * nD);
+      ++next_save;
+    }
+  };
+  save(0);
+  const int nthreads = threads_for(opt);
+  for (int64_t k = 0; k < plan.K; ++k) {
+    const double* c = plan.coef + k * kNumCoef;
+    if (!denoise(x, plan.alpha[k], plan.sigma2[k], xh.data())) return {false, -1};
+    if (plan.predictor) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+      for (int64_t e = 0; e < nD; ++e)
+        xe[e] = T(c[kEx] * double(x[e]) + c[kEh] * double(xh[e]));
+      if (!denoise(xe.data(), plan.alpha[k + 1], plan.sigma2[k + 1], xhb.data()))
+        return {false, -1};
+    }
+    const bool noisy = c[kS] != 0.0;
+    int bad = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : bad)
+    {
+      std::vector<double> z(noisy ? D : 0);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        if (noisy)
+          philox_normals(plan.seed, uint64_t(plan.first_sample + i), uint32_t(k), D, z.data());
+        for (int64_t d = 0; d < D; ++d) {
+          const int64_t e = i * D + d;
+          double v = c[kA] * double(x[e]) + c[kB] * double(xh[e]);
+          if (plan.predictor) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
+          if (noisy) v = v + c[kS] * z[d];
+          x[e] = T(v);
+          bad |= !std::isfinite(x[e]);
+        }
+      }
+    }
+    if (bad) return {true, k};
+    save(k + 1);
+    const bool last = k + 1 == plan.K;
+    if (on_steps && ((k + 1) % every == 0 || last) && on_steps(k + 1)) return {false, -1};
+  }
+  if (plan.end_denoise) {
+    if (!denoise(x, plan.alpha[plan.K], plan.sigma2[plan.K], xh.data())) return {false, -1};
+    std::memcpy(x, xh.data(), sizeof(T) * nD);
+  }
+  return status;
+}
+
+template SamplerStatus run_sampler<float>(const TrainSet<float>&, float*, int64_t, float*,
+                                          const SamplerPlan&, const EngineOptions&,
+                                          const StopFn&, const std::function<bool(int64_t)>&,
+                                          int64_t);
+template SamplerStatus run_sampler<double>(const TrainSet<double>&, double*, int64_t, double*,
+                                           const SamplerPlan&, const EngineOptions&,
+                                           const StopFn&, const std::function<bool(int64_t)>&,
+                                           int64_t);
+
+}  // namespace mixscore
