@@ -44,6 +44,24 @@ class ScoreStats:
                 if getattr(self, f.name) is not None}
 
 
+def _wanted(include) -> set:
+    want = set(STAT_NAMES if include is None else include)
+    unknown = want - set(STAT_NAMES)
+    if unknown:
+        raise ValueError(f"include has unknown statistics {sorted(unknown)}; "
+                         f"expected a subset of {list(STAT_NAMES)}")
+    return want
+
+
+def _per_query(v, m: int, name: str) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(m, float(arr))
+    if arr.shape != (m,):
+        raise ValueError(f"{name} must be a scalar or have shape ({m},), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
 class EmpiricalScore:
     """Exact score model of a training set under a forward schedule.
 
@@ -114,18 +132,27 @@ class EmpiricalScore:
     def stats(self, x, t, include=None) -> ScoreStats:
         """All posterior statistics at queries ``x`` (M, D) and time ``t`` (scalar or (M,)),
         from one pass over the training set. ``include`` limits the fields computed."""
-        want = set(STAT_NAMES if include is None else include)
-        unknown = want - set(STAT_NAMES)
-        if unknown:
-            raise ValueError(f"include has unknown statistics {sorted(unknown)}; "
-                             f"expected a subset of {list(STAT_NAMES)}")
+        want = _wanted(include)
         xq, single = self._queries(x)
         ts = per_query_times(t, xq.shape[0], self.schedule.T)
-        alpha = np.ascontiguousarray(self.schedule.alpha(ts), dtype=np.float64)
-        sigma2 = np.ascontiguousarray(self.schedule.sigma2(ts), dtype=np.float64)
+        return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want)
+
+    def stats_at_noise(self, x, alpha, sigma2, include=None) -> ScoreStats:
+        """Like ``stats`` but at explicit noise levels: the mixture with means ``alpha X_n`` and
+        variance ``sigma2`` (scalars or one per query), whatever the schedule."""
+        want = _wanted(include)
+        xq, single = self._queries(x)
+        m = xq.shape[0]
+        return self._stats(xq, single, _per_query(alpha, m, "alpha"),
+                           _per_query(sigma2, m, "sigma2"), want)
+
+    def _stats(self, xq, single, alpha, sigma2, want) -> ScoreStats:
+        alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+        sigma2 = np.ascontiguousarray(sigma2, dtype=np.float64)
         if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma2))
                 and np.all(sigma2 > 0)):
-            raise ValueError("schedule gave non-finite alpha or sigma <= 0 at the requested t")
+            raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
+                             "gave other values at the requested t)")
         out = self.backend.stats(xq, alpha, sigma2, want)
         if single:
             out = {k: v[0] for k, v in out.items()}

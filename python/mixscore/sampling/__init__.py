@@ -1,0 +1,384 @@
+"""Reverse-time sampling with the exact empirical score or any user score (SCIENCE.md
+section 3): ``ms.sample``.
+
+Fixed-grid samplers are tables of per-step coefficients (``methods.py``) run either fused in
+C++ (an EmpiricalScore on the cpu backend) or by the Python loop (any other score), with the
+same arithmetic and the same Philox noise: noise of sample i at step k depends only on
+(seed, i, k), never on batch size, batch split or thread count.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .. import _core
+from .._validation import as_float_matrix
+from ..empirical import EmpiricalScore
+from ..schedules import Schedule
+from . import rk45
+from .denoisers import CallableDenoiser, ModelDenoiser
+from .loop import NonFiniteState, run_fused, run_python
+from .methods import SAMPLERS, build_plan
+
+__all__ = ["sample", "SampleResult", "SAMPLERS", "START_KINDS", "END_RULES"]
+
+START_KINDS = ("prior", "exact")
+END_RULES = ("as_is", "denoised", "no_noise_last")
+GRID_KINDS = ("geometric", "log", "uniform", "exponential", "karras")
+
+
+@dataclass
+class SampleResult:
+    """Samples and a record of exactly what produced them (SCIENCE.md section 6, item 6).
+
+    samples      (n, D) end points (after the end rule)
+    times        the time grid, T first (for rk45: [T, t_end])
+    saved        (len(save_steps), n, D) states after the requested steps, or None
+    save_steps   the step numbers of ``saved`` (0 = the start)
+    start_index  (n,) training index each sample started from (start="exact"), else None
+    nfev         score evaluations per sample (rk45: per sample array)
+    settings     sampler, a2, steps, grid, t_end, T, start, end, seed, dtype, fused, ...
+    """
+
+    samples: np.ndarray
+    times: np.ndarray
+    saved: np.ndarray | None = None
+    save_steps: np.ndarray | None = None
+    start_index: np.ndarray | None = None
+    nfev: np.ndarray | int = 0
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The settings and grid as plain JSON-ready values (without the sample arrays)."""
+        d = asdict(self)
+        out = {"settings": d["settings"], "times": self.times.tolist(),
+               "n": int(self.samples.shape[0]), "dim": int(self.samples.shape[1])}
+        out["nfev"] = (int(self.nfev) if np.ndim(self.nfev) == 0
+                       else {"mean": float(np.mean(self.nfev)), "max": int(np.max(self.nfev))})
+        return out
+
+
+def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
+           grid="geometric", t_end: float | None = None, start="prior", end: str = "as_is",
+           a2: float | None = None, seed: int = 0, schedule: Schedule | None = None,
+           dim: int | None = None, output: str = "score", dtype=None,
+           save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
+           atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
+           callback: Callable | None = None, callback_every: int = 10) -> SampleResult:
+    """Integrate the reverse-time dynamics from T down to t_end for ``n`` samples.
+
+    Parameters
+    ----------
+    score : EmpiricalScore or callable
+        An ``EmpiricalScore`` (the exact empirical score; on the cpu backend the whole loop runs
+        in C++), or any ``fn(x, t)`` returning the score for x of shape (m, D) (``output=``
+        says if it returns the denoiser or eps instead). ``t`` is a float, or for rk45 an
+        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array).
+    n : int
+        Number of samples (may be omitted when ``start`` is an (n, D) array).
+    sampler : str
+        One of ``mixscore.sampling.SAMPLERS`` (euler_maruyama, euler, heun, ddim, ddpm,
+        splitting, rk45).
+    steps, grid, t_end
+        The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
+        (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
+        array of times (then ``steps`` and ``t_end`` are taken from it). rk45 uses only
+        t_end.
+    start : "prior", "exact", (n, D) array or (D,) point
+        "prior": N(0, sigma(T)^2 I); "exact": the noised empirical measure at T (a training
+        point drawn with its weight, times alpha(T), plus sigma(T) Z; needs an
+        EmpiricalScore); an array: the start states; a point: the same start for all samples.
+        T is the first time of the grid (``schedule.T`` unless ``grid`` is an array).
+    end : "as_is", "denoised" or "no_noise_last"
+        Return x(t_end), the denoiser at (x(t_end), t_end), or x(t_end) with the last step
+        taken without noise.
+    a2 : float
+        Noise level of the general family (euler_maruyama only; default 1, the reverse SDE;
+        0 is the probability-flow ODE).
+    seed : int
+        Philox key; the noise of sample i at step k depends only on (seed, i, k).
+    save_steps : sequence of int
+        Step numbers (0 = start, steps = end) whose states are returned in ``saved``.
+    batch_size : int
+        Samples integrated together (memory); results do not depend on it.
+    rtol, atol : float
+        rk45 tolerances (SciPy semantics).
+    fused : bool
+        Force (True) or forbid (False) the C++ loop; default: fused when possible.
+    progress : bool
+        tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
+    callback : callable
+        ``callback(step, t)`` every ``callback_every`` steps (per batch).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
+    if end not in END_RULES:
+        raise ValueError(f"end must be one of {END_RULES}, got {end!r}")
+    if a2 is not None and sampler != "euler_maruyama":
+        raise ValueError(f"a2 applies to sampler='euler_maruyama' only (got sampler={sampler!r})")
+    a2 = {"euler_maruyama": 1.0 if a2 is None else float(a2), "euler": 0.0}.get(sampler, 0.0)
+    if not (np.isfinite(a2) and a2 >= 0):
+        raise ValueError(f"a2 must be a finite number >= 0, got {a2}")
+    seed = _as_seed(seed)
+    callback_every = int(callback_every)
+    if callback_every < 1:
+        raise ValueError(f"callback_every must be >= 1, got {callback_every}")
+
+    den = _denoiser(score, schedule, output, dtype, dim, start)
+    sch = den.schedule
+    if sampler == "rk45":
+        if not isinstance(grid, str):
+            raise ValueError("sampler='rk45' chooses its own steps; pass t_end, not a grid array")
+        ts, grid_name = np.array([sch.T, sch.t_end if t_end is None else t_end]), "adaptive"
+    else:
+        ts, grid_name = _grid(sch, steps, grid, t_end)
+    x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
+    n, d = x0.shape
+    batch = n if batch_size is None else int(batch_size)
+    if batch < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    settings = dict(sampler=sampler, description=SAMPLERS[sampler], a2=a2, end=end, seed=seed,
+                    start=start_kind, dtype=str(den.dtype), schedule=repr(sch), n=n, dim=d,
+                    T=float(sch.T), batch_size=batch)
+    if sampler == "rk45":
+        return _sample_rk45(den, x0, start_index, sch, t_end, end, rtol, atol, settings,
+                            progress)
+
+    plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last")
+    _warn_stiff(plan.rho, ts, sampler)
+    save = _save_steps(save_steps, ts.size - 1)
+    use_fused = _use_fused(fused, den)
+    settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
+                    fused=use_fused, stiffness_max=float(plan.rho.max()))
+
+    saved = np.empty((save.size, n, d), den.dtype) if save.size else None
+    out = np.empty((n, d), den.dtype)
+    K = ts.size - 1
+    bar = _progress_bar(progress, K * ((n + batch - 1) // batch), f"mixscore {sampler}")
+    try:
+        for b0 in range(0, n, batch):
+            b1 = min(n, b0 + batch)
+            sv = None if saved is None else np.empty((save.size, b1 - b0, d), den.dtype)
+            done = [0]
+
+            def on_step(k, _done=done):
+                if bar is not None:
+                    bar.update(k - _done[0])
+                _done[0] = k
+                if callback is not None and (k % callback_every == 0 or k == K):
+                    callback(k, float(ts[k]))
+
+            try:
+                if use_fused:
+                    every = callback_every if bar is None else 1
+                    res = run_fused(den.model.backend, x0[b0:b1], b0, plan, seed, save, sv,
+                                    end == "denoised", on_step, every)
+                else:
+                    res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
+                                     end == "denoised", on_step)
+            except NonFiniteState as e:
+                k = e.step
+                raise FloatingPointError(
+                    f"sampler {sampler!r} produced NaN/Inf at step {k} (t = {ts[k]:.6g} -> "
+                    f"{ts[k + 1]:.6g}, stiffness rho = {plan.rho[k]:.3g}); the explicit step is "
+                    "unstable there: use more steps near t_end, a geometric grid, or "
+                    "sampler='ddim' / 'ddpm'") from None
+            out[b0:b1] = res
+            if saved is not None:
+                saved[:, b0:b1] = sv
+    finally:
+        if bar is not None:
+            bar.close()
+    nfev = K * (2 if plan.predictor else 1) + (1 if end == "denoised" else 0)
+    return SampleResult(samples=out, times=ts, saved=saved, save_steps=save if save.size else
+                        None, start_index=start_index, nfev=nfev, settings=settings)
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+def _as_seed(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def _denoiser(score, schedule, output, dtype, dim, start):
+    if isinstance(score, EmpiricalScore):
+        if schedule is not None and schedule is not score.schedule:
+            raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
+        if output != "score":
+            raise ValueError("output= applies to score callables only")
+        if dtype is not None and np.dtype(dtype) != score.dtype:
+            raise ValueError(f"dtype= must match the model's dtype {score.dtype} "
+                             "(build the EmpiricalScore with dtype=... instead)")
+        return ModelDenoiser(score)
+    if not callable(score):
+        raise TypeError(f"score must be an EmpiricalScore or a callable fn(x, t), got "
+                        f"{type(score).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError("a score callable needs schedule= (a mixscore Schedule, e.g. ms.VP())")
+    if dtype is None:
+        dtype = np.asarray(start).dtype if isinstance(start, np.ndarray) and np.asarray(
+            start).dtype in (np.float32, np.float64) else np.float64
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    if dim is None and isinstance(start, np.ndarray | list | tuple):
+        dim = np.shape(start)[-1]
+    if dim is None or int(dim) < 1:
+        raise ValueError("a score callable needs dim= (the data dimension) or a start array")
+    return CallableDenoiser(score, schedule, output, dtype, int(dim))
+
+
+def _start(start, n, den, seed, t0: float):
+    """Start states (n, D) at time t0 in the model's dtype, the start training indices, and a
+    label."""
+    sch, d, dtype = den.schedule, den.dim, den.dtype
+    if isinstance(start, str):
+        if start not in START_KINDS:
+            raise ValueError(f"start must be one of {START_KINDS}, an (n, {d}) array or a "
+                             f"({d},) point; got {start!r}")
+        n = _count(n)
+        ids = np.arange(n, dtype=np.int64)
+        z = _core.philox_normals(seed, ids, _core.STEP_START_NOISE, d)
+        sig_T, al_T = float(sch.sigma(t0)), float(sch.alpha(t0))
+        if start == "prior":
+            return (sig_T * z).astype(dtype), None, "prior N(0, sigma(T)^2 I)"
+        if not isinstance(den, ModelDenoiser):
+            raise ValueError("start='exact' needs an EmpiricalScore (it draws training points)")
+        model = den.model
+        w = np.ones(model.n) if model.weights is None else model.weights
+        cdf = np.cumsum(w / w.sum())
+        u = _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX)
+        idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
+        x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
+        return x.astype(dtype), idx, "exact (noised empirical measure at T)"
+    arr = np.asarray(start)
+    if arr.ndim == 1:
+        if arr.shape != (d,):
+            raise ValueError(f"start point must have shape ({d},), got shape {arr.shape}")
+        n = _count(n)
+        arr = np.broadcast_to(arr, (n, d))
+        kind = "fixed point"
+    else:
+        if arr.ndim != 2 or arr.shape[1] != d:
+            raise ValueError(f"start array must have shape (n, {d}), got shape {arr.shape}")
+        if n is not None and _count(n) != arr.shape[0]:
+            raise ValueError(f"n = {n} but the start array has {arr.shape[0]} rows")
+        kind = "user array"
+    return as_float_matrix(arr, "start", dtype=dtype), None, kind
+
+
+def _count(n) -> int:
+    if n is None:
+        raise ValueError("n (the number of samples) is required unless start is an array")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    return int(n)
+
+
+def _grid(sch: Schedule, steps, grid, t_end):
+    if isinstance(grid, str):
+        if grid not in GRID_KINDS:
+            raise ValueError(f"grid must be one of {GRID_KINDS} or an array, got {grid!r}")
+        if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+            raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+        return sch.grid(int(steps), grid, t_end=t_end), grid
+    if t_end is not None:
+        raise ValueError("t_end is taken from the grid array; do not pass both")
+    return sch.check_grid(grid), "user array"
+
+
+def _save_steps(save_steps, K: int) -> np.ndarray:
+    if save_steps is None:
+        return np.zeros(0, np.int64)
+    s = np.asarray(save_steps)
+    if s.ndim != 1 or s.dtype.kind not in "iu":
+        raise ValueError(f"save_steps must be a 1-d sequence of ints, got {s!r}")
+    s = np.unique(s.astype(np.int64))
+    if s.size and (s[0] < 0 or s[-1] > K):
+        raise ValueError(f"save_steps must lie in [0, {K}] (0 = start, {K} = end), got {s}")
+    return s
+
+
+def _use_fused(fused, den) -> bool:
+    can = isinstance(den, ModelDenoiser) and den.model.backend.name == "cpu"
+    if fused and not can:
+        raise ValueError("fused=True needs an EmpiricalScore on the cpu backend and a "
+                         "fixed-grid sampler")
+    return can if fused is None else bool(fused)
+
+
+def _warn_stiff(rho, ts, sampler):
+    bad = np.flatnonzero(rho > 2)
+    if bad.size:
+        k = int(bad[0])
+        warnings.warn(
+            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho = g^2 h / "
+            f"sigma^2 > 2 and will diverge, first step {k} (t = {ts[k]:.6g} -> "
+            f"{ts[k + 1]:.6g}, rho = {rho[k]:.3g}); use more steps, a geometric grid or "
+            "sampler='ddim'/'ddpm'", RuntimeWarning, stacklevel=3)
+
+
+def _progress_bar(progress, total, desc):
+    if progress is None:
+        progress = sys.stderr is not None and sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress is True:
+            warnings.warn("progress=True needs tqdm (pip install tqdm)", stacklevel=3)
+        return None
+    return tqdm(total=total, desc=desc, unit="step")
+
+
+def _sample_rk45(den, x0, start_index, sch, t_end, end, rtol, atol, settings, progress):
+    t_end = float(sch.t_end if t_end is None else t_end)
+    if not 0 < t_end < sch.T:
+        raise ValueError(f"t_end must lie in (0, T) = (0, {sch.T}), got {t_end}")
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be > 0, got {v}")
+    if end == "no_noise_last":
+        raise ValueError("end='no_noise_last' applies to stochastic samplers; rk45 integrates "
+                         "the ODE (use 'as_is' or 'denoised')")
+    dtype = den.dtype
+
+    def velocity(y, t):  # probability-flow ODE dx/dt = f x - g^2/2 (alpha xh - x) / sigma^2
+        x = y.astype(dtype)
+        xh = den.at_times(x, t)
+        al, s2 = sch.alpha(t)[:, None], sch.sigma2(t)[:, None]
+        return sch.f(t)[:, None] * y - 0.5 * sch.g2(t)[:, None] * (al * xh - y) / s2
+
+    n = x0.shape[0]
+    bar = _progress_bar(progress, n, "mixscore rk45")
+    done = [0]
+
+    def on_step(finished):
+        if bar is not None:
+            bar.update(finished - done[0])
+        done[0] = finished
+
+    try:
+        y, nfev, nsteps = rk45.integrate(velocity, x0.astype(np.float64), sch.T, t_end, rtol,
+                                         atol, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.close()
+    samples = y.astype(dtype)
+    if end == "denoised":
+        samples = den.at_times(samples, np.full(n, t_end)).astype(dtype)
+        nfev = nfev + 1
+    settings.update(t_end=t_end, rtol=rtol, atol=atol, fused=False, grid="adaptive",
+                    steps_mean=float(nsteps.mean()), steps_max=int(nsteps.max()))
+    return SampleResult(samples=samples, times=np.array([sch.T, t_end]),
+                        start_index=start_index, nfev=nfev, settings=settings)

@@ -1,0 +1,78 @@
+"""What a sampler evaluates: a denoiser xh = E[X_0 | x, t] in float64, from an
+EmpiricalScore or from any user callable (a trained network) returning a score, a denoiser or
+a noise prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..empirical import EmpiricalScore
+from ..schedules import Schedule
+
+OUTPUT_KINDS = ("score", "denoised", "eps")
+
+
+class ModelDenoiser:
+    """The exact empirical denoiser at explicit (alpha, sigma^2), as the fused loop calls it."""
+
+    def __init__(self, model: EmpiricalScore):
+        self.model = model
+        self.schedule = model.schedule
+        self.dtype = model.dtype
+        self.dim = model.dim
+
+    def __call__(self, x, t, alpha, sigma2):
+        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",)).denoised
+        return np.asarray(xh, dtype=np.float64)
+
+    def at_times(self, x, t):
+        """Per-sample times (the adaptive RK45 path)."""
+        return np.asarray(self.model.denoise(x, t), dtype=np.float64)
+
+
+class CallableDenoiser:
+    """A user function ``fn(x, t)`` returning the score (default), the denoiser or eps."""
+
+    def __init__(self, fn: Callable, schedule: Schedule, output: str, dtype, dim: int | None):
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+        self.fn, self.schedule, self.output = fn, schedule, output
+        self.dtype, self.dim = np.dtype(dtype), dim
+        self.step = None  # set by the loop for error messages
+
+    def _call(self, x, t):
+        out = self.fn(x, t)
+        out = np.asarray(out)
+        if out.shape != x.shape:
+            raise ValueError(f"the score callable returned shape {out.shape} for x of shape "
+                             f"{x.shape} (t = {_fmt_t(t)}); expected the shape of x")
+        if out.dtype.kind not in "fiu":
+            raise TypeError(f"the score callable returned dtype {out.dtype}; expected floats")
+        out = out.astype(np.float64)
+        if not np.all(np.isfinite(out)):
+            where = "" if self.step is None else f" at step {self.step}"
+            raise ValueError(f"the score callable returned NaN or Inf{where} (t = {_fmt_t(t)})")
+        return out
+
+    def _to_denoiser(self, x, out, alpha, sigma2):
+        x = np.asarray(x, dtype=np.float64)
+        if self.output == "denoised":
+            return out
+        if self.output == "eps":
+            return (x - np.sqrt(sigma2) * out) / alpha
+        return (x + sigma2 * out) / alpha
+
+    def __call__(self, x, t, alpha, sigma2):
+        return self._to_denoiser(x, self._call(x, t), alpha, sigma2)
+
+    def at_times(self, x, t):
+        alpha = self.schedule.alpha(t)[:, None]
+        sigma2 = self.schedule.sigma2(t)[:, None]
+        return self._to_denoiser(x, self._call(x, t), alpha, sigma2)
+
+
+def _fmt_t(t) -> str:
+    t = np.asarray(t)
+    return f"{float(t):.6g}" if t.ndim == 0 else f"array of {t.size} times"

@@ -1,0 +1,66 @@
+"""The two runners of a fixed-grid plan: the fused C++ loop (EmpiricalScore on the cpu
+backend) and the Python loop (any denoiser). Both perform the same float64 operations in the
+same order and draw the same Philox noise, so their results agree to rounding of the score."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .methods import CB, CE, EH, EX, A, B, Plan, S
+
+
+class NonFiniteState(FloatingPointError):
+    """An explicit step produced NaN/Inf (the step was unstable)."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray, seed: int,
+               save_steps: np.ndarray, saved: np.ndarray | None, end_denoise: bool,
+               on_step) -> np.ndarray:
+    """Integrates the batch ``x`` (n, D) through the plan and returns the end state."""
+    n, d = x.shape
+    ids = np.arange(first_sample, first_sample + n, dtype=np.int64)
+    save_at = {int(k): i for i, k in enumerate(save_steps)}
+    if 0 in save_at:
+        saved[save_at[0]] = x
+    for k in range(plan.coef.shape[0]):
+        c = plan.coef[k]
+        den.step = k
+        xh = den(x, ts[k], plan.alpha[k], plan.sigma2[k])
+        x64 = x.astype(np.float64)
+        v = c[A] * x64 + c[B] * xh
+        if plan.predictor:
+            xe = (c[EX] * x64 + c[EH] * xh).astype(x.dtype)
+            xhb = den(xe, ts[k + 1], plan.alpha[k + 1], plan.sigma2[k + 1])
+            v = v + c[CE] * xe.astype(np.float64) + c[CB] * xhb
+        if c[S] != 0.0:
+            v = v + c[S] * _core.philox_normals(seed, ids, k, d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = v.astype(x.dtype)
+        if not np.all(np.isfinite(x)):
+            raise NonFiniteState(k)
+        if k + 1 in save_at:
+            saved[save_at[k + 1]] = x
+        on_step(k + 1)
+    den.step = None
+    if end_denoise:
+        x = den(x, ts[-1], plan.alpha[-1], plan.sigma2[-1]).astype(x.dtype)
+    return x
+
+
+def run_fused(backend, x: np.ndarray, first_sample: int, plan: Plan, seed: int,
+              save_steps: np.ndarray, saved: np.ndarray | None, end_denoise: bool,
+              on_step, every: int) -> np.ndarray:
+    """The same loop in one C++ call (GIL released, Ctrl-C checked between and within steps)."""
+    x = np.array(x, dtype=x.dtype, order="C", copy=True)
+    bad = backend.run_sampler(backend.prepared, x, plan.coef, plan.alpha, plan.sigma2,
+                              plan.predictor, seed, first_sample, end_denoise,
+                              np.ascontiguousarray(save_steps, dtype=np.int64), saved,
+                              backend.options, on_step, every)
+    if bad >= 0:
+        raise NonFiniteState(bad)
+    return x

@@ -1,0 +1,113 @@
+"""The fixed-grid samplers as tables of per-step coefficients (SCIENCE.md section 3).
+
+Every method's step from t_a = t[k] down to t_b = t[k+1] (h = t_a - t_b > 0) is linear in the
+state x, the denoiser xh = E[X_0 | x, t_a], for Heun a predictor xe and its denoiser xhb at t_b,
+and the noise z:
+
+    xe     = Ex x + Eh xh                                   (Heun only)
+    x_next = A x + B xh + Ce xe + Cb xhb + S z
+
+with the score written in denoiser form, s = (alpha xh - x) / sigma^2 (SCIENCE.md section 6,
+item 5). The same table drives the C++ loop (cpp/src/sampler.cpp) and the Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..schedules import Schedule
+
+A, B, S, EX, EH, CE, CB = range(7)
+NUM_COEF = 7
+
+SAMPLERS = {
+    "euler_maruyama": "reverse SDE, Euler-Maruyama; with a2 the general family "
+                      "dx = [f x - (1 + a2)/2 g^2 s] dt + sqrt(a2) g dB (memorization paper "
+                      "Eq. 2.10); a2 = 1 (default) is the reverse SDE",
+    "euler": "probability-flow ODE (a2 = 0), explicit Euler",
+    "heun": "probability-flow ODE, Heun's predictor-corrector (2 score calls per step)",
+    "ddim": "deterministic exponential integrator, denoiser frozen over a step: "
+            "x_b = alpha_b xh + (sigma_b / sigma_a)(x_a - alpha_a xh) (exact for one Gaussian)",
+    "ddpm": "stochastic exponential integrator: the exact Gaussian-bridge (DDPM posterior) "
+            "step q(x_b | x_a, x_0 = xh)",
+    "splitting": "the bounded-target paper's splitting scheme (its Eq. 23/25) for VP/OU "
+                 "schedules: x <- x + h beta s(x, t_a), then x <- e^{beta h/2} x + "
+                 "sqrt(1 - e^{-beta h}) z",
+    "rk45": "adaptive Dormand-Prince RK45 on the probability-flow ODE, per sample, with "
+            "SciPy solve_ivp's step-size control (rtol, atol)",
+}
+
+
+@dataclass
+class Plan:
+    """Coefficients for one grid, plus what the warnings and the report need."""
+
+    coef: np.ndarray       # (K, NUM_COEF) float64
+    alpha: np.ndarray      # (K + 1,)
+    sigma2: np.ndarray     # (K + 1,)
+    predictor: bool        # Heun: a second denoiser call per step
+    rho: np.ndarray        # (K,) stiffness of an explicit step (0 for exponential integrators)
+
+
+def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1.0,
+               noise_last: bool = True) -> Plan:
+    """Per-step coefficients of ``method`` on the decreasing grid ``ts``."""
+    al, s2 = schedule.alpha(ts), schedule.sigma2(ts)
+    f, g2 = schedule.f(ts), schedule.g2(ts)
+    if not (np.all(np.isfinite(al)) and np.all(np.isfinite(s2)) and np.all(s2 > 0)
+            and np.all(np.isfinite(f)) and np.all(np.isfinite(g2))):
+        raise ValueError("the schedule gives non-finite alpha, f, g or sigma <= 0 on the grid")
+    K = ts.size - 1
+    h = ts[:-1] - ts[1:]
+    at, bt, sa, sb = al[:-1], al[1:], s2[:-1], s2[1:]
+    fa, ga2 = f[:-1], g2[:-1]
+    coef = np.zeros((K, NUM_COEF))
+    rho = np.zeros(K)
+    if method in ("euler_maruyama", "euler"):
+        c = 0.5 * (1.0 + a2)
+        coef[:, A] = 1.0 - h * fa - h * c * ga2 / sa
+        coef[:, B] = h * c * ga2 * at / sa
+        coef[:, S] = np.sqrt(a2 * h * ga2)
+        rho = h * c * ga2 / sa
+    elif method == "heun":
+        p_a, q_a = fa + 0.5 * ga2 / sa, 0.5 * ga2 * at / sa      # velocity v = p x - q xh
+        p_b, q_b = f[1:] + 0.5 * g2[1:] / sb, 0.5 * g2[1:] * bt / sb
+        coef[:, EX] = 1.0 - h * p_a
+        coef[:, EH] = h * q_a
+        coef[:, A] = 1.0 - 0.5 * h * p_a
+        coef[:, B] = 0.5 * h * q_a
+        coef[:, CE] = -0.5 * h * p_b
+        coef[:, CB] = 0.5 * h * q_b
+        rho = 0.5 * h * ga2 / sa
+    elif method == "ddim":
+        r = np.sqrt(sb / sa)
+        coef[:, A] = r
+        coef[:, B] = bt - r * at
+    elif method == "ddpm":
+        a_ab = at / bt                                  # x_a = a_ab x_b + sqrt(s2_ab) z
+        s2_ab = np.maximum(sa - a_ab * a_ab * sb, 0.0)
+        coef[:, A] = a_ab * sb / sa
+        coef[:, B] = bt * s2_ab / sa
+        coef[:, S] = np.sqrt(s2_ab * sb / sa)
+    elif method == "splitting":
+        if not np.allclose(f, -0.5 * g2, rtol=1e-9, atol=0.0):
+            raise ValueError("sampler='splitting' is the bounded-target paper's scheme for "
+                             "VP/OU schedules (f = -g^2/2); use another sampler for "
+                             f"{type(schedule).__name__}")
+        beta = ga2
+        e = np.exp(0.5 * beta * h)
+        coef[:, A] = e * (1.0 - h * beta / sa)
+        coef[:, B] = e * h * beta * at / sa
+        coef[:, S] = np.sqrt(-np.expm1(-beta * h))
+        rho = h * beta / sa
+    else:
+        raise ValueError(f"sampler {method!r} has no fixed-grid plan")
+    if not noise_last:
+        coef[-1, S] = 0.0
+    if not np.all(np.isfinite(coef)):
+        raise ValueError(f"sampler {method!r}: the step coefficients are not finite on this "
+                         "grid (check the schedule near t_end and T)")
+    return Plan(coef=coef, alpha=np.ascontiguousarray(al), sigma2=np.ascontiguousarray(s2),
+                predictor=method == "heun", rho=rho)
