@@ -1,0 +1,81 @@
+"""Ratio table for the fused sampler (issue 3), from one run on this machine.
+
+Compares, for the same samples, grid and noise:
+  fused         ms.sample(EmpiricalScore on cpu): the whole loop in one C++ call
+  score calls   single model.denoise calls on the states the trajectory visits (the cost floor
+                of any loop)
+  python+cpu    ms.sample(..., fused=False): the Python loop over the C++ engine
+  python+numpy  the Python loop over the float64 NumPy reference (timed on --numpy-steps
+                steps and scaled to the full grid; the table says so)
+
+    python bench/sampler_compare.py [--n 1000] [--N 1797] [--d 64] [--steps 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import mixscore as ms
+import numpy as np
+from mixscore import _core
+
+
+def timed(fn, repeats=1):
+    """Best wall time of ``repeats`` runs (the VM is shared: the minimum is the least noisy)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--N", type=int, default=1797)
+    p.add_argument("--d", type=int, default=64)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--numpy-steps", type=int, default=5)
+    p.add_argument("--sampler", default="euler_maruyama")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((a.N, a.d)).astype(a.dtype)
+    model = ms.EmpiricalScore(X, ms.VP())
+    kw = dict(sampler=a.sampler, steps=a.steps, seed=0, progress=False)
+    ms.sample(model, a.n, **kw)  # warm-up
+    t_fused, res = timed(lambda: ms.sample(model, a.n, **kw), a.repeats)
+    ts = res.times
+    # the states the trajectory visits, so the single calls see the same workload
+    states = ms.sample(model, a.n, save_steps=np.arange(a.steps), **kw).saved
+    t_calls, _ = timed(lambda: [model.denoise(states[k], ts[k]) for k in range(a.steps)],
+                       a.repeats)
+    t_loop, res_loop = timed(lambda: ms.sample(model, a.n, fused=False, **kw), a.repeats)
+    assert np.array_equal(res_loop.samples, res.samples)
+    ref = ms.EmpiricalScore(X, ms.VP(), backend="numpy")
+    k = min(a.numpy_steps, a.steps)
+    grid = ts[: k + 1]
+    t_np, _ = timed(lambda: ms.sample(ref, a.n, sampler=a.sampler, grid=grid, seed=0,
+                                      progress=False))
+    t_np *= a.steps / k
+    print(f"machine: {platform.processor() or platform.machine()}, isa {_core.isa()}, "
+          f"threads {_core.max_threads()}; n = {a.n}, N = {a.N}, D = {a.d}, {a.dtype}, "
+          f"{a.steps} steps of {a.sampler}; best of {a.repeats} (numpy: 1)")
+    print("| runner | seconds | fused is faster by |")
+    print("|---|---|---|")
+    for name, t in (("fused (one C++ call)", t_fused),
+                    (f"{a.steps} single denoise calls", t_calls),
+                    ("Python loop over the C++ engine", t_loop),
+                    (f"Python loop over the NumPy reference (x{a.steps // k} from {k} steps)",
+                     t_np)):
+        print(f"| {name} | {t:.3f} | {t / t_fused:.2f}x |")
+    print(f"fused / score calls = {t_fused / t_calls:.3f} (target <= 1.1); "
+          f"numpy loop / fused = {t_np / t_fused:.1f} (target >= 10)")
+
+
+if __name__ == "__main__":
+    main()
