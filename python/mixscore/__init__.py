@@ -1,5 +1,6 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
+from . import datasets, system
 from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
 from .sampling import SampleResult, sample
@@ -14,10 +15,12 @@ from .schedules import (
     ExpDiffusionVE,
     Schedule,
 )
+from .system import info
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
-    "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "__version__",
+    "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
+    "system", "info", "__version__",
 ]

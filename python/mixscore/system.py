@@ -1,0 +1,63 @@
+"""What this installation can do: ``mixscore.info()`` and the ``mixscore info`` command."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+
+import numpy as np
+
+from .backends import available
+
+_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl")
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [f for f in _CPU_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def info() -> dict:
+    """Version, backends, the engine's instruction set, CPU features and threads."""
+    from . import __version__
+
+    out = {"mixscore": __version__, "python": platform.python_version(),
+           "numpy": np.__version__, "platform": platform.platform(),
+           "backends": available(), "cpu_features": _cpu_flags(),
+           "cpu_count": os.cpu_count()}
+    try:
+        from . import _core
+
+        out["engine_isa"] = _core.isa()
+        out["threads"] = _core.max_threads()
+    except ImportError:
+        out["engine_isa"] = None
+        out["threads"] = None
+    out["cuda_extension"] = importlib.util.find_spec("mixscore._cuda") is not None
+    out["cupy"] = importlib.util.find_spec("cupy") is not None
+    out["optional"] = {name: importlib.util.find_spec(name) is not None
+                       for name in ("scipy", "matplotlib", "tqdm", "PIL", "faiss", "sklearn",
+                                    "pykeops", "torch")}
+    return out
+
+
+def format_info(d: dict) -> str:
+    rows = [("mixscore", d["mixscore"]), ("python", d["python"]), ("numpy", d["numpy"]),
+            ("platform", d["platform"]), ("backends", ", ".join(d["backends"])),
+            ("engine instruction set", d["engine_isa"] or "not built"),
+            ("CPU features", " ".join(d["cpu_features"]) or "unknown"),
+            ("threads (OpenMP)", f"{d['threads']} of {d['cpu_count']} CPUs"),
+            ("CUDA extension", "yes" if d["cuda_extension"] else "not built"),
+            ("CuPy", "installed" if d["cupy"] else "not installed"),
+            ("optional packages", ", ".join(f"{k} {'yes' if v else 'no'}"
+                                            for k, v in d["optional"].items()))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
