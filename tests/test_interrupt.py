@@ -48,3 +48,16 @@ def test_gil_released_during_call():
         stop.set()
         th.join()
     assert len(ticks) > 20
+
+
+def test_ctrl_c_stops_the_fused_sampler():
+    r = np.random.default_rng(1)
+    model = ms.EmpiricalScore(r.standard_normal((4000, 32)).astype(np.float32), ms.VP())
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        ms.sample(model, 4000, steps=2000, progress=False)  # tens of seconds in full
+    assert time.perf_counter() - start < 2.0
+    res = ms.sample(model, 3, steps=5, sampler="ddim", progress=False)
+    assert np.all(np.isfinite(res.samples))
