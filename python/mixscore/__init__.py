@@ -2,6 +2,7 @@
 
 from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
+from .nearest import NearestIndex, Neighbors, nearest
 from .schedules import (
     EDM,
     OU,
@@ -19,4 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "__version__",
+    "nearest", "NearestIndex", "Neighbors",
 ]
