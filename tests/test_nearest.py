@@ -4,9 +4,8 @@ across threads / batch splits / query order / instruction sets, and clear errors
 import mixscore as ms
 import numpy as np
 import pytest
-from mixscore.backends.nearest_numpy import exact_sq_distances, nearest_reference
-
 from conftest import rng
+from mixscore.backends.nearest_numpy import exact_sq_distances, nearest_reference
 
 BACKENDS = ms.available_backends()
 DIMS = [2, 64, 784, 3072]

@@ -1,7 +1,9 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
+from . import geometry
 from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
+from .memorization import MemorizationReport, memorization
 from .nearest import NearestIndex, Neighbors, nearest
 from .schedules import (
     EDM,
@@ -20,5 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "__version__",
-    "nearest", "NearestIndex", "Neighbors",
+    "nearest", "NearestIndex", "Neighbors", "memorization", "MemorizationReport",
+    "geometry",
 ]
