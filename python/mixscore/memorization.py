@@ -390,9 +390,10 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
                          num_threads=num_threads, name="train")
     res = index.search(samples.astype(dtype, copy=False), k, name="samples")
     dist = res.distances * factor
-    d1, d2 = dist[:, 0], dist[:, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(d2 > 0, d1 / np.where(d2 > 0, d2, 1.0), 0.0)  # d2 == 0 => d1 == 0: ratio 0
+    # the ratio from the unscaled exact distances: identical for every choice of units
+    d1, d2 = res.distances[:, 0], res.distances[:, 1]
+    r = d1 / np.where(d2 > 0, d2, 1.0)  # d2 == 0 implies d1 == 0: ratio 0 (memorized)
+    d1 = dist[:, 0]
     mem_ratio = r < ratio
     rng = np.random.default_rng(seed)
     ci_ratio = bootstrap_ci(mem_ratio, int(n_boot), confidence, rng)
