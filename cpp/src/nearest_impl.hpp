@@ -209,28 +209,33 @@ template <typename T>
 void nearest_pack(const T* X, int64_t N, int64_t D, const double* mu, T* packed, double* norm2,
                   double* norm, int num_threads) {
   using nn::kNT;
+  constexpr int64_t B = 16;  // 16 x 16 blocks: contiguous reads and 16-element row writes
   const int64_t ntiles = (N + kNT - 1) / kNT;
   const int nthreads = num_threads > 0 ? num_threads : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
   for (int64_t t = 0; t < ntiles; ++t) {
     T* P = packed + t * D * kNT;
     const int64_t n0 = t * kNT, nt = std::min(kNT, N - n0);
-    for (int64_t j0 = 0; j0 < kNT; j0 += 16) {
-      const int64_t j1 = std::min(kNT, j0 + 16);
-      for (int64_t j = j0; j < j1; ++j) {
-        if (j >= nt) {
-          for (int64_t d = 0; d < D; ++d) P[d * kNT + j] = T(0);
-          continue;
+    for (int64_t j0 = 0; j0 < kNT; j0 += B) {
+      const int64_t jn = std::max<int64_t>(0, std::min(B, nt - j0));  // real rows here
+      double s[B] = {};
+      for (int64_t d0 = 0; d0 < D; d0 += B) {
+        const int64_t dn = std::min(B, D - d0);
+        T buf[B][B] = {};
+        for (int64_t j = 0; j < jn; ++j) {
+          const T* Xn = X + (n0 + j0 + j) * D + d0;
+          for (int64_t e = 0; e < dn; ++e) {
+            T r = T(double(Xn[e]) - mu[d0 + e]);
+            buf[e][j] = r;
+            s[j] += double(r) * double(r);
+          }
         }
-        const T* Xn = X + (n0 + j) * D;
-        double s = 0.0;
-        for (int64_t d = 0; d < D; ++d) {
-          T r = T(double(Xn[d]) - mu[d]);
-          P[d * kNT + j] = r;
-          s += double(r) * double(r);
-        }
-        norm2[n0 + j] = s;
-        norm[n0 + j] = std::sqrt(s);
+        for (int64_t e = 0; e < dn; ++e)
+          std::copy(buf[e], buf[e] + B, P + (d0 + e) * kNT + j0);
+      }
+      for (int64_t j = 0; j < jn; ++j) {
+        norm2[n0 + j0 + j] = s[j];
+        norm[n0 + j0 + j] = std::sqrt(s[j]);
       }
     }
   }
