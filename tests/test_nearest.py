@@ -226,3 +226,41 @@ def test_other_errors():
         ms.nearest(np.zeros((1, 2)), np.zeros((3, 2)), k=1, num_threads=-1)
     with pytest.raises(ValueError, match="overflow float64"):
         ms.nearest(np.zeros((1, 2)), np.full((3, 2), 1e200), k=1)
+
+
+def _big_search():
+    g = rng(10)
+    return (ms.NearestIndex(g.standard_normal((50000, 128), dtype=np.float32)),
+            g.standard_normal((20000, 128), dtype=np.float32))
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="no C++ engine")
+def test_ctrl_c_and_gil():
+    import os
+    import signal
+    import threading
+    import time
+
+    index, Q = _big_search()
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        index.search(Q, 2)  # the full call takes a few seconds
+    assert time.perf_counter() - start < 2.0
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    th = threading.Thread(target=count)
+    th.start()
+    try:
+        index.search(Q[:3000], 2)
+    finally:
+        stop.set()
+        th.join()
+    assert len(ticks) > 20
