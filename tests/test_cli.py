@@ -139,3 +139,10 @@ def test_module_entry_point_and_version(data):
     r = subprocess.run([sys.executable, "-m", "mixscore", "memorization"], capture_output=True,
                        text=True, cwd=d)
     assert r.returncode == 2 and "--samples" in r.stderr
+
+
+def test_plot_without_matplotlib_fails_first(data, capsys, monkeypatch):
+    d, _, _ = data
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    _assert_error(capsys, ["--samples", d / "S.npy", "--train", d / "X.npy", "--json",
+                           d / "o.json", "--plot", d / "o.png"], "needs matplotlib", d)
