@@ -188,10 +188,19 @@ def test_dtypes_and_large_values():
     np.testing.assert_array_equal(r.indices, i_ref)
     np.testing.assert_array_equal(r.distances, d_ref)
     index = ms.NearestIndex(X)
-    with pytest.raises(TypeError, match="not exactly representable in float32"):
-        index.search(Q64, 2)
-    r2 = index.search(Q64.astype(np.float32).astype(np.float64), 2)  # representable: accepted
-    assert r2.indices.shape == (5, 2)
+    assert index.dtype == np.float32
+    r1 = index.search(Q64, 2)  # not float32 numbers: searched with a float64-prepared copy
+    np.testing.assert_array_equal(r1.distances, d_ref)
+    # float64 arrays holding float32 numbers use the float32 GEMM stage, same exact results
+    X64 = X.astype(np.float64)
+    index64 = ms.NearestIndex(X64)
+    assert index64.dtype == np.float32
+    Q32 = Q64.astype(np.float32)
+    r2 = index64.search(Q32.astype(np.float64), 2)
+    r3 = ms.nearest(Q32, X, k=2)
+    np.testing.assert_array_equal(r2.distances, r3.distances)
+    np.testing.assert_array_equal(r2.indices, r3.indices)
+    assert ms.NearestIndex(X64 + 1e-9).dtype == np.float64
     # integer input is converted; float32 near overflow of the squared dot products is exact
     Xi = g.integers(0, 256, (100, 4))
     assert ms.nearest(Xi[:3], Xi, k=1).distances.max() == 0.0

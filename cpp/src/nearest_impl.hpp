@@ -37,11 +37,20 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // The exact squared distance: float64 differences, squares summed into 8 interleaved partial
 // sums (lane j takes d = j, j + 8, j + 16, ... in increasing order), combined as
 //   ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)).
-// No FMA contraction (the attribute), so every instruction set gives the same bits, and so does
-// the NumPy reference (backends/numpy_ref.py: nearest_reference), which follows the same order.
+// No FMA contraction (GCC attribute / Clang pragma), so every instruction set gives the same
+// bits (tests/test_nearest.py switches variants), and so does the NumPy reference
+// (python/mixscore/backends/nearest_numpy.py), which follows the same order.
+#if defined(__clang__)
+#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline))
+#define MIXSCORE_NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
+#else
+#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline, optimize("fp-contract=off")))
+#define MIXSCORE_NO_CONTRACT_BODY
+#endif
 template <typename T>
-__attribute__((noinline, optimize("fp-contract=off"))) double exact_sq_distance(
-    const T* __restrict a, const T* __restrict b, int64_t D) {
+MIXSCORE_NO_CONTRACT_ATTR double exact_sq_distance(const T* __restrict a, const T* __restrict b,
+                                                   int64_t D) {
+  MIXSCORE_NO_CONTRACT_BODY
   double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t d = 0;
   for (; d + 8 <= D; d += 8)

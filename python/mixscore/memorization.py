@@ -385,10 +385,8 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
     w = None if weights is None else as_weights(weights, n)
     factor, drange = scale_factor(scale, train, data_range)
 
-    dtype = np.result_type(samples.dtype, train.dtype)
-    index = NearestIndex(train.astype(dtype, copy=False), backend=backend,
-                         num_threads=num_threads, name="train")
-    res = index.search(samples.astype(dtype, copy=False), k, name="samples")
+    index = NearestIndex(train, backend=backend, num_threads=num_threads, name="train")
+    res = index.search(samples, k, name="samples")
     dist = res.distances * factor
     # the ratio from the unscaled exact distances: identical for every choice of units
     d1, d2 = res.distances[:, 0], res.distances[:, 1]

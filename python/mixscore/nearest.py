@@ -77,14 +77,28 @@ def _backend_class(name: str):
     raise ValueError(f"backend must be 'auto', 'cpu' or 'numpy', got {name!r}")
 
 
+def _is_float32_exact(a: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Every value of ``a`` is exactly a float32 (checked in row chunks, bounded memory)."""
+    if a.dtype == np.float32:
+        return True
+    rows = max(1, chunk // max(1, a.shape[1]))
+    return all(np.array_equal(a[i:i + rows].astype(np.float32), a[i:i + rows])
+               for i in range(0, a.shape[0], rows))
+
+
 class NearestIndex:
     """A training set prepared for repeated exact searches (like a FAISS flat index).
+
+    The GEMM stage runs in float32 when all values are exactly float32 numbers (float32 data,
+    or float64 arrays holding them, e.g. 8-bit images) and far from float32 overflow, else in
+    float64; queries that are not exactly float32 are searched with a float64-prepared copy.
+    Either way the reported distances are the exact float64 ones of the values given.
 
     Parameters
     ----------
     train : (N, D) array
-        Training points; float32 stays float32 (float32 GEMM stage), everything else is
-        converted to float64. The array is kept by reference when already C-contiguous float.
+        Training points (integer arrays are converted to float64). Kept by reference when
+        already a C-contiguous float array.
     backend : {"auto", "cpu", "numpy"}
     num_threads : int
         cpu backend only; 0 uses OpenMP's default. Results do not depend on it.
@@ -99,16 +113,25 @@ class NearestIndex:
         self.name = name
         train = as_float_matrix(train, name)
         m = _max_abs(train)
-        if train.dtype == np.float64 and m > _F64_MAX_ABS:
+        if m > _F64_MAX_ABS:
             raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
                              f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
-        if train.dtype == np.float32 and m * m * train.shape[1] > _F32_SAFE / 4:
-            train = train.astype(np.float64)
         self.train = train
-        self.dtype = train.dtype
-        self._impl = _backend_class(backend)(train, num_threads=int(num_threads))
-        self.backend = self._impl.name
         self._max_abs = m
+        self._cls = _backend_class(backend)
+        self.backend = self._cls.name
+        self._num_threads = int(num_threads)
+        self._prepared = {}
+        f32 = m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
+        self.dtype = np.dtype(np.float32 if f32 else np.float64)
+        self._last = self._prepare(self.dtype)
+
+    def _prepare(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._prepared:
+            self._prepared[dtype] = self._cls(self.train.astype(dtype, copy=False),
+                                              num_threads=self._num_threads)
+        return self._prepared[dtype]
 
     @property
     def n(self) -> int:
@@ -121,7 +144,7 @@ class NearestIndex:
     @property
     def n_refined(self) -> int:
         """Entries recomputed from direct differences in the last search (diagnostic)."""
-        return self._impl.n_refined
+        return self._last.n_refined
 
     def search(self, queries, k: int = 2, *, name: str = "queries") -> Neighbors:
         """The k nearest training points of each query (exact; see the module docstring)."""
@@ -130,24 +153,16 @@ class NearestIndex:
             raise ValueError(f"{name} must have shape (M, {self.dim}) to match {self.name} "
                              f"(N = {self.n}, D = {self.dim}), got {describe(q)}")
         k = _check_k(k, self.n)
-        if q.dtype != self.dtype:
-            cast = q.astype(self.dtype)
-            if self.dtype == np.float32 and not np.array_equal(cast, q):
-                raise TypeError(
-                    f"{name} are float64 but the index is float32 and the queries are not exactly "
-                    f"representable in float32; build the index with float64 data (exact "
-                    f"distances need the queries unrounded), got {describe(q)}")
-            q = cast
         m = _max_abs(q)
         if m > _F64_MAX_ABS:
             raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
                              f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
-        if self.dtype == np.float32 and (m + self._max_abs) ** 2 * self.dim > _F32_SAFE:
-            q64 = q.astype(np.float64)
-            return NearestIndex(self.train.astype(np.float64), backend=self.backend,
-                                num_threads=getattr(self._impl, "num_threads", 0),
-                                name=self.name).search(q64, k, name=name)
-        dist, idx = self._impl.search(q, k)
+        dtype = self.dtype
+        if dtype == np.float32 and ((m + self._max_abs) ** 2 * self.dim > _F32_SAFE
+                                    or not _is_float32_exact(q)):
+            dtype = np.dtype(np.float64)
+        self._last = self._prepare(dtype)
+        dist, idx = self._last.search(q.astype(dtype, copy=False), k)
         return Neighbors(dist, idx)
 
 
@@ -170,8 +185,9 @@ def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: i
     Returns
     -------
     Neighbors(distances (M, k) float64, indices (M, k) int64), ascending by distance, lower index
-    first among equal distances. If both inputs are float32 the GEMM stage runs in float32,
-    otherwise in float64; the reported distances are exact float64 either way.
+    first among equal distances. The GEMM stage runs in float32 when every value is exactly a
+    float32 number (see NearestIndex), else in float64; the distances are exact float64 either
+    way.
     """
     q = as_float_matrix(queries, queries_name)
     x = as_float_matrix(train, train_name)
@@ -179,7 +195,5 @@ def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: i
         raise ValueError(f"{queries_name} must have shape (M, {x.shape[1]}) to match "
                          f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]}), got {describe(q)}")
     _check_k(k, x.shape[0])
-    dtype = np.result_type(q.dtype, x.dtype)
-    index = NearestIndex(x.astype(dtype, copy=False), backend=backend, num_threads=num_threads,
-                         name=train_name)
-    return index.search(q.astype(index.dtype, copy=False), k, name=queries_name)
+    index = NearestIndex(x, backend=backend, num_threads=num_threads, name=train_name)
+    return index.search(q, k, name=queries_name)
