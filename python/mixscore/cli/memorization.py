@@ -25,7 +25,8 @@ PLOT_FORMATS = (".png", ".pdf", ".svg")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "memorization", help="memorization metrics (d1/d2 ratio rule, absolute rule, copies)",
-        description=__doc__.split("\n\n")[0])
+        description="Exact d1/d2 memorization metrics of generated samples against a training "
+                    "set: ratio rule, absolute rule, bootstrap CIs, copy histogram.")
     p.add_argument("--samples", required=True, metavar="PATH",
                    help="generated samples: .npy, .npz[:key] or a folder of .png images")
     p.add_argument("--train", required=True, metavar="PATH", help="training set (same formats)")
