@@ -31,6 +31,16 @@ namespace nn {
 
 constexpr int64_t kQT = 128;  // queries per tile (any value gives the same results)
 constexpr int64_t kNT = kNearestTrainTile;
+constexpr int64_t kLd = kNearestTrainLd;  // row stride of packed tiles and of G
+
+// Row stride of the query tile: an odd number of 64-byte lines (no L1 set aliasing at D = 2^k).
+template <typename T>
+int64_t query_ld(int64_t D) {
+  const int64_t per_line = 64 / int64_t(sizeof(T));
+  int64_t lines = (D + per_line - 1) / per_line;
+  if (lines % 2 == 0) ++lines;
+  return lines * per_line;
+}
 constexpr int64_t kChunk = 64;  // entries per vectorized "any candidate?" test
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -73,7 +83,7 @@ template <typename T>
 struct Worker {
   const NearestTrain<T>& tr;
   const T* x;
-  const int64_t k, D;
+  const int64_t k, D, ldq;
   double c_s = 0, c_ab2 = 0;  // bound: E = c_ab2 a b + c_s (a^2 + b^2)
   std::vector<T> xq, G;
   std::vector<double> qn2, v, hi, bd;
@@ -82,15 +92,15 @@ struct Worker {
   int64_t refined = 0;
 
   Worker(const NearestTrain<T>& tr_, const T* x_, int64_t k_)
-      : tr(tr_), x(x_), k(k_), D(tr_.D) {
+      : tr(tr_), x(x_), k(k_), D(tr_.D), ldq(query_ld<T>(tr_.D)) {
     const double u = std::numeric_limits<T>::epsilon() / 2;
     const double Du = double(D) * u;
     const double gamma = Du < 0.5 ? Du / (1.0 - Du) : kInf;
     const double u2 = (u + 2.3e-16) * (1.0 + 2.0 * u);
     c_s = 2.02 * u2 + double(D + 8) * 2.3e-16;
     c_ab2 = 2.02 * gamma + 2.0 * c_s;
-    xq.resize(kQT * D);
-    G.resize(kQT * kNT);
+    xq.resize(kQT * ldq);
+    G.resize(kQT * kLd);
     qn2.resize(kQT);
     v.resize(kNT);
     hi.resize(kNT);
@@ -102,7 +112,7 @@ struct Worker {
 
   void load(int64_t i0, int64_t mt) {
     for (int64_t il = 0; il < kQT; ++il) {
-      T* row = &xq[il * D];
+      T* row = &xq[il * ldq];
       cnt[il] = 0;
       if (il >= mt) {
         std::fill(row, row + D, T(0));
@@ -141,7 +151,7 @@ struct Worker {
   void row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
     const double a2 = qn2[il], a = std::sqrt(a2);
     const double one_m = 1.0 - c_s, A0 = one_m * a2, beta = c_ab2 * a;
-    const T* Grow = &G[il * kNT];
+    const T* Grow = &G[il * kLd];
     const double* nb2 = tr.norm2 + n0;
     const double* nb = tr.norm + n0;
     double* V = v.data();
@@ -205,7 +215,7 @@ struct Worker {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t n0 = t * kNT, nt = std::min(kNT, tr.N - n0);
-      micro_gemm<T>(mrows, nt, D, xq.data(), D, tr.packed + t * D * kNT, kNT, G.data(), kNT);
+      micro_gemm<T>(mrows, nt, D, xq.data(), ldq, tr.packed + t * D * kLd, kLd, G.data(), kLd);
       for (int64_t il = 0; il < mt; ++il) row(il, i0 + il, n0, nt);
     }
     return true;
@@ -217,13 +227,14 @@ struct Worker {
 template <typename T>
 void nearest_pack(const T* X, int64_t N, int64_t D, const double* mu, T* packed, double* norm2,
                   double* norm, int num_threads) {
+  using nn::kLd;
   using nn::kNT;
   constexpr int64_t B = 16;  // 16 x 16 blocks: contiguous reads and 16-element row writes
   const int64_t ntiles = (N + kNT - 1) / kNT;
   const int nthreads = num_threads > 0 ? num_threads : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
   for (int64_t t = 0; t < ntiles; ++t) {
-    T* P = packed + t * D * kNT;
+    T* P = packed + t * D * kLd;
     const int64_t n0 = t * kNT, nt = std::min(kNT, N - n0);
     for (int64_t j0 = 0; j0 < kNT; j0 += B) {
       const int64_t jn = std::max<int64_t>(0, std::min(B, nt - j0));  // real rows here
@@ -240,7 +251,7 @@ void nearest_pack(const T* X, int64_t N, int64_t D, const double* mu, T* packed,
           }
         }
         for (int64_t e = 0; e < dn; ++e)
-          std::copy(buf[e], buf[e] + B, P + (d0 + e) * kNT + j0);
+          std::copy(buf[e], buf[e] + B, P + (d0 + e) * kLd + j0);
       }
       for (int64_t j = 0; j < jn; ++j) {
         norm2[n0 + j0 + j] = s[j];

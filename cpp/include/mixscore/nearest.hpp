@@ -19,15 +19,19 @@
 
 namespace mixscore {
 
-// Training points per tile of the packed layout (the GEMM's column block).
+// Training points per tile of the packed layout (the GEMM's column block), and the row stride
+// of a packed tile: 33 cache lines rather than 32, so that the rows of a tile do not all fall
+// into the same few L1 sets (a power-of-two stride made the GEMM's B slice thrash L1).
 constexpr int64_t kNearestTrainTile = 512;
+constexpr int64_t kNearestTrainLd = kNearestTrainTile + 16;
 
 // Training set prepared once by nearest_pack.
 template <typename T>
 struct NearestTrain {
   const T* X = nullptr;         // N x D original data, row-major (the exact stage reads this)
-  const T* packed = nullptr;    // ceil(N / kNearestTrainTile) tiles of D x kNearestTrainTile:
-                                // centred data X - mu rounded to T, transposed, zero padded
+  const T* packed = nullptr;    // ceil(N / kNearestTrainTile) tiles of D rows of
+                                // kNearestTrainLd: centred data X - mu rounded to T,
+                                // transposed, zero padded
   const double* norm2 = nullptr;  // |Xc_n|^2 of the rounded centred rows (N)
   const double* norm = nullptr;   // |Xc_n| (N)
   const double* mu = nullptr;     // D (any shift is exact; the mean reduces cancellation)
@@ -45,7 +49,7 @@ struct NearestCounters {
 
 // Size of the packed buffer in elements of T.
 inline int64_t nearest_packed_size(int64_t N, int64_t D) {
-  return (N + kNearestTrainTile - 1) / kNearestTrainTile * D * kNearestTrainTile;
+  return (N + kNearestTrainTile - 1) / kNearestTrainTile * D * kNearestTrainLd;
 }
 
 // Fills packed (nearest_packed_size(N, D) elements), norm2 and norm (N each) from X and mu.
