@@ -29,7 +29,7 @@ namespace MIXSCORE_ISA {
 
 namespace nn {
 
-constexpr int64_t kQT = 128;  // queries per tile (any value gives the same results)
+constexpr int64_t kQT = 256;  // queries per tile (any value gives the same results)
 constexpr int64_t kNT = kNearestTrainTile;
 constexpr int64_t kLd = kNearestTrainLd;  // row stride of packed tiles and of G
 
