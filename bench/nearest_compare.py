@@ -60,6 +60,8 @@ def main():
     p.add_argument("--data", choices=("normal", "pixels"), default="normal")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--no-sklearn", action="store_true")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for every library (0: their defaults, all cores)")
     args = p.parse_args()
     from mixscore import _core
 
@@ -73,8 +75,18 @@ def main():
         NearestNeighbors = None
     if args.no_sklearn:
         NearestNeighbors = None
+    if args.threads:
+        if faiss is not None:
+            faiss.omp_set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(args.threads)  # NumPy's and sklearn's BLAS
+        except ImportError:
+            pass
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"isa {_core.isa()}, threads {_core.max_threads()}, numpy {np.__version__}, "
+          f"isa {_core.isa()}, threads {args.threads or _core.max_threads()}, "
+          f"numpy {np.__version__}, "
           f"faiss {getattr(faiss, '__version__', '-')}")
     print(f"M = {args.m} queries, N = {args.n} points, k = {args.k}, float32 {args.data} data; "
           f"search times are the best of {args.repeats} runs")
@@ -92,7 +104,7 @@ def main():
         gemm_rate = 2.0 * args.m * sub.shape[0] * d / t_gemm
 
         t0 = time.perf_counter()
-        index = ms.NearestIndex(X)
+        index = ms.NearestIndex(X, num_threads=args.threads)
         t_build = time.perf_counter() - t0
         index.search(Q[:128], args.k)
         t_ms, (dist, idx) = timed(index.search, (Q, args.k), args.repeats)
