@@ -6,7 +6,6 @@
 
 #include <omp.h>
 
-#include <chrono>
 #include <optional>
 #include <set>
 #include <string>
@@ -15,9 +14,12 @@
 #include "mixscore/fastexp.hpp"
 #include "mixscore/philox.hpp"
 #include "mixscore/sampler.hpp"
+#include "interruptible.hpp"
 
 namespace py = pybind11;
 using namespace mixscore;
+
+void register_nearest(py::module_& m);  // nearest_bindings.cpp
 
 template <typename T>
 using carray = py::array_t<T, py::array::c_style>;
@@ -37,29 +39,6 @@ void check_len(const py::array& a, py::ssize_t n, const char* what) {
   if (a.ndim() != 1 || a.shape(0) != n)
     throw std::invalid_argument(std::string(what) + ": expected a 1-d array of length " +
                                 std::to_string(n));
-}
-
-// Run with the GIL released; Ctrl-C is noticed within ~50 ms and raised as KeyboardInterrupt.
-template <typename F>
-void run_interruptible(F&& body) {
-  auto last = std::chrono::steady_clock::now();
-  StopFn poll = [&last]() {
-    auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::milliseconds(50)) return false;
-    last = now;
-    py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
-  };
-  bool finished;
-  {
-    py::gil_scoped_release release;
-    finished = body(poll);
-  }
-  if (!finished) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    PyErr_SetNone(PyExc_KeyboardInterrupt);
-    throw py::error_already_set();
-  }
 }
 
 // The training set as prepared by python/mixscore/backends/cpu.py (CpuBackend.prepared).
@@ -240,6 +219,7 @@ PYBIND11_MODULE(_core, m) {
   bind_dtype<float>(m, "f32");
   bind_dtype<double>(m, "f64");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
+  register_nearest(m);
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");

@@ -1,8 +1,10 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
-from . import datasets, system
+from . import datasets, geometry, system
 from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
+from .memorization import MemorizationReport, memorization
+from .nearest import NearestIndex, Neighbors, nearest
 from .sampling import SampleResult, sample
 from .schedules import (
     EDM,
@@ -22,5 +24,6 @@ __version__ = "0.1.0"
 __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
-    "system", "info", "__version__",
+    "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
+    "MemorizationReport", "geometry", "__version__",
 ]

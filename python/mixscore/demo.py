@@ -102,7 +102,7 @@ def run(settings: DemoSettings, progress: bool | None = None):
             "memorized_fraction": rep.fraction_ratio, "ci95": list(rep.ci_ratio),
             "d1_median": float(np.median(rep.d1)), "d1_mean": float(np.mean(rep.d1)),
             "ratio_median": float(np.median(rep.ratio)),
-            "distinct_train_copied": int(rep.copies.distinct),
+            "distinct_train_copied": int(rep.copies.n_distinct),
         })
     rows.sort(key=lambda r: r["t_end"])
     report = {
@@ -188,6 +188,7 @@ def figure(report, finals, X, shape):
     subs = fig.subfigures(1 + len(show), 1, height_ratios=[1.3] + [1] * len(show))
     subs = np.atleast_1d(subs)
     ax = subs[0].subplots()
+    subs[0].subplots_adjust(bottom=0.22)
     ax.errorbar(t, frac, yerr=[frac - ci[:, 0], ci[:, 1] - frac], marker="o", capsize=3)
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
