@@ -10,6 +10,9 @@
 #include <cstdint>
 
 namespace mixscore {
+// Per instruction set (MIXSCORE_ISA is defined by each variant's compile): the templates are
+// otherwise identical symbols in every variant and the linker keeps one copy for all of them.
+namespace MIXSCORE_ISA {
 
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
@@ -62,4 +65,5 @@ void micro_gemm(int64_t M, int64_t N, int64_t K, const T* __restrict A, int64_t 
   }
 }
 
+}  // namespace MIXSCORE_ISA
 }  // namespace mixscore
