@@ -143,7 +143,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     if batch < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    settings = dict(sampler=sampler, description=SAMPLERS[sampler], a2=a2, end=end, seed=seed,
+    settings = dict(sampler=sampler, description=SAMPLERS[sampler],
+                    a2=a2 if sampler in ("euler_maruyama", "euler") else None, end=end, seed=seed,
                     start=start_kind, dtype=str(den.dtype), schedule=repr(sch), n=n, dim=d,
                     T=float(sch.T), batch_size=batch)
     if sampler == "rk45":
