@@ -26,13 +26,14 @@
 
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
-#include "mixscore/microgemm.hpp"
+#include "mixscore/packgemm.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
 
 constexpr int64_t kQueryTile = 128;   // fixed GEMM shape: results independent of batch split
 constexpr int64_t kTrainTile = 512;
+constexpr int64_t kLdP = kTrainTile + 16;  // P's row stride, padded against L1 set aliasing
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Entry classes: kSkip (beyond the cutoff), kApprox (weight through the P GEMM),
@@ -54,14 +55,19 @@ struct Worker {
   const EngineOptions& opt;
   const int64_t D;
   const bool direct;
+  static constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  const int64_t Dpad;  // D rounded up to whole GEMM panels (row stride of PX)
   // thread-local buffers
-  std::vector<T> xq, G, P, PX, XcT;
+  std::vector<T> xq;
+  AlignedVector<T> Ap, Bp, G, P, PX;  // packed queries, packed training panels, GEMM tiles
   std::vector<double> xd, xnorm2, lam, bnd, w, s1, c;
-  std::vector<int32_t> status;
+  std::vector<int32_t> status, active, idx, blocks, wblocks;
   std::vector<QueryState> st;
+  int nblk = 0;  // row blocks holding this tile's queries
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
-      : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD) {
+      : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD),
+        Dpad((tr_.D + NR - 1) / NR * NR) {
     const int64_t QT = kQueryTile, NT = kTrainTile;
     xd.resize(QT * D);
     xnorm2.resize(QT);
@@ -74,10 +80,15 @@ struct Worker {
     st.resize(QT);
     if (!direct) {
       xq.resize(QT * D);
+      Ap.resize(QT * D);
+      Bp.resize(NT * Dpad);
       G.resize(QT * NT);
-      P.resize(QT * NT);
-      PX.resize(QT * D);
-      XcT.resize(D * NT);
+      P.assign(QT * kLdP, T(0));
+      PX.resize(QT * Dpad);
+      active.resize(NT);
+      idx.resize(NT);
+      blocks.resize(QT / MR);
+      wblocks.resize(QT / MR);
     }
   }
 
@@ -214,7 +225,8 @@ struct Worker {
     const double u = std::numeric_limits<T>::epsilon() / 2;
     const double xn2 = xnorm2[il], xn = std::sqrt(xn2);
     const T* Grow = &G[il * kTrainTile];
-    T* Prow = &P[il * kTrainTile];
+    T* Prow = &P[il * kLdP];
+    int32_t* act = active.data();
     double* L = lam.data();
     double* B = bnd.data();
     double* W = w.data();
@@ -281,6 +293,7 @@ struct Worker {
       int ex = S[k] == kExact;
       T pk = ex ? T(0) : T(wk);
       Prow[k] = pk;
+      act[k] |= pk != T(0);
       W[k] = ex ? wk : 0.0;
       wa += double(pk);
       wa2 += double(pk) * nc2[k];
@@ -302,7 +315,7 @@ struct Worker {
     if (s.wa <= 0.0) return;
     double* S1 = &s1[il * D];
     const double* cc = &c[il * D];
-    const T* px = &PX[il * D];
+    const T* px = &PX[il * Dpad];
     double cross = 0.0, cn2 = 0.0;
     for (int64_t d = 0; d < D; ++d) {
       double cp = cc[d] - tr.mu[d];  // c in centred coordinates
@@ -364,6 +377,11 @@ struct Worker {
       }
       xnorm2[il] = n2;
     }
+    if (!direct) {  // queries packed once per tile; only blocks holding queries are computed
+      nblk = int((mt + MR - 1) / MR);
+      for (int b = 0; b < nblk; ++b) blocks[b] = b;
+      pack_a<T>(nblk, D, xq.data(), D, Ap.data());
+    }
     for (int64_t n0 = 0; n0 < tr.N; n0 += kTrainTile) {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
@@ -372,20 +390,35 @@ struct Worker {
         for (int64_t il = 0; il < mt; ++il) direct_row(il, i0 + il, n0, nt);
         continue;
       }
-      // pack the tile transposed (D x nt) so the kernel streams contiguous rows
-      for (int64_t k = 0; k < nt; ++k)
-        for (int64_t d = 0; d < D; ++d) XcT[d * kTrainTile + k] = tr.Xc[(n0 + k) * D + d];
-      micro_gemm<T>(kQueryTile, nt, D, xq.data(), D, XcT.data(), kTrainTile, G.data(),
-                    kTrainTile);
-      bool any_approx = false;
-      for (int64_t il = 0; il < mt; ++il) {
-        gemm_row(il, i0 + il, n0, nt);
-        any_approx = any_approx || st[il].wa > 0.0;
+      // logits GEMM: G = xq . Xc_tile^T on the tile packed into column panels
+      const T* Xt = tr.Xc + n0 * D;
+      pack_b_transposed<T>(nt, D, Xt, D, Bp.data());
+      const T* ApD = Ap.data();
+      const int64_t D_ = D;
+      gemm_packed<T>(blocks.data(), nblk, (nt + NR - 1) / NR, D,
+                     [ApD, D_](int32_t b) { return APacked<T>{ApD + int64_t(b) * D_ * MR}; },
+                     Bp.data(), G.data(), kTrainTile);
+      std::fill(active.begin(), active.begin() + nt, 0);
+      for (int64_t il = 0; il < mt; ++il) gemm_row(il, i0 + il, n0, nt);
+      // weighted sums PX = P . Xc_tile over the training points and row blocks that carry
+      // approximate weight (leaving out all-zero k and rows changes no bit, see packgemm.hpp)
+      int nwb = 0;
+      for (int b = 0; b < nblk; ++b) {
+        bool any = false;
+        for (int64_t il = b * MR; il < std::min<int64_t>(mt, (b + 1) * MR); ++il)
+          any = any || st[il].wa > 0.0;
+        if (any) wblocks[nwb++] = b;
       }
-      if (any_approx) {
-        for (int64_t il = mt; il < kQueryTile; ++il)
-          std::fill(&P[il * kTrainTile], &P[il * kTrainTile] + nt, T(0));
-        micro_gemm<T>(kQueryTile, D, nt, P.data(), kTrainTile, tr.Xc + n0 * D, D, PX.data(), D);
+      if (nwb > 0) {
+        int32_t na = 0;
+        for (int64_t k = 0; k < nt; ++k)
+          if (active[k]) idx[na++] = int32_t(k);
+        pack_b_rows<T>(idx.data(), na, D, Xt, D, Bp.data());
+        const T* Pd = P.data();
+        const int32_t* ix = idx.data();
+        gemm_packed<T>(wblocks.data(), nwb, Dpad / NR, na,
+                       [Pd, ix](int32_t b) { return AIndexed<T>{Pd + int64_t(b) * MR * kLdP, kLdP, ix}; },
+                       Bp.data(), PX.data(), Dpad);
         for (int64_t il = 0; il < mt; ++il) fold_approx(il);
       }
     }
@@ -405,6 +438,11 @@ bool run(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& out,
     for (int64_t n = 0; n < tr.N; ++n) acc += std::exp(tr.logw[n] - m);
     logsumw = m + std::log(acc);
   }
+  // Entries more than log N + margin nats below the maximum carry a total relative weight below
+  // e^-margin (2e-9 for float32, 4e-18 for float64): far below the output's rounding. The
+  // float32 margin lets the weighted-sum GEMM skip most of a spread-out posterior's tail.
+  EngineOptions o = opt;
+  o.cutoff = std::min(opt.cutoff, std::log(double(tr.N)) + (sizeof(T) == 4 ? 20.0 : 40.0));
   const int64_t ntiles = (q.M + kQueryTile - 1) / kQueryTile;
   std::atomic<bool> stop{false};
   std::exception_ptr error;
@@ -414,7 +452,7 @@ bool run(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& out,
   {
     const bool first = omp_get_thread_num() == 0;
     try {
-      Worker<T> worker(tr, q, opt);
+      Worker<T> worker(tr, q, o);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t tile = 0; tile < ntiles; ++tile) {
         if (stop.load(std::memory_order_relaxed)) continue;

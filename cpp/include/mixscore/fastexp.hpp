@@ -7,7 +7,8 @@
 
 namespace mixscore {
 
-inline double exp_nonpositive(double x) {
+// static: each per-ISA engine object keeps its own copy (no linker merging across ISAs).
+static inline double exp_nonpositive(double x) {
   x = x < -700.0 ? -700.0 : x;
   const double log2e = 1.4426950408889634;
   const double ln2_hi = 6.93147180369123816490e-01;
