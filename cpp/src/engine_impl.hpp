@@ -48,6 +48,29 @@ struct QueryState {
   double wa = 0, wa_norm2 = 0;  // this tile's approximate weights: sum w, sum w |Xc|^2
 };
 
+// Calls f(k), in increasing k, for the k in [0, n) where pred(k) holds. The flagged entries are
+// few: groups of 16 without one are passed over by a single vectorized test.
+template <typename Pred, typename F>
+inline void for_flagged(int64_t n, Pred pred, F f) {
+  for (int64_t k0 = 0; k0 < n; k0 += 16) {
+    const int64_t k1 = std::min(n, k0 + 16);
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t k = k0; k < k1; ++k) any |= int(pred(k));
+    if (any)
+      for (int64_t k = k0; k < k1; ++k)
+        if (pred(k)) f(k);
+  }
+}
+
+// The first k in [0, n) where pred(k) holds (n if none).
+template <typename Pred>
+inline int64_t first_flagged(int64_t n, Pred pred) {
+  int64_t found = n;
+  for_flagged(n, pred, [&found](int64_t k) { found = std::min(found, k); });
+  return found;
+}
+
 template <typename T>
 struct Worker {
   const TrainSet<T>& tr;
@@ -64,6 +87,7 @@ struct Worker {
   std::vector<int32_t> status, active, idx, blocks, wblocks;
   std::vector<QueryState> st;
   int nblk = 0;  // row blocks holding this tile's queries
+  double tile_ncmax = 0;  // largest |Xc_n| in the current training tile
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
       : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD),
@@ -235,18 +259,43 @@ struct Worker {
     const double* nc = tr.normc + n0;
     const double* lw = tr.logw ? tr.logw + n0 : nullptr;
     const double a2 = alpha * alpha, dp3 = double(D + 3), two_s2 = 2.0 * sigma2;
-    // (1) approximate lam and its rigorous error bound (dot products: gamma_{D+2} |x'||Xc|).
+    auto bound = [&](double nck) {  // rigorous error bound of lam (dot products:
+      double mag = xn + alpha * nck;  // gamma_{D+2} |x'||Xc|), increasing in |Xc|
+      return 2.0 * alpha * u * nck * (dp3 * xn + 2.0 * alpha * nck) + 1e-15 * mag * mag;
+    };
+    QueryState& s = st[il];
+    // (1) approximate lam. Entries above thr are beyond the cutoff even against the running
+    // minimum with the tile's largest bound: when none is below, the tile adds nothing (the
+    // common case at small sigma, where this pass is all the per-entry work).
+    const double thr = s.lam + opt.cutoff / inv + bound(tile_ncmax);
+    int nin = 0;
+    const double m2a = -2.0 * alpha;
+    if (lw) {
+#pragma omp simd reduction(+ : nin)
+      for (int64_t k = 0; k < nt; ++k) {
+        double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k] - two_s2 * lw[k];
+        L[k] = lk;
+        nin += lk <= thr;
+      }
+    } else {
+#pragma omp simd reduction(+ : nin)
+      for (int64_t k = 0; k < nt; ++k) {
+        double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k];
+        L[k] = lk;
+        nin += lk <= thr;
+      }
+    }
+    if (nin == 0) {
+      s.wa = 0.0;
+      return;
+    }
     double lo_best = kInf;
 #pragma omp simd reduction(min : lo_best)
     for (int64_t k = 0; k < nt; ++k) {
-      double lk = xn2 - 2.0 * alpha * double(Grow[k]) + a2 * nc2[k] - (lw ? two_s2 * lw[k] : 0.0);
-      double mag = xn + alpha * nc[k];
-      double bk = 2.0 * alpha * u * nc[k] * (dp3 * xn + 2.0 * alpha * nc[k]) + 1e-15 * mag * mag;
-      L[k] = lk;
+      double bk = bound(nc[k]);
       B[k] = bk;
-      lo_best = std::min(lo_best, lk + bk);
+      lo_best = std::min(lo_best, L[k] + bk);
     }
-    QueryState& s = st[il];
     const double lam_ub = std::min(s.lam, lo_best);  // an upper bound on the true minimum
     // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant.
     const double cut = opt.cutoff, tol = opt.refine_tol, cap = opt.approx_cap,
@@ -264,21 +313,21 @@ struct Worker {
       nmust += must;
     }
     const bool refine_dominant = ndom > 0 && ndom <= opt.refine_budget;
-    if (nmust > 0 || refine_dominant) {
-      for (int64_t k = 0; k < nt; ++k) {
-        if (S[k] == kDominant) S[k] = refine_dominant ? kRefined : kApprox;
-        if (S[k] == kExact || S[k] == kRefined) L[k] = exact_lam(i, n0 + k, alpha, sigma2);
-      }
-    } else if (ndom > 0) {
-      for (int64_t k = 0; k < nt; ++k) S[k] = S[k] == kDominant ? kApprox : S[k];
+    if (ndom > 0) {
+      const int32_t to = refine_dominant ? kRefined : kApprox;
+#pragma omp simd
+      for (int64_t k = 0; k < nt; ++k) S[k] = S[k] == kDominant ? to : S[k];
     }
+    if (nmust > 0 || refine_dominant)
+      for_flagged(nt, [S](int64_t k) { return (S[k] == kExact) | (S[k] == kRefined); },
+                  [&](int64_t k) { L[k] = exact_lam(i, n0 + k, alpha, sigma2); });
     // (3) new running minimum (lowest index among ties).
     double lmin = kInf;
 #pragma omp simd reduction(min : lmin)
     for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, S[k] != kSkip ? L[k] : kInf);
     if (lmin < s.lam) {
-      int64_t kmin = 0;
-      while (!(S[kmin] != kSkip && L[kmin] == lmin)) ++kmin;
+      const int64_t kmin =
+          first_flagged(nt, [S, L, lmin](int64_t k) { return (S[k] != kSkip) & (L[k] == lmin); });
       move_max(il, lmin, n0 + kmin, inv);
     }
     // (4) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
@@ -301,8 +350,8 @@ struct Worker {
       nexact += ex;
     }
     if (nexact > 0)
-      for (int64_t k = 0; k < nt; ++k)
-        if (S[k] == kExact && W[k] > 0.0) add_exact(il, n0 + k, W[k]);
+      for_flagged(nt, [S, W](int64_t k) { return (S[k] == kExact) & (W[k] > 0.0); },
+                  [&](int64_t k) { add_exact(il, n0 + k, W[k]); });
     s.wa = wa;
     s.wa_norm2 = wa2;
     s.s0 += wa;
@@ -392,6 +441,7 @@ struct Worker {
       }
       // logits GEMM: G = xq . Xc_tile^T on the tile packed into column panels
       const T* Xt = tr.Xc + n0 * D;
+      tile_ncmax = *std::max_element(tr.normc + n0, tr.normc + n0 + nt);
       pack_b_transposed<T>(nt, D, Xt, D, Bp.data());
       const T* ApD = Ap.data();
       const int64_t D_ = D;
