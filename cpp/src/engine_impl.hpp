@@ -324,7 +324,10 @@ struct Worker {
     // (3) new running minimum (lowest index among ties).
     double lmin = kInf;
 #pragma omp simd reduction(min : lmin)
-    for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, S[k] != kSkip ? L[k] : kInf);
+    for (int64_t k = 0; k < nt; ++k) {
+      const double lk = L[k];  // unconditional load: lets the compiler vectorize
+      lmin = std::min(lmin, S[k] != kSkip ? lk : kInf);
+    }
     if (lmin < s.lam) {
       const int64_t kmin =
           first_flagged(nt, [S, L, lmin](int64_t k) { return (S[k] != kSkip) & (L[k] == lmin); });
