@@ -253,7 +253,6 @@ struct Worker {
     int32_t* act = active.data();
     double* L = lam.data();
     double* B = bnd.data();
-    double* W = w.data();
     int32_t* S = status.data();
     const double* nc2 = tr.norm2c + n0;
     const double* nc = tr.normc + n0;
@@ -336,25 +335,38 @@ struct Worker {
     // (4) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
     const double lam0 = s.lam;
     double wa = 0.0, wa2 = 0.0, wq = 0.0;
-    int nexact = 0;
-#pragma omp simd reduction(+ : wa, wa2, wq, nexact)
-    for (int64_t k = 0; k < nt; ++k) {
-      double g = (L[k] - lam0) * inv;
-      double e = exp_nonpositive(-g);
-      double wk = (S[k] == kSkip || g > cut) ? 0.0 : e;
-      int ex = S[k] == kExact;
-      T pk = ex ? T(0) : T(wk);
-      Prow[k] = pk;
-      act[k] |= pk != T(0);
-      W[k] = ex ? wk : 0.0;
-      wa += double(pk);
-      wa2 += double(pk) * nc2[k];
-      wq += double(pk) * double(pk);
-      nexact += ex;
+    if constexpr (sizeof(T) == 4) {  // float weights from the float exp (16 lanes)
+#pragma omp simd reduction(+ : wa, wa2, wq)
+      for (int64_t k = 0; k < nt; ++k) {
+        const double g = (L[k] - lam0) * inv;
+        const float e = exp_nonpositive_f(-float(std::min(g, 100.0)));
+        const bool on = (S[k] == kApprox) | (S[k] == kRefined);
+        const T pk = (on & (g <= cut)) ? e : 0.0f;
+        Prow[k] = pk;
+        act[k] |= pk != T(0);
+        wa += double(pk);
+        wa2 += double(pk) * nc2[k];
+        wq += double(pk) * double(pk);
+      }
+    } else {
+#pragma omp simd reduction(+ : wa, wa2, wq)
+      for (int64_t k = 0; k < nt; ++k) {
+        const double g = (L[k] - lam0) * inv;
+        const double e = exp_nonpositive(-g);
+        const bool on = (S[k] == kApprox) | (S[k] == kRefined);
+        const T pk = (on & (g <= cut)) ? e : 0.0;
+        Prow[k] = pk;
+        act[k] |= pk != T(0);
+        wa += pk;
+        wa2 += pk * nc2[k];
+        wq += pk * pk;
+      }
     }
-    if (nexact > 0)
-      for_flagged(nt, [S, W](int64_t k) { return (S[k] == kExact) & (W[k] > 0.0); },
-                  [&](int64_t k) { add_exact(il, n0 + k, W[k]); });
+    if (nmust > 0)  // exact entries: float64 weights accumulated about c
+      for_flagged(nt, [S](int64_t k) { return S[k] == kExact; }, [&](int64_t k) {
+        const double g = (L[k] - lam0) * inv;
+        if (g <= cut) add_exact(il, n0 + k, exp_nonpositive(-g));
+      });
     s.wa = wa;
     s.wa_norm2 = wa2;
     s.s0 += wa;
