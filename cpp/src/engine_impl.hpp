@@ -83,7 +83,7 @@ struct Worker {
   // thread-local buffers
   std::vector<T> xq;
   AlignedVector<T> Ap, Bp, G, P, PX;  // packed queries, packed training panels, GEMM tiles
-  std::vector<double> xd, xnorm2, lam, bnd, w, s1, c;
+  std::vector<double> xd, xnorm2, lam, bnd, w, s1, c, zeros;
   std::vector<int32_t> status, active, idx, blocks, wblocks;
   std::vector<QueryState> st;
   int nblk = 0;  // row blocks holding this tile's queries
@@ -98,6 +98,7 @@ struct Worker {
     lam.resize(NT);
     bnd.resize(NT);
     w.resize(NT);
+    zeros.assign(NT, 0.0);
     status.resize(NT);
     s1.resize(QT * D);
     c.resize(QT * D);
@@ -180,8 +181,90 @@ struct Worker {
     s.s2 += wn * sq;
   }
 
+  // Weight e^-g of gap g >= 0 nats: the float exp for the float32 engine (its outputs are
+  // float32; relative error 1e-7), the float64 one otherwise.
+  static double weight(double g) {
+    if constexpr (sizeof(T) == 4)
+      return double(exp_nonpositive_f(-float(std::min(g, 100.0))));
+    else
+      return exp_nonpositive(-g);
+  }
+
+  // Direct path for D = 1, 2, 3: two fused passes over the tile (logits and their minimum;
+  // weights and every sum), no per-dimension passes.
+  template <int DC>
+  void direct_row_fixed(int64_t il, int64_t i, int64_t n0, int64_t nt) {
+    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+    const double* xi = &xd[il * D];
+    const double* c0 = tr.XT + n0;
+    const double* c1 = DC > 1 ? c0 + tr.N : c0;
+    const double* c2 = DC > 2 ? c0 + 2 * tr.N : c0;
+    const double x0 = xi[0], x1 = DC > 1 ? xi[1] : 0.0, x2 = DC > 2 ? xi[2] : 0.0;
+    const double* lw = tr.logw ? tr.logw + n0 : zeros.data();
+    const double tws = 2.0 * sigma2;
+    double* L = lam.data();
+    double lmin = kInf;
+#pragma omp simd reduction(min : lmin)
+    for (int64_t k = 0; k < nt; ++k) {
+      double d0 = x0 - alpha * c0[k], l = d0 * d0 - tws * lw[k];
+      if constexpr (DC > 1) {
+        double d1 = x1 - alpha * c1[k];
+        l += d1 * d1;
+      }
+      if constexpr (DC > 2) {
+        double d2 = x2 - alpha * c2[k];
+        l += d2 * d2;
+      }
+      L[k] = l;
+      lmin = std::min(lmin, l);
+    }
+    QueryState& s = st[il];
+    if (lmin < s.lam) {
+      const int64_t kmin = first_flagged(nt, [L, lmin](int64_t k) { return L[k] == lmin; });
+      move_max(il, lmin, n0 + kmin, inv);
+    }
+    const double lam0 = s.lam, cut = opt.cutoff;
+    const double* cc = &c[il * D];
+    const double e0 = cc[0], e1 = DC > 1 ? cc[1] : 0.0, e2 = DC > 2 ? cc[2] : 0.0;
+    double ws = 0.0, wq = 0.0, a0 = 0.0, a1 = 0.0, a2 = 0.0, sq = 0.0;
+#pragma omp simd reduction(+ : ws, wq, a0, a1, a2, sq)
+    for (int64_t k = 0; k < nt; ++k) {
+      const double g = (L[k] - lam0) * inv;
+      const double wk = g > cut ? 0.0 : weight(g);
+      ws += wk;
+      wq += wk * wk;
+      const double d0 = c0[k] - e0;
+      double r2 = d0 * d0;
+      a0 += wk * d0;
+      if constexpr (DC > 1) {
+        const double d1 = c1[k] - e1;
+        r2 += d1 * d1;
+        a1 += wk * d1;
+      }
+      if constexpr (DC > 2) {
+        const double d2 = c2[k] - e2;
+        r2 += d2 * d2;
+        a2 += wk * d2;
+      }
+      sq += wk * r2;
+    }
+    double* S1 = &s1[il * D];
+    S1[0] += a0;
+    if (DC > 1) S1[1] += a1;
+    if (DC > 2) S1[2] += a2;
+    s.s0 += ws;
+    s.q += wq;
+    s.s2 += sq;
+  }
+
   // Direct path (small D): all lam exact, vectorized over the tile's points.
   void direct_row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
+    switch (D) {
+      case 1: return direct_row_fixed<1>(il, i, n0, nt);
+      case 2: return direct_row_fixed<2>(il, i, n0, nt);
+      case 3: return direct_row_fixed<3>(il, i, n0, nt);
+      default: break;
+    }
     const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
     const double* xi = &xd[il * D];
     double* L = lam.data();
@@ -205,8 +288,7 @@ struct Worker {
     for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, L[k]);
     QueryState& s = st[il];
     if (lmin < s.lam) {
-      int64_t kmin = 0;
-      while (L[kmin] != lmin) ++kmin;
+      const int64_t kmin = first_flagged(nt, [L, lmin](int64_t k) { return L[k] == lmin; });
       move_max(il, lmin, n0 + kmin, inv);
     }
     const double lam0 = s.lam, cut = opt.cutoff;
@@ -215,8 +297,7 @@ struct Worker {
 #pragma omp simd reduction(+ : ws, wq)
     for (int64_t k = 0; k < nt; ++k) {
       double g = (L[k] - lam0) * inv;
-      double e = exp_nonpositive(-g);
-      double wk = g > cut ? 0.0 : e;
+      double wk = g > cut ? 0.0 : weight(g);
       W[k] = wk;
       ws += wk;
       wq += wk * wk;
