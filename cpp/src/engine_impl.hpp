@@ -181,15 +181,6 @@ struct Worker {
     s.s2 += wn * sq;
   }
 
-  // Weight e^-g of gap g >= 0 nats: the float exp for the float32 engine (its outputs are
-  // float32; relative error 1e-7), the float64 one otherwise.
-  static double weight(double g) {
-    if constexpr (sizeof(T) == 4)
-      return double(exp_nonpositive_f(-float(std::min(g, 100.0))));
-    else
-      return exp_nonpositive(-g);
-  }
-
   // Direct path for D = 1, 2, 3: two fused passes over the tile (logits and their minimum;
   // weights and every sum), no per-dimension passes.
   template <int DC>
@@ -230,7 +221,7 @@ struct Worker {
 #pragma omp simd reduction(+ : ws, wq, a0, a1, a2, sq)
     for (int64_t k = 0; k < nt; ++k) {
       const double g = (L[k] - lam0) * inv;
-      const double wk = g > cut ? 0.0 : weight(g);
+      const double wk = g > cut ? 0.0 : exp_nonpositive(-g);
       ws += wk;
       wq += wk * wk;
       const double d0 = c0[k] - e0;
@@ -297,7 +288,7 @@ struct Worker {
 #pragma omp simd reduction(+ : ws, wq)
     for (int64_t k = 0; k < nt; ++k) {
       double g = (L[k] - lam0) * inv;
-      double wk = g > cut ? 0.0 : weight(g);
+      double wk = g > cut ? 0.0 : exp_nonpositive(-g);
       W[k] = wk;
       ws += wk;
       wq += wk * wk;
