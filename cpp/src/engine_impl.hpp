@@ -83,7 +83,7 @@ struct Worker {
   // thread-local buffers
   std::vector<T> xq;
   AlignedVector<T> Ap, Bp, G, P, PX;  // packed queries, packed training panels, GEMM tiles
-  std::vector<double> xd, xnorm2, lam, bnd, w, s1, c, zeros;
+  std::vector<double> xd, xnorm2, lam, w, s1, c, zeros;
   std::vector<int32_t> status, active, idx, blocks, wblocks;
   std::vector<QueryState> st;
   int nblk = 0;  // row blocks holding this tile's queries
@@ -96,7 +96,6 @@ struct Worker {
     xd.resize(QT * D);
     xnorm2.resize(QT);
     lam.resize(NT);
-    bnd.resize(NT);
     w.resize(NT);
     zeros.assign(NT, 0.0);
     status.resize(NT);
@@ -324,64 +323,63 @@ struct Worker {
     T* Prow = &P[il * kLdP];
     int32_t* act = active.data();
     double* L = lam.data();
-    double* B = bnd.data();
     int32_t* S = status.data();
     const double* nc2 = tr.norm2c + n0;
-    const double* nc = tr.normc + n0;
     const double* lw = tr.logw ? tr.logw + n0 : nullptr;
     const double a2 = alpha * alpha, dp3 = double(D + 3), two_s2 = 2.0 * sigma2;
-    auto bound = [&](double nck) {  // rigorous error bound of lam (dot products:
-      double mag = xn + alpha * nck;  // gamma_{D+2} |x'||Xc|), increasing in |Xc|
-      return 2.0 * alpha * u * nck * (dp3 * xn + 2.0 * alpha * nck) + 1e-15 * mag * mag;
-    };
+    // Rigorous error bound of every approximate lam in this tile (dot products:
+    // gamma_{D+2} |x'||Xc|, increasing in |Xc|, taken at the tile's largest |Xc|).
+    const double ncm = tile_ncmax, mag = xn + alpha * ncm;
+    const double B = 2.0 * alpha * u * ncm * (dp3 * xn + 2.0 * alpha * ncm) + 1e-15 * mag * mag;
     QueryState& s = st[il];
     // (1) approximate lam. Entries above thr are beyond the cutoff even against the running
-    // minimum with the tile's largest bound: when none is below, the tile adds nothing (the
-    // common case at small sigma, where this pass is all the per-entry work).
-    const double thr = s.lam + opt.cutoff / inv + bound(tile_ncmax);
+    // minimum: when none is below, the tile adds nothing (the common case at small sigma,
+    // where this pass is all the per-entry work).
+    const double thr = s.lam + opt.cutoff / inv + B;
     int nin = 0;
+    double lmin_all = kInf;
     const double m2a = -2.0 * alpha;
     if (lw) {
-#pragma omp simd reduction(+ : nin)
+#pragma omp simd reduction(+ : nin) reduction(min : lmin_all)
       for (int64_t k = 0; k < nt; ++k) {
         double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k] - two_s2 * lw[k];
         L[k] = lk;
         nin += lk <= thr;
+        lmin_all = std::min(lmin_all, lk);
       }
     } else {
-#pragma omp simd reduction(+ : nin)
+#pragma omp simd reduction(+ : nin) reduction(min : lmin_all)
       for (int64_t k = 0; k < nt; ++k) {
         double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k];
         L[k] = lk;
         nin += lk <= thr;
+        lmin_all = std::min(lmin_all, lk);
       }
     }
     if (nin == 0) {
       s.wa = 0.0;
       return;
     }
-    double lo_best = kInf;
-#pragma omp simd reduction(min : lo_best)
-    for (int64_t k = 0; k < nt; ++k) {
-      double bk = bound(nc[k]);
-      B[k] = bk;
-      lo_best = std::min(lo_best, L[k] + bk);
-    }
-    const double lam_ub = std::min(s.lam, lo_best);  // an upper bound on the true minimum
-    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant.
+    const double lam_ub = std::min(s.lam, lmin_all + B);  // an upper bound on the true minimum
+    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant;
+    // and the minimum over the entries kept.
     const double cut = opt.cutoff, tol = opt.refine_tol, cap = opt.approx_cap,
                  dom = opt.dominant_gap;
+    const double e = B * inv;  // error bound of the tile's lam, nats
+    const int must_all = e > cap, dom_ok = (e > tol) & (e <= cap);
     int ndom = 0, nmust = 0;
-#pragma omp simd reduction(+ : ndom, nmust)
+    double lmin = kInf;
+#pragma omp simd reduction(+ : ndom, nmust) reduction(min : lmin)
     for (int64_t k = 0; k < nt; ++k) {
-      double gap_lo = (L[k] - B[k] - lam_ub) * inv;  // lower bound on the true gap, nats
-      double e = B[k] * inv;                         // error bound of L[k], nats
-      int in = gap_lo <= cut;
-      int must = in & (e > cap);
-      int d = in & (gap_lo <= dom) & (e > tol) & (e <= cap);
+      const double lk = L[k];
+      const double gap_lo = (lk - B - lam_ub) * inv;  // lower bound on the true gap, nats
+      const int in = gap_lo <= cut;
+      const int must = in & must_all;
+      const int d = in & (gap_lo <= dom) & dom_ok;
       S[k] = in * kApprox + must * (kExact - kApprox) + d * (kDominant - kApprox);
       ndom += d;
       nmust += must;
+      lmin = std::min(lmin, in ? lk : kInf);
     }
     const bool refine_dominant = ndom > 0 && ndom <= opt.refine_budget;
     if (ndom > 0) {
@@ -389,16 +387,17 @@ struct Worker {
 #pragma omp simd
       for (int64_t k = 0; k < nt; ++k) S[k] = S[k] == kDominant ? to : S[k];
     }
-    if (nmust > 0 || refine_dominant)
+    if (nmust > 0 || refine_dominant) {
       for_flagged(nt, [S](int64_t k) { return (S[k] == kExact) | (S[k] == kRefined); },
                   [&](int64_t k) { L[k] = exact_lam(i, n0 + k, alpha, sigma2); });
-    // (3) new running minimum (lowest index among ties).
-    double lmin = kInf;
+      lmin = kInf;  // (3) the refined values change the minimum
 #pragma omp simd reduction(min : lmin)
-    for (int64_t k = 0; k < nt; ++k) {
-      const double lk = L[k];  // unconditional load: lets the compiler vectorize
-      lmin = std::min(lmin, S[k] != kSkip ? lk : kInf);
+      for (int64_t k = 0; k < nt; ++k) {
+        const double lk = L[k];  // unconditional load: lets the compiler vectorize
+        lmin = std::min(lmin, S[k] != kSkip ? lk : kInf);
+      }
     }
+    // new running minimum (lowest index among ties)
     if (lmin < s.lam) {
       const int64_t kmin =
           first_flagged(nt, [S, L, lmin](int64_t k) { return (S[k] != kSkip) & (L[k] == lmin); });
