@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._validation import as_float_matrix, as_weights
-from .nearest import NearestIndex
+from .nearest import NearestIndex, check_k
 
 SCALES = ("data", "pixels255", "sqrt_dim")
 COPY_RULES = ("ratio", "tau", "all")
@@ -358,13 +357,7 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
     samples = as_float_matrix(samples, "samples")
     train = as_float_matrix(train, "train")
     n = train.shape[0]
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k must be an integer, got {k!r}") from None
-    if not 2 <= k <= n:
-        raise ValueError(f"k must satisfy 2 <= k <= N = {n} (d1 and d2 need two training "
-                         f"points), got k = {k}")
+    k = check_k(k, n, low=2, why="d1 and d2 need two training points")
     ratio = float(ratio)
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"ratio threshold must lie in (0, 1) (the rule is d1/d2 < ratio), "

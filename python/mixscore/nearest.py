@@ -17,12 +17,12 @@ Memory is O((M + N) D + M k): the M x N distance matrix is never formed.
 from __future__ import annotations
 
 import operator
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from ._validation import as_float_matrix, describe
+from .backends import get_backend
 
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
@@ -41,40 +41,19 @@ class Neighbors(NamedTuple):
     indices: np.ndarray
 
 
-def _check_k(k, n: int) -> int:
+def check_k(k, n: int, low: int = 1, why: str = "the number of training points") -> int:
+    """k as an int in [low, n], or a clear error."""
     try:
         k = operator.index(k)
     except TypeError:
         raise TypeError(f"k must be an integer, got {k!r}") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"k must satisfy 1 <= k <= N = {n} (the number of training points), "
-                         f"got k = {k}")
+    if not low <= k <= n:
+        raise ValueError(f"k must satisfy {low} <= k <= N = {n} ({why}), got k = {k}")
     return k
 
 
 def _max_abs(a: np.ndarray) -> float:
     return float(np.max(np.abs(a))) if a.size else 0.0
-
-
-def _backend_class(name: str):
-    if name == "auto":
-        from .backends import available
-
-        if "cpu" in available():
-            name = "cpu"
-        else:
-            warnings.warn("mixscore: the C++ extension is not available; nearest() falls back "
-                          "to the slow NumPy reference", RuntimeWarning, stacklevel=4)
-            name = "numpy"
-    if name == "cpu":
-        from .backends.nearest_cpu import CpuNearest
-
-        return CpuNearest
-    if name == "numpy":
-        from .backends.nearest_numpy import NumpyNearest
-
-        return NumpyNearest
-    raise ValueError(f"backend must be 'auto', 'cpu' or 'numpy', got {name!r}")
 
 
 def _is_float32_exact(a: np.ndarray, chunk: int = 1 << 20) -> bool:
@@ -118,7 +97,7 @@ class NearestIndex:
                              f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
         self.train = train
         self._max_abs = m
-        self._cls = _backend_class(backend)
+        self._cls = get_backend(backend, "nearest")
         self.backend = self._cls.name
         self._num_threads = int(num_threads)
         self._prepared = {}
@@ -152,7 +131,7 @@ class NearestIndex:
         if q.shape[1] != self.dim:
             raise ValueError(f"{name} must have shape (M, {self.dim}) to match {self.name} "
                              f"(N = {self.n}, D = {self.dim}), got {describe(q)}")
-        k = _check_k(k, self.n)
+        k = check_k(k, self.n)
         m = _max_abs(q)
         if m > _F64_MAX_ABS:
             raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
@@ -194,6 +173,6 @@ def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: i
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"{queries_name} must have shape (M, {x.shape[1]}) to match "
                          f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]}), got {describe(q)}")
-    _check_k(k, x.shape[0])
+    check_k(k, x.shape[0])
     index = NearestIndex(x, backend=backend, num_threads=num_threads, name=train_name)
     return index.search(q, k, name=queries_name)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 STAT_NAMES = ("logpdf", "denoised", "score", "eps", "tau2", "max_weight", "argmax", "n_eff")
@@ -24,21 +25,26 @@ def available() -> list[str]:
     return names
 
 
-def get_backend(name: str):
-    """The backend class for ``name`` ('auto', 'cpu' or 'numpy')."""
+# (what, backend name) -> (module, class)
+_CLASSES = {
+    ("score", "cpu"): ("cpu", "CpuBackend"),
+    ("score", "numpy"): ("numpy_ref", "NumpyBackend"),
+    ("nearest", "cpu"): ("nearest_cpu", "CpuNearest"),
+    ("nearest", "numpy"): ("nearest_numpy", "NumpyNearest"),
+}
+
+
+def get_backend(name: str, what: str = "score"):
+    """The backend class for ``name`` ('auto', 'cpu' or 'numpy'); ``what`` is 'score' (the
+    mixture statistics) or 'nearest' (exact nearest-neighbour search)."""
     if name == "auto":
         if "cpu" in available():
             name = "cpu"
         else:
             warnings.warn("mixscore: the C++ extension is not available; falling back to the "
-                          "slow NumPy reference backend", RuntimeWarning, stacklevel=3)
+                          "slow NumPy reference backend", RuntimeWarning, stacklevel=4)
             name = "numpy"
-    if name == "cpu":
-        from .cpu import CpuBackend
-
-        return CpuBackend
-    if name == "numpy":
-        from .numpy_ref import NumpyBackend
-
-        return NumpyBackend
-    raise ValueError(f"backend must be 'auto', 'cpu' or 'numpy', got {name!r}")
+    if (what, name) not in _CLASSES:
+        raise ValueError(f"backend must be 'auto', 'cpu' or 'numpy', got {name!r}")
+    module, cls = _CLASSES[(what, name)]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
