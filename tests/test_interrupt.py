@@ -18,20 +18,18 @@ def _big_model():
             r.standard_normal((40000, 64)).astype(np.float32))
 
 
-def test_ctrl_c_raises_keyboard_interrupt():
-    model, x = _big_model()
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+def ctrl_c_stops(call, after=0.3, within=2.0):
+    """``call`` (seconds long in full) raises KeyboardInterrupt within ``within`` s of Ctrl-C."""
+    timer = threading.Timer(after, lambda: os.kill(os.getpid(), signal.SIGINT))
     start = time.perf_counter()
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        model.score(x, 0.5)
-    assert time.perf_counter() - start < 2.0  # the full call takes several seconds
-    # the model still works afterwards
-    assert np.all(np.isfinite(model.score(x[:10], 0.5)))
+        call()
+    assert time.perf_counter() - start < within
 
 
-def test_gil_released_during_call():
-    model, x = _big_model()
+def ticks_during(call) -> int:
+    """How often a Python thread ran while ``call`` was busy (many: the GIL was released)."""
     ticks = []
     stop = threading.Event()
 
@@ -43,21 +41,36 @@ def test_gil_released_during_call():
     th = threading.Thread(target=count)
     th.start()
     try:
-        model.score(x[:8000], 0.5)
+        call()
     finally:
         stop.set()
         th.join()
-    assert len(ticks) > 20
+    return len(ticks)
+
+
+def test_ctrl_c_raises_keyboard_interrupt():
+    model, x = _big_model()
+    ctrl_c_stops(lambda: model.score(x, 0.5))
+    # the model still works afterwards
+    assert np.all(np.isfinite(model.score(x[:10], 0.5)))
+
+
+def test_gil_released_during_call():
+    model, x = _big_model()
+    assert ticks_during(lambda: model.score(x[:8000], 0.5)) > 20
 
 
 def test_ctrl_c_stops_the_fused_sampler():
     r = np.random.default_rng(1)
     model = ms.EmpiricalScore(r.standard_normal((4000, 32)).astype(np.float32), ms.VP())
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-    start = time.perf_counter()
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        ms.sample(model, 4000, steps=2000, progress=False)  # tens of seconds in full
-    assert time.perf_counter() - start < 2.0
+    ctrl_c_stops(lambda: ms.sample(model, 4000, steps=2000, progress=False))
     res = ms.sample(model, 3, steps=5, sampler="ddim", progress=False)
     assert np.all(np.isfinite(res.samples))
+
+
+def test_nearest_ctrl_c_and_gil():
+    g = np.random.default_rng(10)
+    index = ms.NearestIndex(g.standard_normal((50000, 128), dtype=np.float32))
+    Q = g.standard_normal((20000, 128), dtype=np.float32)
+    ctrl_c_stops(lambda: index.search(Q, 2))
+    assert ticks_during(lambda: index.search(Q[:3000], 2)) > 20
