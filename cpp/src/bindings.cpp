@@ -228,7 +228,7 @@ PYBIND11_MODULE(_core, m) {
     if (D < 1) throw std::invalid_argument("D must be >= 1");
     py::array_t<double> z({samples.shape(0), py::ssize_t(D)});
     for (py::ssize_t i = 0; i < samples.shape(0); ++i)
-      philox_normals(seed, uint64_t(samples.data()[i]), step, D, z.mutable_data() + i * D);
+      fill_normals(seed, samples.data()[i], 1, step, D, z.mutable_data() + i * D);
     return z;
   }, py::arg("seed"), py::arg("samples"), py::arg("step"), py::arg("D"),
      "Standard normals of the given samples at one step: the samplers' noise.");

@@ -12,6 +12,13 @@ namespace mixscore {
   bool run(const TrainSet<T>&, const Queries<T>&, const Outputs<T>&, const EngineOptions&, \
            const StopFn&);                                                                 \
   }
+#define MIXSCORE_DECLARE_NOISE(isa) \
+  namespace isa {                   \
+  void fill_normals(uint64_t, int64_t, int64_t, uint32_t, int64_t, double*); \
+  }
+MIXSCORE_DECLARE_NOISE(generic)
+MIXSCORE_DECLARE_NOISE(avx2)
+MIXSCORE_DECLARE_NOISE(avx512)
 MIXSCORE_DECLARE_VARIANT(generic)
 MIXSCORE_DECLARE_VARIANT(avx2)
 MIXSCORE_DECLARE_VARIANT(avx512)
@@ -64,6 +71,15 @@ bool run_engine(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& ou
     case Isa::avx512: return avx512::run(tr, q, out, opt, stop);
     case Isa::avx2: return avx2::run(tr, q, out, opt, stop);
     default: return generic::run(tr, q, out, opt, stop);
+  }
+}
+
+void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step, int64_t D,
+                  double* z) {
+  switch (current()) {
+    case Isa::avx512: return avx512::fill_normals(seed, first_sample, n, step, D, z);
+    case Isa::avx2: return avx2::fill_normals(seed, first_sample, n, step, D, z);
+    default: return generic::fill_normals(seed, first_sample, n, step, D, z);
   }
 }
 

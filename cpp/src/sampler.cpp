@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -77,16 +78,16 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
     int bad = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : bad)
     {
-      std::vector<double> z(noisy ? D : 0);
+      constexpr int64_t kBatch = 64;  // samples whose noise is drawn together (SIMD)
+      std::vector<double> z(noisy ? kBatch * D : 0);
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        if (noisy)
-          philox_normals(plan.seed, uint64_t(plan.first_sample + i), uint32_t(k), D, z.data());
-        for (int64_t d = 0; d < D; ++d) {
-          const int64_t e = i * D + d;
+      for (int64_t i0 = 0; i0 < n; i0 += kBatch) {
+        const int64_t i1 = std::min(n, i0 + kBatch);
+        if (noisy) fill_normals(plan.seed, plan.first_sample + i0, i1 - i0, uint32_t(k), D, z.data());
+        for (int64_t e = i0 * D; e < i1 * D; ++e) {
           double v = c[kA] * double(x[e]) + c[kB] * double(xh[e]);
           if (plan.predictor) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
-          if (noisy) v = v + c[kS] * z[d];
+          if (noisy) v = v + c[kS] * z[e - i0 * D];
           x[e] = T(v);
           bad |= !std::isfinite(x[e]);
         }

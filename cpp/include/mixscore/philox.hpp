@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define MIXSCORE_HD __host__ __device__
@@ -55,17 +56,77 @@ MIXSCORE_HD inline double unit_double(uint32_t hi, uint32_t lo) {
   return double(((uint64_t(hi) << 32) | lo) >> 11) * 0x1.0p-53;
 }
 
+// log(u) for u in (0, 1] and (sin, cos)(2 pi u) for u in [0, 1) from +, *, / and bit operations
+// only: no libm, so scalar and SIMD builds (compiled without FMA contraction) give the same bits
+// on every machine. Accurate to a few ulp. static: each instruction-set build keeps its copy.
+MIXSCORE_HD static inline double log_unit(double u) {
+  uint64_t bits;
+  std::memcpy(&bits, &u, sizeof bits);
+  const int64_t e = int64_t(bits >> 52) - 1023;  // u >= 2^-53: always a normal number
+  const uint64_t mbits = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+  double m;
+  std::memcpy(&m, &mbits, sizeof m);  // [1, 2)
+  const bool big = m > 1.4142135623730951;
+  m = big ? 0.5 * m : m;              // [sqrt(1/2), sqrt(2))
+  const double ed = double(e + (big ? 1 : 0));
+  const double t = (m - 1.0) / (m + 1.0);  // log m = 2 atanh t, |t| < 0.1716
+  const double t2 = t * t;
+  double p = 1.0 / 23;
+  p = p * t2 + 1.0 / 21;
+  p = p * t2 + 1.0 / 19;
+  p = p * t2 + 1.0 / 17;
+  p = p * t2 + 1.0 / 15;
+  p = p * t2 + 1.0 / 13;
+  p = p * t2 + 1.0 / 11;
+  p = p * t2 + 1.0 / 9;
+  p = p * t2 + 1.0 / 7;
+  p = p * t2 + 1.0 / 5;
+  p = p * t2 + 1.0 / 3;
+  constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
+  return ed * kLn2Hi + (ed * kLn2Lo + 2.0 * t * (1.0 + t2 * p));
+}
+
+MIXSCORE_HD static inline void sincos_2pi(double u, double* s, double* c) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  const int q = int(4.0 * u + 0.5);       // nearest quarter turn, 0..4
+  const double x = (u - 0.25 * q) * kTwoPi;  // u - q/4 is exact; |x| <= pi/4
+  const double x2 = x * x;
+  double ps = -1.0 / 121645100408832000.0;  // -1/19!
+  ps = ps * x2 + 1.0 / 355687428096000.0;
+  ps = ps * x2 - 1.0 / 1307674368000.0;
+  ps = ps * x2 + 1.0 / 6227020800.0;
+  ps = ps * x2 - 1.0 / 39916800.0;
+  ps = ps * x2 + 1.0 / 362880.0;
+  ps = ps * x2 - 1.0 / 5040.0;
+  ps = ps * x2 + 1.0 / 120.0;
+  ps = ps * x2 - 1.0 / 6.0;
+  const double sx = x + x * (x2 * ps);
+  double pc = -1.0 / 6402373705728000.0;  // -1/18!
+  pc = pc * x2 + 1.0 / 20922789888000.0;
+  pc = pc * x2 - 1.0 / 87178291200.0;
+  pc = pc * x2 + 1.0 / 479001600.0;
+  pc = pc * x2 - 1.0 / 3628800.0;
+  pc = pc * x2 + 1.0 / 40320.0;
+  pc = pc * x2 - 1.0 / 720.0;
+  pc = pc * x2 + 1.0 / 24.0;
+  pc = pc * x2 - 0.5;
+  const double cx = 1.0 + x2 * pc;
+  const int r = q & 3;
+  *s = r == 0 ? sx : r == 1 ? cx : r == 2 ? -sx : -cx;
+  *c = r == 0 ? cx : r == 1 ? -sx : r == 2 ? -cx : sx;
+}
+
 // Standard normals z[0..D) for (seed, sample, step): Box-Muller on block j gives z[2j], z[2j+1].
+// (cpp/src/noise_variant.cpp computes the same numbers for many samples with SIMD.)
 MIXSCORE_HD inline void philox_normals(uint64_t seed, uint64_t sample, uint32_t step,
                                        int64_t D, double* z) {
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
   for (int64_t j = 0; 2 * j < D; ++j) {
     const Philox4x32 b = philox_block(seed, sample, step, uint32_t(j));
-    const double u1 = 1.0 - unit_double(b.v[0], b.v[1]);  // (0, 1]: log is finite
-    const double u2 = unit_double(b.v[2], b.v[3]);
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    z[2 * j] = r * std::cos(kTwoPi * u2);
-    if (2 * j + 1 < D) z[2 * j + 1] = r * std::sin(kTwoPi * u2);
+    const double r = std::sqrt(-2.0 * log_unit(1.0 - unit_double(b.v[0], b.v[1])));
+    double sn, cs;
+    sincos_2pi(unit_double(b.v[2], b.v[3]), &sn, &cs);
+    z[2 * j] = r * cs;
+    if (2 * j + 1 < D) z[2 * j + 1] = r * sn;
   }
 }
 
@@ -74,5 +135,10 @@ MIXSCORE_HD inline double philox_uniform(uint64_t seed, uint64_t sample, uint32_
   const Philox4x32 b = philox_block(seed, sample, step, 0);
   return unit_double(b.v[0], b.v[1]);
 }
+
+// philox_normals for samples first_sample .. first_sample + n - 1 into z (n x D), with the
+// SIMD build of this CPU (cpp/src/dispatch.cpp; host only).
+void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step, int64_t D,
+                  double* z);
 
 }  // namespace mixscore
