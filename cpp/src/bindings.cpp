@@ -14,6 +14,7 @@
 #include "mixscore/fastexp.hpp"
 #include "mixscore/philox.hpp"
 #include "mixscore/sampler.hpp"
+#include "direct_layout.hpp"
 #include "interruptible.hpp"
 
 namespace py = pybind11;
@@ -42,20 +43,24 @@ void check_len(const py::array& a, py::ssize_t n, const char* what) {
 }
 
 // The training set as prepared by python/mixscore/backends/cpu.py (CpuBackend.prepared).
-// Holds references to the arrays, so they outlive every call that reads them.
+// Holds references to the arrays, so they outlive every call that reads them, and for small D
+// the direct path's tiled layout, built here once.
 template <typename T>
 struct TrainArrays {
   carray<T> X, Xc;
-  std::optional<carray<double>> XT;
   carray<double> norm2c, normc;
   std::optional<carray<double>> logw;
   carray<double> mu;
+  std::optional<DirectLayout> direct;
 
-  TrainArrays(carray<T> X_, carray<T> Xc_, std::optional<carray<double>> XT_,
-              carray<double> norm2c_, carray<double> normc_,
+  TrainArrays(carray<T> X_, carray<T> Xc_, carray<double> norm2c_, carray<double> normc_,
               std::optional<carray<double>> logw_, carray<double> mu_)
-      : X(X_), Xc(Xc_), XT(XT_), norm2c(norm2c_), normc(normc_), logw(logw_), mu(mu_) {
-    view();  // validates
+      : X(X_), Xc(Xc_), norm2c(norm2c_), normc(normc_), logw(logw_), mu(mu_) {
+    const TrainSet<T> tr = view();  // validates
+    if (tr.D < kDirectMaxD) {
+      py::gil_scoped_release release;
+      direct.emplace(tr.X, tr.N, tr.D, tr.logw);
+    }
   }
 
   TrainSet<T> view() const {
@@ -69,20 +74,21 @@ struct TrainArrays {
     check_len(normc, N, "normc");
     check_len(mu, D, "mu");
     if (logw) check_len(*logw, N, "logw");
-    if (XT && (XT->ndim() != 2 || XT->shape(0) != D || XT->shape(1) != N))
-      throw std::invalid_argument("XT must be D x N");
-    if (!XT && D < kDirectMaxD)
-      throw std::invalid_argument("XT is required when D < DIRECT_MAX_D");
     TrainSet<T> tr;
     tr.X = X.data();
     tr.Xc = Xc.data();
-    tr.XT = XT ? XT->data() : nullptr;
     tr.norm2c = norm2c.data();
     tr.normc = normc.data();
     tr.logw = logw ? logw->data() : nullptr;
     tr.mu = mu.data();
     tr.N = N;
     tr.D = D;
+    if (direct) {
+      tr.XT = direct->XT.data();
+      tr.order = direct->order.data();
+      tr.logw_tiled = logw ? direct->logw.data() : nullptr;
+      tr.box = direct->box.data();
+    }
     return tr;
   }
 };
@@ -189,10 +195,10 @@ template <typename T>
 void bind_dtype(py::module_& m, const std::string& suffix) {
   py::class_<TrainArrays<T>>(m, ("Train_" + suffix).c_str(),
                              "A prepared training set (see backends/cpu.py).")
-      .def(py::init<carray<T>, carray<T>, std::optional<carray<double>>, carray<double>,
-                    carray<double>, std::optional<carray<double>>, carray<double>>(),
-           py::arg("X"), py::arg("Xc"), py::arg("XT"), py::arg("norm2c"), py::arg("normc"),
-           py::arg("logw"), py::arg("mu"));
+      .def(py::init<carray<T>, carray<T>, carray<double>, carray<double>,
+                    std::optional<carray<double>>, carray<double>>(),
+           py::arg("X"), py::arg("Xc"), py::arg("norm2c"), py::arg("normc"), py::arg("logw"),
+           py::arg("mu"));
   m.def(("stats_" + suffix).c_str(), &stats<T>, py::arg("train"), py::arg("x"),
         py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
   m.def(("sample_" + suffix).c_str(), &sample<T>, py::arg("train"), py::arg("x"),

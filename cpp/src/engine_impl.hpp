@@ -3,7 +3,8 @@
 // For each tile of queries (one OpenMP thread each) and each tile of training points (fixed
 // order), the penalized squared distance
 //     lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n       (logit l_n = -lam_n / (2 sigma^2))
-// is either computed directly in float64 (small D) or expanded around the training mean,
+// is either computed directly in float64 (small D: spatially compact tiles, whole tiles beyond
+// the cutoff left out after a bounding-box test) or expanded around the training mean,
 //     lam_n ~ |x'|^2 - 2 alpha x'.Xc_n + alpha^2 |Xc_n|^2 - 2 sigma^2 log pi_n,
 // with the dot products from one GEMM per tile pair and a rigorous bound on their error. Entries
 // whose bound matters are recomputed from direct float64 differences ("refined"). Weights
@@ -20,6 +21,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -99,7 +101,8 @@ struct Worker {
   double tile_ncmax = 0;  // largest |Xc_n| in the current training tile
   const T* Gcur = nullptr;  // the current tile's logit dot products (row stride kTrainTile)
   AlignedVector<T> Gall;    // lookahead: all tiles' dot products for this query tile
-  std::vector<double> hint;  // lookahead: an upper bound on each query's final minimum
+  std::vector<double> hint;  // an upper bound on each query's final minimum (lookahead, direct)
+  std::vector<char> prune;   // direct path: whether skip_tile can leave out any tile
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
       : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD),
@@ -114,6 +117,8 @@ struct Worker {
     s1.resize(QT * D);
     c.resize(QT * D);
     st.resize(QT);
+    hint.resize(QT);
+    prune.resize(QT);
     if (!direct) {
       xq.resize(QT * D);
       Ap.resize(QT * D);
@@ -124,7 +129,6 @@ struct Worker {
       active.resize(NT);
       idx.resize(NT);
       blocks.resize(QT / MR);
-      hint.resize(QT);
       if (tr_.D >= kLookaheadMinD && tr_.N * QT * int64_t(sizeof(T)) <= kLookaheadBytes)
         Gall.resize(((tr_.N + NT - 1) / NT) * QT * NT);
       wblocks.resize(QT / MR);
@@ -195,138 +199,202 @@ struct Worker {
     s.s2 += wn * sq;
   }
 
-  // Direct path for D = 1, 2, 3: two fused passes over the tile (logits and their minimum;
-  // weights and every sum), no per-dimension passes.
+  // Direct path (D < kDirectMaxD), on the tiled layout of direct_layout.hpp. lam of the points
+  // at tile positions [p0, p0 + nt) into L, from float64 differences; returns their minimum.
+  // DC = D for D <= 3 (one fused pass), 0 for any D (one pass per dimension).
   template <int DC>
-  void direct_row_fixed(int64_t il, int64_t i, int64_t n0, int64_t nt) {
-    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+  double direct_lam(int64_t il, int64_t i, int64_t p0, int64_t nt, double* L) const {
+    const double alpha = q.alpha[i], tws = 2.0 * q.sigma2[i];
     const double* xi = &xd[il * D];
-    const double* c0 = tr.XT + n0;
-    const double* c1 = DC > 1 ? c0 + tr.N : c0;
-    const double* c2 = DC > 2 ? c0 + 2 * tr.N : c0;
-    const double x0 = xi[0], x1 = DC > 1 ? xi[1] : 0.0, x2 = DC > 2 ? xi[2] : 0.0;
-    const double* lw = tr.logw ? tr.logw + n0 : zeros.data();
-    const double tws = 2.0 * sigma2;
-    double* L = lam.data();
+    const double* lw = tr.logw_tiled ? tr.logw_tiled + p0 : zeros.data();
     double lmin = kInf;
+    if constexpr (DC > 0) {
+      const double* c0 = tr.XT + p0;
+      const double* c1 = DC > 1 ? c0 + tr.N : c0;
+      const double* c2 = DC > 2 ? c0 + 2 * tr.N : c0;
+      const double x0 = xi[0], x1 = DC > 1 ? xi[1] : 0.0, x2 = DC > 2 ? xi[2] : 0.0;
 #pragma omp simd reduction(min : lmin)
-    for (int64_t k = 0; k < nt; ++k) {
-      double d0 = x0 - alpha * c0[k], l = d0 * d0 - tws * lw[k];
-      if constexpr (DC > 1) {
-        double d1 = x1 - alpha * c1[k];
-        l += d1 * d1;
+      for (int64_t k = 0; k < nt; ++k) {
+        double d0 = x0 - alpha * c0[k], l = d0 * d0 - tws * lw[k];
+        if constexpr (DC > 1) {
+          double d1 = x1 - alpha * c1[k];
+          l += d1 * d1;
+        }
+        if constexpr (DC > 2) {
+          double d2 = x2 - alpha * c2[k];
+          l += d2 * d2;
+        }
+        L[k] = l;
+        lmin = std::min(lmin, l);
       }
-      if constexpr (DC > 2) {
-        double d2 = x2 - alpha * c2[k];
-        l += d2 * d2;
+    } else {
+      for (int64_t k = 0; k < nt; ++k) L[k] = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        const double* col = tr.XT + d * tr.N + p0;
+        const double xv = xi[d];
+#pragma omp simd
+        for (int64_t k = 0; k < nt; ++k) {
+          double diff = xv - alpha * col[k];
+          L[k] += diff * diff;
+        }
       }
-      L[k] = l;
-      lmin = std::min(lmin, l);
+#pragma omp simd reduction(min : lmin)
+      for (int64_t k = 0; k < nt; ++k) {
+        L[k] -= tws * lw[k];
+        lmin = std::min(lmin, L[k]);
+      }
     }
+    return lmin;
+  }
+
+  // A lower bound on lam over direct tile t: the squared distance from x to the tile's scaled
+  // bounding box (shrunk by a relative 1e-12 against rounding), less the largest log-weight term.
+  double box_lower_bound(int64_t il, int64_t i, int64_t t) const {
+    const double alpha = q.alpha[i];
+    const double* b = tr.box + t * (2 * D + 1);
+    const double* xi = &xd[il * D];
+    double acc = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double lo = alpha * b[d], hi = alpha * b[D + d], x = xi[d];
+      const double v = x < lo ? lo - x : (x > hi ? x - hi : 0.0);
+      acc += v * v;
+    }
+    return acc * (1.0 - 1e-12) - 2.0 * q.sigma2[i] * b[2 * D];
+  }
+
+  // Before the tile loop: hint[il] = the exact minimum over the tile whose box is nearest, an
+  // upper bound on the query's final minimum that lets skip_tile leave out far tiles;
+  // prune[il] = whether any tile's box is far enough for that (not at large sigma).
+  void direct_hint(int64_t il, int64_t i) {
+    const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
+    int64_t best = 0;
+    double lb_best = kInf, lb_far = -kInf;
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const double lb = box_lower_bound(il, i, t);
+      if (lb < lb_best) lb_best = lb, best = t;
+      lb_far = std::max(lb_far, lb);
+    }
+    const double inv = inv2s2(q.sigma2[i]);
+    prune[il] = (lb_far - lb_best) * inv > opt.cutoff;  // hint >= lb_best
+    if (!prune[il]) return;
+    const int64_t p0 = best * kDirectTile, nt = std::min(kDirectTile, tr.N - p0);
+    hint[il] = with_fixed_d([&](auto dc) { return direct_lam<dc.value>(il, i, p0, nt, lam.data()); });
+    prune[il] = (lb_far - hint[il]) * inv > opt.cutoff;
+  }
+
+  // True when every point of direct tile t is beyond the cutoff from the final maximum.
+  bool skip_tile(int64_t il, int64_t i, int64_t t) const {
+    if (!prune[il]) return false;
+    const double bound = std::min(hint[il], st[il].lam);
+    return (box_lower_bound(il, i, t) - bound) * inv2s2(q.sigma2[i]) > opt.cutoff;
+  }
+
+  // Calls f(std::integral_constant<int, DC>) with DC = D for D <= 3 and 0 otherwise.
+  template <typename F>
+  auto with_fixed_d(F f) const {
+    switch (D) {
+      case 1: return f(std::integral_constant<int, 1>{});
+      case 2: return f(std::integral_constant<int, 2>{});
+      case 3: return f(std::integral_constant<int, 3>{});
+      default: return f(std::integral_constant<int, 0>{});
+    }
+  }
+
+  // Lower the running minimum to the tile's minimum lmin (L holds the tile's lam), or move the
+  // centre to an equal minimum with a lower original index: ties go to the lowest index.
+  void take_min(int64_t il, int64_t p0, int64_t nt, double lmin, double inv) {
     QueryState& s = st[il];
-    if (lmin < s.lam) {
-      const int64_t kmin = first_flagged(nt, [L, lmin](int64_t k) { return L[k] == lmin; });
-      move_max(il, lmin, n0 + kmin, inv);
-    }
+    if (lmin > s.lam) return;
+    const double* L = lam.data();
+    int64_t idx = std::numeric_limits<int64_t>::max();
+    for_flagged(nt, [L, lmin](int64_t k) { return L[k] == lmin; },
+                [&](int64_t k) { idx = std::min(idx, tr.order[p0 + k]); });
+    if (lmin < s.lam || idx < s.best) move_max(il, lmin, idx, inv);
+  }
+
+  // One direct tile for one query: lam, the running minimum, then weights and every sum.
+  template <int DC>
+  void direct_row(int64_t il, int64_t i, int64_t p0, int64_t nt) {
+    const double inv = inv2s2(q.sigma2[i]);
+    double* L = lam.data();
+    take_min(il, p0, nt, direct_lam<DC>(il, i, p0, nt, L), inv);
+    QueryState& s = st[il];
     const double lam0 = s.lam, cut = opt.cutoff;
     const double* cc = &c[il * D];
-    const double e0 = cc[0], e1 = DC > 1 ? cc[1] : 0.0, e2 = DC > 2 ? cc[2] : 0.0;
-    double ws = 0.0, wq = 0.0, a0 = 0.0, a1 = 0.0, a2 = 0.0, sq = 0.0;
-#pragma omp simd reduction(+ : ws, wq, a0, a1, a2, sq)
-    for (int64_t k = 0; k < nt; ++k) {
-      const double g = (L[k] - lam0) * inv;
-      const double wk = g > cut ? 0.0 : exp_nonpositive(-g);
-      ws += wk;
-      wq += wk * wk;
-      const double d0 = c0[k] - e0;
-      double r2 = d0 * d0;
-      a0 += wk * d0;
-      if constexpr (DC > 1) {
-        const double d1 = c1[k] - e1;
-        r2 += d1 * d1;
-        a1 += wk * d1;
-      }
-      if constexpr (DC > 2) {
-        const double d2 = c2[k] - e2;
-        r2 += d2 * d2;
-        a2 += wk * d2;
-      }
-      sq += wk * r2;
-    }
     double* S1 = &s1[il * D];
-    S1[0] += a0;
-    if (DC > 1) S1[1] += a1;
-    if (DC > 2) S1[2] += a2;
+    double ws = 0.0, wq = 0.0, sq = 0.0;
+    if constexpr (DC > 0) {  // one fused pass
+      const double* c0 = tr.XT + p0;
+      const double* c1 = DC > 1 ? c0 + tr.N : c0;
+      const double* c2 = DC > 2 ? c0 + 2 * tr.N : c0;
+      const double e0 = cc[0], e1 = DC > 1 ? cc[1] : 0.0, e2 = DC > 2 ? cc[2] : 0.0;
+      double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : ws, wq, a0, a1, a2, sq)
+      for (int64_t k = 0; k < nt; ++k) {
+        const double g = (L[k] - lam0) * inv;
+        const double wk = g > cut ? 0.0 : exp_nonpositive(-g);
+        ws += wk;
+        wq += wk * wk;
+        const double d0 = c0[k] - e0;
+        double r2 = d0 * d0;
+        a0 += wk * d0;
+        if constexpr (DC > 1) {
+          const double d1 = c1[k] - e1;
+          r2 += d1 * d1;
+          a1 += wk * d1;
+        }
+        if constexpr (DC > 2) {
+          const double d2 = c2[k] - e2;
+          r2 += d2 * d2;
+          a2 += wk * d2;
+        }
+        sq += wk * r2;
+      }
+      S1[0] += a0;
+      if (DC > 1) S1[1] += a1;
+      if (DC > 2) S1[2] += a2;
+    } else {  // weights, then one pass per dimension
+      double* W = w.data();
+#pragma omp simd reduction(+ : ws, wq)
+      for (int64_t k = 0; k < nt; ++k) {
+        double g = (L[k] - lam0) * inv;
+        double wk = g > cut ? 0.0 : exp_nonpositive(-g);
+        W[k] = wk;
+        ws += wk;
+        wq += wk * wk;
+      }
+      for (int64_t d = 0; d < D; ++d) {
+        const double* col = tr.XT + d * tr.N + p0;
+        const double cd = cc[d];
+        double a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+        for (int64_t k = 0; k < nt; ++k) {
+          double diff = col[k] - cd;
+          double wd = W[k] * diff;
+          a1 += wd;
+          a2 += wd * diff;
+        }
+        S1[d] += a1;
+        sq += a2;
+      }
+    }
     s.s0 += ws;
     s.q += wq;
     s.s2 += sq;
   }
 
-  // Direct path (small D): all lam exact, vectorized over the tile's points.
-  void direct_row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
-    switch (D) {
-      case 1: return direct_row_fixed<1>(il, i, n0, nt);
-      case 2: return direct_row_fixed<2>(il, i, n0, nt);
-      case 3: return direct_row_fixed<3>(il, i, n0, nt);
-      default: break;
+  // All direct tiles for the query tile, in fixed order, leaving out those beyond the cutoff.
+  template <int DC>
+  bool direct_tiles(int64_t i0, int64_t mt, const std::atomic<bool>& stop, const StopFn* poll) {
+    for (int64_t il = 0; il < mt; ++il) direct_hint(il, i0 + il);
+    for (int64_t p0 = 0, t = 0; p0 < tr.N; p0 += kDirectTile, ++t) {
+      if (poll && *poll && (*poll)()) return false;
+      if (stop.load(std::memory_order_relaxed)) return false;
+      const int64_t nt = std::min(kDirectTile, tr.N - p0);
+      for (int64_t il = 0; il < mt; ++il)
+        if (!skip_tile(il, i0 + il, t)) direct_row<DC>(il, i0 + il, p0, nt);
     }
-    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
-    const double* xi = &xd[il * D];
-    double* L = lam.data();
-    for (int64_t k = 0; k < nt; ++k) L[k] = 0.0;
-    for (int64_t d = 0; d < D; ++d) {
-      const double* col = tr.XT + d * tr.N + n0;
-      const double xv = xi[d];
-#pragma omp simd
-      for (int64_t k = 0; k < nt; ++k) {
-        double diff = xv - alpha * col[k];
-        L[k] += diff * diff;
-      }
-    }
-    if (tr.logw) {
-      const double* lw = tr.logw + n0;
-#pragma omp simd
-      for (int64_t k = 0; k < nt; ++k) L[k] -= 2.0 * sigma2 * lw[k];
-    }
-    double lmin = kInf;
-#pragma omp simd reduction(min : lmin)
-    for (int64_t k = 0; k < nt; ++k) lmin = std::min(lmin, L[k]);
-    QueryState& s = st[il];
-    if (lmin < s.lam) {
-      const int64_t kmin = first_flagged(nt, [L, lmin](int64_t k) { return L[k] == lmin; });
-      move_max(il, lmin, n0 + kmin, inv);
-    }
-    const double lam0 = s.lam, cut = opt.cutoff;
-    double* W = w.data();
-    double ws = 0.0, wq = 0.0;
-#pragma omp simd reduction(+ : ws, wq)
-    for (int64_t k = 0; k < nt; ++k) {
-      double g = (L[k] - lam0) * inv;
-      double wk = g > cut ? 0.0 : exp_nonpositive(-g);
-      W[k] = wk;
-      ws += wk;
-      wq += wk * wk;
-    }
-    double* S1 = &s1[il * D];
-    const double* cc = &c[il * D];
-    double sq = 0.0;
-    for (int64_t d = 0; d < D; ++d) {
-      const double* col = tr.XT + d * tr.N + n0;
-      const double cd = cc[d];
-      double a1 = 0.0, a2 = 0.0;
-#pragma omp simd reduction(+ : a1, a2)
-      for (int64_t k = 0; k < nt; ++k) {
-        double diff = col[k] - cd;
-        double wd = W[k] * diff;
-        a1 += wd;
-        a2 += wd * diff;
-      }
-      S1[d] += a1;
-      sq += a2;
-    }
-    s.s0 += ws;
-    s.q += wq;
-    s.s2 += sq;
+    return true;
   }
 
   // Rigorous error bound of every approximate lam in the current tile (dot products:
@@ -558,13 +626,18 @@ struct Worker {
       }
       xnorm2[il] = n2;
     }
-    if (!direct) {  // queries packed once per tile; only blocks holding queries are computed
-      nblk = int((mt + MR - 1) / MR);
-      for (int b = 0; b < nblk; ++b) blocks[b] = b;
-      pack_a<T>(nblk, D, xq.data(), D, Ap.data());
-      std::fill(hint.begin(), hint.end(), kInf);
+    if (direct) {
+      if (!with_fixed_d([&](auto dc) { return direct_tiles<dc.value>(i0, mt, stop, poll); }))
+        return false;
+      for (int64_t il = 0; il < mt; ++il) finalize(il, i0 + il, out, logsumw);
+      return true;
     }
-    const bool lookahead = !direct && !Gall.empty();
+    // GEMM path: queries packed once per tile; only blocks holding queries are computed
+    nblk = int((mt + MR - 1) / MR);
+    for (int b = 0; b < nblk; ++b) blocks[b] = b;
+    pack_a<T>(nblk, D, xq.data(), D, Ap.data());
+    std::fill(hint.begin(), hint.end(), kInf);
+    const bool lookahead = !Gall.empty();
     if (lookahead)  // all logit GEMMs first: each query's minimum is bounded before weighting
       for (int64_t n0 = 0; n0 < tr.N; n0 += kTrainTile) {
         if (poll && *poll && (*poll)()) return false;
@@ -577,10 +650,6 @@ struct Worker {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t nt = std::min(kTrainTile, tr.N - n0);
-      if (direct) {
-        for (int64_t il = 0; il < mt; ++il) direct_row(il, i0 + il, n0, nt);
-        continue;
-      }
       const T* Xt = tr.Xc + n0 * D;
       if (lookahead) {
         tile_ncmax = *std::max_element(tr.normc + n0, tr.normc + n0 + nt);

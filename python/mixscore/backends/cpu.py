@@ -8,7 +8,7 @@ from .. import _core
 
 
 class CpuBackend:
-    """Prepares the training set once (centred copy, norms, transposed copy for small D)."""
+    """Prepares the training set once (centred copy, norms; for small D the engine's tiled copy)."""
 
     name = "cpu"
 
@@ -20,8 +20,6 @@ class CpuBackend:
         self.Xc = np.ascontiguousarray(train - self.mu, dtype=train.dtype)
         self.norm2c = np.einsum("nd,nd->n", self.Xc, self.Xc, dtype=np.float64)
         self.normc = np.sqrt(self.norm2c)
-        self.XT = (np.ascontiguousarray(train.T, dtype=np.float64)
-                   if train.shape[1] < _core.DIRECT_MAX_D else None)
         self.logw = None if weights is None else np.ascontiguousarray(np.log(weights))
         self.options = _core.EngineOptions()
         if refine == "all":  # every entry whose error bound matters is recomputed exactly
@@ -33,7 +31,7 @@ class CpuBackend:
         self.options.num_threads = int(num_threads)
         suffix = "f32" if train.dtype == np.float32 else "f64"
         self.prepared = getattr(_core, f"Train_{suffix}")(
-            self.X, self.Xc, self.XT, self.norm2c, self.normc, self.logw, self.mu)
+            self.X, self.Xc, self.norm2c, self.normc, self.logw, self.mu)
         self._stats = getattr(_core, f"stats_{suffix}")
         self.run_sampler = getattr(_core, f"sample_{suffix}")
 
