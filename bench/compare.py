@@ -1,7 +1,22 @@
 """Ratio table from one run on this machine: mixscore (cpu engine) against the dense NumPy
 reference (GEMM + softmax + GEMM, float32, the way such scores are usually hand-rolled),
-pykeops when installed, and the machine's float32 GEMM throughput (NumPy's BLAS) as the
-physical limit for the 4 M N D flops of a score evaluation.
+pykeops when installed, the machine's float32 GEMM throughput (NumPy's BLAS) for the 4 M N D
+flops of a score evaluation, and a measured physical limit.
+
+The limit is a lower bound on the time of an exact evaluation under a stated model, measured in
+the same run: every (query, training point) pair needs its logit (a 2 D-flop product), and the
+fraction `frac` of pairs that carry weight (logit within the engine's cutoff, log N + 20 nats,
+of the query's maximum; measured densely in float64 on 256 of the row's queries) also needs one
+float32 exp and its 2 D-flop share of the weighted sum. With every flop at the peak float32 FMA
+rate (register-resident chains, `_core.fma_peak_gflops`) and every exp at the faster of our and
+NumPy's float32 exp rates on in-cache data:
+
+    limit_s = (2 M N D + 2 frac M N D) / peak_flops + frac M N / exp32_rate
+
+"max vs numpy" = numpy_s / limit_s is then the largest speed-up any such method could show here,
+and "of limit" = limit_s / mixscore_s how close mixscore gets. The model ignores memory traffic
+(optimistic), and a spatial index could skip most of the first product at tiny sigma (then the
+bound does not apply): a bound under these assumptions, not a theorem.
 
     python bench/compare.py [--m 4096] [--n 20000] [--dims 2 64 784 3072] [--t 0.01 0.1 0.5]
 """
@@ -12,6 +27,7 @@ import argparse
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mixscore as ms
 import numpy as np
@@ -33,6 +49,35 @@ def numpy_dense(x, X, a, s2):
     logits -= logits.max(axis=1, keepdims=True)
     np.exp(logits, out=logits)
     return (logits @ X) / logits.sum(axis=1, keepdims=True)
+
+
+def numpy_exp_rate(dtype, threads, n=16384, reps=100, repeats=3):
+    """np.exp evaluations per second on in-cache arrays, one per Python thread (ufuncs release
+    the GIL); best of `repeats`."""
+    bufs = [(np.linspace(-30, 0, n).astype(dtype), np.empty(n, dtype)) for _ in range(threads)]
+
+    def work(i):
+        a, b = bufs[i]
+        for _ in range(reps):
+            np.exp(a, out=b)
+
+    best = 0.0
+    with ThreadPoolExecutor(threads) as ex:
+        for _ in range(repeats + 1):  # the first round warms up
+            t0 = time.perf_counter()
+            list(ex.map(work, range(threads)))
+            best = max(best, threads * reps * n / (time.perf_counter() - t0))
+    return best
+
+
+def weight_fraction(x, X, a, s2, cut, rng, m=256):
+    """Fraction of (query, point) pairs whose logit is within `cut` nats of the query's maximum,
+    from a dense float64 computation on m of the queries."""
+    q = x[rng.choice(len(x), min(m, len(x)), replace=False)].astype(np.float64)
+    X = X.astype(np.float64)
+    lam = (q * q).sum(1)[:, None] - 2 * a * (q @ X.T) + a * a * (X * X).sum(1)
+    gap = (lam - lam.min(axis=1, keepdims=True)) / (2 * s2)
+    return float(np.mean(gap <= cut))
 
 
 def keops_denoiser():
@@ -62,13 +107,26 @@ def main():
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"engine isa {_core.isa()}, threads {_core.max_threads()}, numpy {np.__version__}")
+    threads = _core.max_threads()
+    # The machine's limits (best of a few calls: the machine may be shared).
+    peak = max(_core.fma_peak_gflops() for _ in range(3)) * 1e9
+    ours = {dt: max(_core.exp_throughput(dt) for _ in range(3)) for dt in ("float32", "float64")}
+    nps = {dt: numpy_exp_rate(dt, threads) for dt in ("float32", "float64")}
+    exp32 = max(ours["float32"], nps["float32"])
     print(f"M = {args.m} queries, N = {args.n} points, float32, VP schedule, denoiser; "
           "times are the best of the runs")
+    print(f"limits: peak float32 FMA {peak / 1e9:.0f} GF/s; exp (G/s) ours float32 "
+          f"{ours['float32'] / 1e9:.2f}, float64 {ours['float64'] / 1e9:.2f}; numpy float32 "
+          f"{nps['float32'] / 1e9:.2f}, float64 {nps['float64'] / 1e9:.2f} ({threads} threads)")
+    # The float32 engine's cutoff (engine_impl.hpp): min(60, log N + 20) nats.
+    cut = min(60.0, np.log(args.n) + 20.0)
     keops = keops_denoiser()
     rng = np.random.default_rng(0)
+    sub_rng = np.random.default_rng(1)  # own stream: the benchmark data stay as before
     sde = ms.VP()
     header = ("D", "t", "sigma", "numpy s", "mixscore s", "vs numpy", "sgemm GF/s",
-              "mixscore GF/s", "of sgemm", "keops s")
+              "mixscore GF/s", "of sgemm", "keops s", "frac in", "limit s", "max vs numpy",
+              "of limit")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for d in args.dims:
@@ -87,9 +145,13 @@ def main():
             t_ko = "-"
             if keops is not None:
                 t_ko = f"{best_of(lambda x=x, X=X, a=a, s2=s2: keops(x, X, a, s2), 1):.3f}"
+            frac = weight_fraction(x, X, a, s2, cut, sub_rng)
+            mnd = args.m * args.n * d
+            limit = (2 * mnd + 2 * frac * mnd) / peak + frac * args.m * args.n / exp32
             print(f"| {d} | {t} | {np.sqrt(s2):.3g} | {t_np:.3f} | {t_ms:.3f} | "
                   f"{t_np / t_ms:.1f}x | {gemm_rate / 1e9:.0f} | {rate / 1e9:.0f} | "
-                  f"{rate / gemm_rate:.0%} | {t_ko} |", flush=True)
+                  f"{rate / gemm_rate:.0%} | {t_ko} | {frac:.3g} | {limit:.3g} | "
+                  f"{t_np / limit:.1f}x | {100 * limit / t_ms:.2g}% |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "mixscore/engine.hpp"
+#include "mixscore/limits.hpp"
 
 namespace mixscore {
 
@@ -87,5 +88,36 @@ template bool run_engine<float>(const TrainSet<float>&, const Queries<float>&,
                                 const Outputs<float>&, const EngineOptions&, const StopFn&);
 template bool run_engine<double>(const TrainSet<double>&, const Queries<double>&,
                                  const Outputs<double>&, const EngineOptions&, const StopFn&);
+
+}  // namespace mixscore
+
+// Benchmark helpers (limits_variant.cpp), dispatched like the engine so they measure the
+// instruction set it runs.
+namespace mixscore {
+
+#define MIXSCORE_DECLARE_LIMITS(isa)                     \
+  namespace isa {                                        \
+  double fma_peak_gflops(int, double);                   \
+  double exp_throughput(bool, int, double);              \
+  }
+MIXSCORE_DECLARE_LIMITS(generic)
+MIXSCORE_DECLARE_LIMITS(avx2)
+MIXSCORE_DECLARE_LIMITS(avx512)
+
+double fma_peak_gflops(int threads, double seconds) {
+  switch (current()) {
+    case Isa::avx512: return avx512::fma_peak_gflops(threads, seconds);
+    case Isa::avx2: return avx2::fma_peak_gflops(threads, seconds);
+    default: return generic::fma_peak_gflops(threads, seconds);
+  }
+}
+
+double exp_throughput(bool single, int threads, double seconds) {
+  switch (current()) {
+    case Isa::avx512: return avx512::exp_throughput(single, threads, seconds);
+    case Isa::avx2: return avx2::exp_throughput(single, threads, seconds);
+    default: return generic::exp_throughput(single, threads, seconds);
+  }
+}
 
 }  // namespace mixscore
