@@ -436,8 +436,6 @@ struct Worker {
     const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
     const double xn2 = xnorm2[il];
     const T* Grow = Gcur + il * kTrainTile;
-    T* Prow = &P[il * kLdP];
-    int32_t* act = active.data();
     double* L = lam.data();
     int32_t* S = status.data();
     const double* nc2 = tr.norm2c + n0;
@@ -475,12 +473,27 @@ struct Worker {
       return;
     }
     const double lam_ub = std::min(ub0, lmin_all + B);  // an upper bound on the true minimum
-    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant;
-    // and the minimum over the entries kept.
     const double cut = opt.cutoff, tol = opt.refine_tol, cap = opt.approx_cap,
                  dom = opt.dominant_gap;
     const double e = B * inv;  // error bound of the tile's lam, nats
     const int must_all = e > cap, dom_ok = (e > tol) & (e <= cap);
+    // An entry is kept when the lower bound on its true gap, (lk - B - lam_ub) inv nats, is
+    // within the cutoff; the tile's smallest lk always is (nin > 0).
+    auto kept = [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; };
+    if (!must_all) {  // a spread posterior needs no refinement: no per-entry classes
+      int ndom = 0;
+      if (dom_ok) {
+#pragma omp simd reduction(+ : ndom)
+        for (int64_t k = 0; k < nt; ++k) ndom += (L[k] - B - lam_ub) * inv <= dom;
+      }
+      if (ndom == 0 || ndom > opt.refine_budget) {
+        lower_minimum(il, n0, nt, lmin_all, inv, kept);
+        approx_weights(il, n0, nt, inv, kept);
+        return;
+      }
+    }
+    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant;
+    // and the minimum over the entries kept.
     int ndom = 0, nmust = 0;
     double lmin = kInf;
 #pragma omp simd reduction(+ : ndom, nmust) reduction(min : lmin)
@@ -511,22 +524,46 @@ struct Worker {
         lmin = std::min(lmin, S[k] != kSkip ? lk : kInf);
       }
     }
-    // new running minimum (lowest index among ties)
-    if (lmin < s.lam) {
-      const int64_t kmin =
-          first_flagged(nt, [S, L, lmin](int64_t k) { return (S[k] != kSkip) & (L[k] == lmin); });
-      move_max(il, lmin, n0 + kmin, inv);
-    }
+    lower_minimum(il, n0, nt, lmin, inv, [S](int64_t k) { return S[k] != kSkip; });
     // (4) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
-    const double lam0 = s.lam;
+    approx_weights(il, n0, nt, inv,
+                   [S](int64_t k) { return (S[k] == kApprox) | (S[k] == kRefined); });
+    if (nmust > 0) {  // exact entries: float64 weights accumulated about c
+      const double lam0 = s.lam;
+      for_flagged(nt, [S](int64_t k) { return S[k] == kExact; }, [&](int64_t k) {
+        const double g = (L[k] - lam0) * inv;
+        if (g <= cut) add_exact(il, n0 + k, exp_nonpositive(-g));
+      });
+    }
+  }
+
+  // Lower the running minimum to lmin, the smallest lam of the tile's entries where on(k)
+  // holds (at the lowest such index among ties).
+  template <typename On>
+  void lower_minimum(int64_t il, int64_t n0, int64_t nt, double lmin, double inv, On on) {
+    if (!(lmin < st[il].lam)) return;
+    const double* L = lam.data();
+    const int64_t kmin = first_flagged(nt, [&](int64_t k) { return on(k) & (L[k] == lmin); });
+    move_max(il, lmin, n0 + kmin, inv);
+  }
+
+  // The weights of the entries where on(k) holds, relative to the running minimum, into this
+  // query's row of P for the weighted-sum GEMM, with their sums.
+  template <typename On>
+  void approx_weights(int64_t il, int64_t n0, int64_t nt, double inv, On on) {
+    QueryState& s = st[il];
+    const double* L = lam.data();
+    const double* nc2 = tr.norm2c + n0;
+    T* Prow = &P[il * kLdP];
+    int32_t* act = active.data();
+    const double lam0 = s.lam, cut = opt.cutoff;
     double wa = 0.0, wa2 = 0.0, wq = 0.0;
     if constexpr (sizeof(T) == 4) {  // float weights from the float exp (16 lanes)
 #pragma omp simd reduction(+ : wa, wa2, wq)
       for (int64_t k = 0; k < nt; ++k) {
         const double g = (L[k] - lam0) * inv;
         const float e = exp_nonpositive_f(-float(std::min(g, 100.0)));
-        const bool on = (S[k] == kApprox) | (S[k] == kRefined);
-        const T pk = (on & (g <= cut)) ? e : 0.0f;
+        const T pk = (on(k) & (g <= cut)) ? e : 0.0f;
         Prow[k] = pk;
         act[k] |= pk != T(0);
         wa += double(pk);
@@ -538,8 +575,7 @@ struct Worker {
       for (int64_t k = 0; k < nt; ++k) {
         const double g = (L[k] - lam0) * inv;
         const double e = exp_nonpositive(-g);
-        const bool on = (S[k] == kApprox) | (S[k] == kRefined);
-        const T pk = (on & (g <= cut)) ? e : 0.0;
+        const T pk = (on(k) & (g <= cut)) ? e : 0.0;
         Prow[k] = pk;
         act[k] |= pk != T(0);
         wa += pk;
@@ -547,11 +583,6 @@ struct Worker {
         wq += pk * pk;
       }
     }
-    if (nmust > 0)  // exact entries: float64 weights accumulated about c
-      for_flagged(nt, [S](int64_t k) { return S[k] == kExact; }, [&](int64_t k) {
-        const double g = (L[k] - lam0) * inv;
-        if (g <= cut) add_exact(il, n0 + k, exp_nonpositive(-g));
-      });
     s.wa = wa;
     s.wa_norm2 = wa2;
     s.s0 += wa;
