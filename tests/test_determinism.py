@@ -52,3 +52,19 @@ def test_isa_variants_agree():
     for st in results.values():
         np.testing.assert_allclose(st.denoised, base.denoised, atol=1e-6)
         np.testing.assert_allclose(st.logpdf, base.logpdf, rtol=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_do_not_depend_on_what_else_is_requested(d, dtype):
+    """The engine leaves out work for statistics nobody asked for; the others keep their bits."""
+    r = rng(d)
+    X = r.standard_normal((1500, d)).astype(dtype)
+    x = (X[r.integers(0, 1500, 200)] + 0.3 * r.standard_normal((200, d))).astype(dtype)
+    model = ms.EmpiricalScore(X, ms.VP())
+    for t in [1e-3, 0.1, 0.6]:
+        full = model.stats(x, t)
+        for name, v in _all(full).items():
+            alone = getattr(model.stats(x, t, include=(name,)), name)
+            np.testing.assert_array_equal(alone, v, err_msg=f"{name} at t={t}")
+        np.testing.assert_array_equal(model.denoise(x, t), full.denoised)

@@ -312,8 +312,11 @@ struct Worker {
     if (lmin < s.lam || idx < s.best) move_max(il, lmin, idx, inv);
   }
 
-  // One direct tile for one query: lam, the running minimum, then weights and every sum.
-  template <int DC>
+  // One direct tile for one query: lam, the running minimum, then the weights and their sums.
+  // For D <= 3 the second moments (sum w^2 for n_eff, sum w |X - c|^2 for tau2) only when
+  // Moments: 10% of the time of a denoiser-only call. (Leaving them out of the per-dimension
+  // loops of larger D changed how the compiler split the first moment's sum: its last bits.)
+  template <int DC, bool Moments>
   void direct_row(int64_t il, int64_t i, int64_t p0, int64_t nt) {
     const double inv = inv2s2(q.sigma2[i]);
     double* L = lam.data();
@@ -334,7 +337,7 @@ struct Worker {
         const double g = (L[k] - lam0) * inv;
         const double wk = g > cut ? 0.0 : exp_nonpositive(-g);
         ws += wk;
-        wq += wk * wk;
+        if constexpr (Moments) wq += wk * wk;
         const double d0 = c0[k] - e0;
         double r2 = d0 * d0;
         a0 += wk * d0;
@@ -348,7 +351,7 @@ struct Worker {
           r2 += d2 * d2;
           a2 += wk * d2;
         }
-        sq += wk * r2;
+        if constexpr (Moments) sq += wk * r2;
       }
       S1[0] += a0;
       if (DC > 1) S1[1] += a1;
@@ -384,7 +387,7 @@ struct Worker {
   }
 
   // All direct tiles for the query tile, in fixed order, leaving out those beyond the cutoff.
-  template <int DC>
+  template <int DC, bool Moments>
   bool direct_tiles(int64_t i0, int64_t mt, const std::atomic<bool>& stop, const StopFn* poll) {
     for (int64_t il = 0; il < mt; ++il) direct_hint(il, i0 + il);
     for (int64_t p0 = 0, t = 0; p0 < tr.N; p0 += kDirectTile, ++t) {
@@ -392,7 +395,7 @@ struct Worker {
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t nt = std::min(kDirectTile, tr.N - p0);
       for (int64_t il = 0; il < mt; ++il)
-        if (!skip_tile(il, i0 + il, t)) direct_row<DC>(il, i0 + il, p0, nt);
+        if (!skip_tile(il, i0 + il, t)) direct_row<DC, Moments>(il, i0 + il, p0, nt);
     }
     return true;
   }
@@ -614,11 +617,13 @@ struct Worker {
     const double* S1 = &s1[il * D];
     const double* cc = &c[il * D];
     const T* xi = q.x + i * D;
-    double m2 = 0.0;
+    double m2 = 0.0;  // its own loop: the same code (and bits) whatever else is requested
     for (int64_t d = 0; d < D; ++d) {
-      double m = S1[d] / s.s0;
+      const double m = S1[d] / s.s0;
       m2 += m * m;
-      double xh = cc[d] + m;
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      double xh = cc[d] + S1[d] / s.s0;
       if (out.denoised) out.denoised[i * D + d] = T(xh);
       double r = alpha * xh - double(xi[d]);
       if (out.score) out.score[i * D + d] = T(r / sigma2);
@@ -658,8 +663,10 @@ struct Worker {
       xnorm2[il] = n2;
     }
     if (direct) {
-      if (!with_fixed_d([&](auto dc) { return direct_tiles<dc.value>(i0, mt, stop, poll); }))
-        return false;
+      const bool done = (out.tau2 || out.n_eff) ? with_fixed_d([&](auto dc) {
+        return direct_tiles<dc.value, true>(i0, mt, stop, poll);
+      }) : with_fixed_d([&](auto dc) { return direct_tiles<dc.value, false>(i0, mt, stop, poll); });
+      if (!done) return false;
       for (int64_t il = 0; il < mt; ++il) finalize(il, i0 + il, out, logsumw);
       return true;
     }
