@@ -1,7 +1,7 @@
 // The direct path's training layout (D < kDirectMaxD), built once per training set: the points
 // in k-d leaf order, so that every tile of kDirectTile points is spatially compact, and each
 // tile's bounding box and largest log-weight. At small sigma a query's posterior lives in a few
-// tiles; the engine skips the others after one box test (engine_impl.hpp, Worker::skip_tile).
+// tiles; the engine leaves out the others after one box test (engine_impl.hpp, direct_keep).
 #pragma once
 #include <algorithm>
 #include <cmath>

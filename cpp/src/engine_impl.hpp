@@ -101,8 +101,9 @@ struct Worker {
   double tile_ncmax = 0;  // largest |Xc_n| in the current training tile
   const T* Gcur = nullptr;  // the current tile's logit dot products (row stride kTrainTile)
   AlignedVector<T> Gall;    // lookahead: all tiles' dot products for this query tile
-  std::vector<double> hint;  // an upper bound on each query's final minimum (lookahead, direct)
-  std::vector<char> prune;   // direct path: whether skip_tile can leave out any tile
+  std::vector<double> hint;  // lookahead: an upper bound on each query's final minimum
+  std::vector<char> keep_tile;  // direct path: [query][tile] whether the tile is visited
+  std::vector<double> box_lb;   // direct path: each tile's box lower bound, one query
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
       : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD),
@@ -118,7 +119,11 @@ struct Worker {
     c.resize(QT * D);
     st.resize(QT);
     hint.resize(QT);
-    prune.resize(QT);
+    if (direct) {
+      const int64_t ntiles = (tr_.N + kDirectTile - 1) / kDirectTile;
+      keep_tile.resize(QT * ntiles);
+      box_lb.resize(ntiles);
+    }
     if (!direct) {
       xq.resize(QT * D);
       Ap.resize(QT * D);
@@ -262,31 +267,28 @@ struct Worker {
     return acc * (1.0 - 1e-12) - 2.0 * q.sigma2[i] * b[2 * D];
   }
 
-  // Before the tile loop: hint[il] = the exact minimum over the tile whose box is nearest, an
-  // upper bound on the query's final minimum that lets skip_tile leave out far tiles;
-  // prune[il] = whether any tile's box is far enough for that (not at large sigma).
-  void direct_hint(int64_t il, int64_t i) {
+  // Before the tile loop, which direct tiles query il needs: all of them, unless the boxes are
+  // spread over more than the cutoff; then those whose box lower bound is within the cutoff of
+  // hint, the exact minimum over the tile whose box is nearest (an upper bound on the final
+  // minimum): the others hold only points beyond the cutoff from the final maximum.
+  void direct_keep(int64_t il, int64_t i) {
     const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
+    char* keep = &keep_tile[il * ntiles];
+    double* lb = box_lb.data();
     int64_t best = 0;
-    double lb_best = kInf, lb_far = -kInf;
+    double lb_far = -kInf;
     for (int64_t t = 0; t < ntiles; ++t) {
-      const double lb = box_lower_bound(il, i, t);
-      if (lb < lb_best) lb_best = lb, best = t;
-      lb_far = std::max(lb_far, lb);
+      lb[t] = box_lower_bound(il, i, t);
+      if (lb[t] < lb[best]) best = t;
+      lb_far = std::max(lb_far, lb[t]);
     }
-    const double inv = inv2s2(q.sigma2[i]);
-    prune[il] = (lb_far - lb_best) * inv > opt.cutoff;  // hint >= lb_best
-    if (!prune[il]) return;
+    const double inv = inv2s2(q.sigma2[i]), cut = opt.cutoff;
+    std::fill(keep, keep + ntiles, char(1));
+    if ((lb_far - lb[best]) * inv <= cut) return;  // nothing can be left out (hint >= lb)
     const int64_t p0 = best * kDirectTile, nt = std::min(kDirectTile, tr.N - p0);
-    hint[il] = with_fixed_d([&](auto dc) { return direct_lam<dc.value>(il, i, p0, nt, lam.data()); });
-    prune[il] = (lb_far - hint[il]) * inv > opt.cutoff;
-  }
-
-  // True when every point of direct tile t is beyond the cutoff from the final maximum.
-  bool skip_tile(int64_t il, int64_t i, int64_t t) const {
-    if (!prune[il]) return false;
-    const double bound = std::min(hint[il], st[il].lam);
-    return (box_lower_bound(il, i, t) - bound) * inv2s2(q.sigma2[i]) > opt.cutoff;
+    const double hint =
+        with_fixed_d([&](auto dc) { return direct_lam<dc.value>(il, i, p0, nt, lam.data()); });
+    for (int64_t t = 0; t < ntiles; ++t) keep[t] = (lb[t] - hint) * inv <= cut;
   }
 
   // Calls f(std::integral_constant<int, DC>) with DC = D for D <= 3 and 0 otherwise.
@@ -389,13 +391,14 @@ struct Worker {
   // All direct tiles for the query tile, in fixed order, leaving out those beyond the cutoff.
   template <int DC, bool Moments>
   bool direct_tiles(int64_t i0, int64_t mt, const std::atomic<bool>& stop, const StopFn* poll) {
-    for (int64_t il = 0; il < mt; ++il) direct_hint(il, i0 + il);
+    const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
+    for (int64_t il = 0; il < mt; ++il) direct_keep(il, i0 + il);
     for (int64_t p0 = 0, t = 0; p0 < tr.N; p0 += kDirectTile, ++t) {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t nt = std::min(kDirectTile, tr.N - p0);
       for (int64_t il = 0; il < mt; ++il)
-        if (!skip_tile(il, i0 + il, t)) direct_row<DC, Moments>(il, i0 + il, p0, nt);
+        if (keep_tile[il * ntiles + t]) direct_row<DC, Moments>(il, i0 + il, p0, nt);
     }
     return true;
   }
