@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -70,6 +71,19 @@ def numpy_exp_rate(dtype, threads, n=16384, reps=100, repeats=3):
     return best
 
 
+EXP_RATES = ("ours float32", "ours float64", "numpy float32", "numpy float64")
+
+
+def measure_limits(core, threads, best=None):
+    """Peak float32 FMA flop/s and exp/s (ours and NumPy's), each the best of a few calls and of
+    `best` (an earlier measurement): a shared machine only ever makes a measurement slower."""
+    now = {"peak": max(core.fma_peak_gflops() for _ in range(3)) * 1e9}
+    for dt in ("float32", "float64"):
+        now[f"ours {dt}"] = max(core.exp_throughput(dt) for _ in range(3))
+        now[f"numpy {dt}"] = numpy_exp_rate(dt, threads)
+    return now if best is None else {k: max(v, best[k]) for k, v in now.items()}
+
+
 def weight_fraction(x, X, a, s2, cut, rng, m=256):
     """Fraction of (query, point) pairs whose logit is within `cut` nats of the query's maximum,
     from a dense float64 computation on m of the queries."""
@@ -108,16 +122,9 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"engine isa {_core.isa()}, threads {_core.max_threads()}, numpy {np.__version__}")
     threads = _core.max_threads()
-    # The machine's limits (best of a few calls: the machine may be shared).
-    peak = max(_core.fma_peak_gflops() for _ in range(3)) * 1e9
-    ours = {dt: max(_core.exp_throughput(dt) for _ in range(3)) for dt in ("float32", "float64")}
-    nps = {dt: numpy_exp_rate(dt, threads) for dt in ("float32", "float64")}
-    exp32 = max(ours["float32"], nps["float32"])
+    limits = None
     print(f"M = {args.m} queries, N = {args.n} points, float32, VP schedule, denoiser; "
           "times are the best of the runs")
-    print(f"limits: peak float32 FMA {peak / 1e9:.0f} GF/s; exp (G/s) ours float32 "
-          f"{ours['float32'] / 1e9:.2f}, float64 {ours['float64'] / 1e9:.2f}; numpy float32 "
-          f"{nps['float32'] / 1e9:.2f}, float64 {nps['float64'] / 1e9:.2f} ({threads} threads)")
     # The float32 engine's cutoff (engine_impl.hpp): min(60, log N + 20) nats.
     cut = min(60.0, np.log(args.n) + 20.0)
     keops = keops_denoiser()
@@ -127,8 +134,7 @@ def main():
     header = ("D", "t", "sigma", "numpy s", "mixscore s", "vs numpy", "sgemm GF/s",
               "mixscore GF/s", "of sgemm", "keops s", "frac in", "limit s", "max vs numpy",
               "of limit")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    rows = []
     for d in args.dims:
         X = rng.standard_normal((args.n, d)).astype(np.float32)
         y = rng.standard_normal((args.m, d)).astype(np.float32)
@@ -136,23 +142,36 @@ def main():
         t_gemm = best_of(lambda A=A, X=X: A @ X.T, args.repeats)
         gemm_rate = 2 * args.m * args.n * d / t_gemm
         model = ms.EmpiricalScore(X, sde)
+        limits = measure_limits(_core, threads, limits)  # best over the run
         for t in args.t:
             a, s2 = float(sde.alpha(t)), float(sde.sigma2(t))
             x = (a * X[rng.integers(0, args.n, args.m)] + np.sqrt(s2) * y).astype(np.float32)
             t_np = best_of(lambda x=x, X=X, a=a, s2=s2: numpy_dense(x, X, a, s2), args.repeats)
             t_ms = best_of(lambda x=x, t=t, model=model: model.denoise(x, t), args.repeats)
-            rate = 4 * args.m * args.n * d / t_ms
-            t_ko = "-"
+            t_ko = None
             if keops is not None:
-                t_ko = f"{best_of(lambda x=x, X=X, a=a, s2=s2: keops(x, X, a, s2), 1):.3f}"
+                t_ko = best_of(lambda x=x, X=X, a=a, s2=s2: keops(x, X, a, s2), 1)
             frac = weight_fraction(x, X, a, s2, cut, sub_rng)
-            mnd = args.m * args.n * d
-            limit = (2 * mnd + 2 * frac * mnd) / peak + frac * args.m * args.n / exp32
-            print(f"| {d} | {t} | {np.sqrt(s2):.3g} | {t_np:.3f} | {t_ms:.3f} | "
-                  f"{t_np / t_ms:.1f}x | {gemm_rate / 1e9:.0f} | {rate / 1e9:.0f} | "
-                  f"{rate / gemm_rate:.0%} | {t_ko} | {frac:.3g} | {limit:.3g} | "
-                  f"{t_np / limit:.1f}x | {100 * limit / t_ms:.2g}% |", flush=True)
-
+            rows.append((d, t, s2, t_np, t_ms, gemm_rate, t_ko, frac))
+            print(f"D = {d}, t = {t}: numpy {t_np:.3f} s, mixscore {t_ms:.3f} s",
+                  file=sys.stderr, flush=True)
+    # The table at the end, with the limits measured best over the whole run (a limit measured
+    # while the machine was busy would be too slow, and the bound too loose).
+    exp32 = max(limits["ours float32"], limits["numpy float32"])
+    print(f"limits (best over the run, {threads} threads): peak float32 FMA "
+          f"{limits['peak'] / 1e9:.0f} GF/s; exp (G/s) " +
+          ", ".join(f"{k} {limits[k] / 1e9:.2f}" for k in EXP_RATES))
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for d, t, s2, t_np, t_ms, gemm_rate, t_ko, frac in rows:
+        rate = 4 * args.m * args.n * d / t_ms
+        mnd = args.m * args.n * d
+        limit = (2 * mnd + 2 * frac * mnd) / limits["peak"] + frac * args.m * args.n / exp32
+        ko = "-" if t_ko is None else f"{t_ko:.3f}"
+        print(f"| {d} | {t} | {np.sqrt(s2):.3g} | {t_np:.3f} | {t_ms:.3f} | "
+              f"{t_np / t_ms:.1f}x | {gemm_rate / 1e9:.0f} | {rate / 1e9:.0f} | "
+              f"{rate / gemm_rate:.0%} | {ko} | {frac:.3g} | {limit:.3g} | "
+              f"{t_np / limit:.1f}x | {limit / t_ms:.0%} |")
 
 if __name__ == "__main__":
     main()
