@@ -35,7 +35,10 @@ import numpy as np
 
 
 def best_of(fn, repeats):
-    fn()  # warm-up (page faults, lazy initialisation)
+    # The other library's idle threads spin for a while after its last call (OpenBLAS for about
+    # 0.1 s) and would share the two cores with this one: let them park first.
+    time.sleep(0.3)
+    fn()  # warm-up (page faults, lazy initialisation, waking this library's threads)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
