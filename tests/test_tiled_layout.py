@@ -80,3 +80,57 @@ def test_heavy_weight_in_a_far_tile(d):
         np.testing.assert_allclose(got.denoised, want.denoised, rtol=0, atol=1e-10)
         np.testing.assert_allclose(got.logpdf, want.logpdf, rtol=1e-12)
     assert np.all(model.stats(x, 1.0).argmax == 900)
+
+
+def _each_isa(fn):
+    """Runs fn() under every engine variant this CPU supports (FMA contraction differs)."""
+    from mixscore.backends.cpu import _core
+
+    best = _core.isa()
+    try:
+        for isa in ("generic", "avx2", "avx512"):
+            if _core.set_isa(isa):
+                fn(isa)
+    finally:
+        _core.set_isa(best)
+
+
+def test_box_bound_holds_with_fused_multiply_add():
+    """Duplicated pixel values at sigma^2 = 1e-20 with alpha = 0.99: the box bound must stay
+    below lam even where the engine forms x - alpha X with one rounding (FMA builds)."""
+    X = np.repeat(np.arange(256.0), 8)[:, None]
+    X = X[rng(0).permutation(len(X))]
+    x = 0.99 * np.arange(256.0)[:, None] + 1e-3
+    ref = reference(X, ms.VP()).stats_at_noise(x, 0.99, 1e-20)
+    model = ms.EmpiricalScore(X, ms.VP())
+
+    def check(isa):
+        for a in (0.99, 0.999, 0.3):
+            xa = a * np.arange(256.0)[:, None] + 1e-3
+            got = model.stats_at_noise(xa, a, 1e-20)
+            want = reference(X, ms.VP()).stats_at_noise(xa, a, 1e-20)
+            np.testing.assert_array_equal(got.argmax, want.argmax, err_msg=f"{isa} alpha={a}")
+            np.testing.assert_allclose(got.n_eff, want.n_eff, rtol=1e-12, err_msg=isa)
+            np.testing.assert_allclose(got.denoised, want.denoised, rtol=1e-12, err_msg=isa)
+        assert np.all(ref.n_eff == 8)
+
+    _each_isa(check)
+
+
+def test_negative_alpha():
+    X = rng(3).standard_normal((5000, 2))
+    x = -X[:4] + 1e-3 * rng(4).standard_normal((4, 2))
+    got = ms.EmpiricalScore(X, ms.VP()).stats_at_noise(x, -1.0, 1e-4)
+    want = reference(X, ms.VP()).stats_at_noise(x, -1.0, 1e-4)
+    np.testing.assert_array_equal(got.argmax, [0, 1, 2, 3])
+    np.testing.assert_allclose(got.denoised, want.denoised, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_huge_sigma_without_weights_is_finite(d):
+    """2 sigma^2 overflows to inf: the (absent) log-weight term must not give inf * 0."""
+    X = rng(5).standard_normal((700, d))
+    s = ms.EmpiricalScore(X, ms.VP()).stats_at_noise(np.zeros((3, d)), 1.0, 1e308)
+    for name, v in s.as_dict().items():
+        assert np.all(np.isfinite(v)), name
+    np.testing.assert_allclose(s.denoised, np.broadcast_to(X.mean(0), (3, d)), atol=1e-12)

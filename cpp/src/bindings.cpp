@@ -261,7 +261,9 @@ PYBIND11_MODULE(_core, m) {
   }, "The engine's exp on [-700, 0] (exposed for accuracy tests).");
   // Benchmark helpers measuring the machine's limits (bench/compare.py).
   auto check_run = [](int threads, double seconds) {
-    if (threads < 0) throw py::value_error("threads must be >= 0 (0: all OpenMP threads)");
+    if (threads < 0 || threads > 4096)
+      throw py::value_error("threads must be in [0, 4096] (0: all OpenMP threads), got " +
+                            std::to_string(threads));
     if (!(seconds > 0 && seconds <= 60)) throw py::value_error("seconds must be in (0, 60]");
   };
   m.def("fma_peak_gflops", [check_run](int threads, double seconds) {

@@ -102,7 +102,7 @@ struct Worker {
   const T* Gcur = nullptr;  // the current tile's logit dot products (row stride kTrainTile)
   AlignedVector<T> Gall;    // lookahead: all tiles' dot products for this query tile
   std::vector<double> hint;  // lookahead: an upper bound on each query's final minimum
-  std::vector<char> keep_tile;  // direct path: [query][tile] whether the tile is visited
+  std::vector<uint64_t> keep_tile;  // direct path: [query][tile] bits, the tiles visited
   std::vector<double> box_lb;   // direct path: each tile's box lower bound, one query
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
@@ -118,11 +118,12 @@ struct Worker {
     s1.resize(QT * D);
     c.resize(QT * D);
     st.resize(QT);
-    hint.resize(QT);
     if (direct) {
       const int64_t ntiles = (tr_.N + kDirectTile - 1) / kDirectTile;
-      keep_tile.resize(QT * ntiles);
+      keep_tile.resize(QT * ((ntiles + 63) / 64));
       box_lb.resize(ntiles);
+    } else {
+      hint.resize(QT);
     }
     if (!direct) {
       xq.resize(QT * D);
@@ -209,7 +210,8 @@ struct Worker {
   // DC = D for D <= 3 (one fused pass), 0 for any D (one pass per dimension).
   template <int DC>
   double direct_lam(int64_t il, int64_t i, int64_t p0, int64_t nt, double* L) const {
-    const double alpha = q.alpha[i], tws = 2.0 * q.sigma2[i];
+    // without weights the log-weight term is 0 * 0 (2 sigma^2 may overflow: never inf * 0)
+    const double alpha = q.alpha[i], tws = tr.logw_tiled ? 2.0 * q.sigma2[i] : 0.0;
     const double* xi = &xd[il * D];
     const double* lw = tr.logw_tiled ? tr.logw_tiled + p0 : zeros.data();
     double lmin = kInf;
@@ -252,19 +254,24 @@ struct Worker {
     return lmin;
   }
 
-  // A lower bound on lam over direct tile t: the squared distance from x to the tile's scaled
-  // bounding box (shrunk by a relative 1e-12 against rounding), less the largest log-weight term.
+  // A lower bound on lam over direct tile t, as direct_lam computes it: the squared distance
+  // from x to the tile's scaled bounding box, less the largest log-weight term. Each distance
+  // gives up 2^-52 of the box's scale, because direct_lam may form x - alpha X with one rounding
+  // (FMA) where alpha b[d] here is rounded first; the sum gives up a relative 1e-12.
   double box_lower_bound(int64_t il, int64_t i, int64_t t) const {
     const double alpha = q.alpha[i];
     const double* b = tr.box + t * (2 * D + 1);
     const double* xi = &xd[il * D];
     double acc = 0.0;
     for (int64_t d = 0; d < D; ++d) {
-      const double lo = alpha * b[d], hi = alpha * b[D + d], x = xi[d];
+      const double e0 = alpha * b[d], e1 = alpha * b[D + d], x = xi[d];
+      const double lo = std::min(e0, e1), hi = std::max(e0, e1);  // alpha may be negative
       const double v = x < lo ? lo - x : (x > hi ? x - hi : 0.0);
-      acc += v * v;
+      const double s = std::max(0.0, v - 0x1p-52 * std::max(std::abs(lo), std::abs(hi)));
+      acc += s * s;
     }
-    return acc * (1.0 - 1e-12) - 2.0 * q.sigma2[i] * b[2 * D];
+    acc *= 1.0 - 1e-12;
+    return tr.logw_tiled ? acc - 2.0 * q.sigma2[i] * b[2 * D] : acc;
   }
 
   // Before the tile loop, which direct tiles query il needs: all of them, unless the boxes are
@@ -272,8 +279,8 @@ struct Worker {
   // hint, the exact minimum over the tile whose box is nearest (an upper bound on the final
   // minimum): the others hold only points beyond the cutoff from the final maximum.
   void direct_keep(int64_t il, int64_t i) {
-    const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
-    char* keep = &keep_tile[il * ntiles];
+    const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile, words = (ntiles + 63) / 64;
+    uint64_t* keep = &keep_tile[il * words];
     double* lb = box_lb.data();
     int64_t best = 0;
     double lb_far = -kInf;
@@ -283,12 +290,13 @@ struct Worker {
       lb_far = std::max(lb_far, lb[t]);
     }
     const double inv = inv2s2(q.sigma2[i]), cut = opt.cutoff;
-    std::fill(keep, keep + ntiles, char(1));
-    if ((lb_far - lb[best]) * inv <= cut) return;  // nothing can be left out (hint >= lb)
+    std::fill(keep, keep + words, ~uint64_t(0));
+    if (!((lb_far - lb[best]) * inv > cut)) return;  // nothing can be left out (hint >= lb)
     const int64_t p0 = best * kDirectTile, nt = std::min(kDirectTile, tr.N - p0);
     const double hint =
         with_fixed_d([&](auto dc) { return direct_lam<dc.value>(il, i, p0, nt, lam.data()); });
-    for (int64_t t = 0; t < ntiles; ++t) keep[t] = (lb[t] - hint) * inv <= cut;
+    for (int64_t t = 0; t < ntiles; ++t)
+      if (t != best && (lb[t] - hint) * inv > cut) keep[t / 64] &= ~(uint64_t(1) << (t % 64));
   }
 
   // Calls f(std::integral_constant<int, DC>) with DC = D for D <= 3 and 0 otherwise.
@@ -391,14 +399,15 @@ struct Worker {
   // All direct tiles for the query tile, in fixed order, leaving out those beyond the cutoff.
   template <int DC, bool Moments>
   bool direct_tiles(int64_t i0, int64_t mt, const std::atomic<bool>& stop, const StopFn* poll) {
-    const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
+    const int64_t words = ((tr.N + kDirectTile - 1) / kDirectTile + 63) / 64;
     for (int64_t il = 0; il < mt; ++il) direct_keep(il, i0 + il);
     for (int64_t p0 = 0, t = 0; p0 < tr.N; p0 += kDirectTile, ++t) {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t nt = std::min(kDirectTile, tr.N - p0);
       for (int64_t il = 0; il < mt; ++il)
-        if (keep_tile[il * ntiles + t]) direct_row<DC, Moments>(il, i0 + il, p0, nt);
+        if (keep_tile[il * words + t / 64] >> (t % 64) & 1)
+          direct_row<DC, Moments>(il, i0 + il, p0, nt);
     }
     return true;
   }
@@ -484,16 +493,20 @@ struct Worker {
     const double e = B * inv;  // error bound of the tile's lam, nats
     const int must_all = e > cap, dom_ok = (e > tol) & (e <= cap);
     // An entry is kept when the lower bound on its true gap, (lk - B - lam_ub) inv nats, is
-    // within the cutoff; the tile's smallest lk always is (nin > 0).
+    // within the cutoff.
     auto kept = [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; };
     if (!must_all) {  // a spread posterior needs no refinement: no per-entry classes
-      int ndom = 0;
-      if (dom_ok) {
-#pragma omp simd reduction(+ : ndom)
-        for (int64_t k = 0; k < nt; ++k) ndom += (L[k] - B - lam_ub) * inv <= dom;
+      int ndom = 0;  // the counts and minimum of the classification below, without classes
+      double lmin = kInf;
+#pragma omp simd reduction(+ : ndom) reduction(min : lmin)
+      for (int64_t k = 0; k < nt; ++k) {
+        const double gap_lo = (L[k] - B - lam_ub) * inv;
+        const int in = gap_lo <= cut;
+        ndom += in & (gap_lo <= dom) & dom_ok;
+        lmin = std::min(lmin, in ? L[k] : kInf);
       }
       if (ndom == 0 || ndom > opt.refine_budget) {
-        lower_minimum(il, n0, nt, lmin_all, inv, kept);
+        lower_minimum(il, n0, nt, lmin, inv, kept);
         approx_weights(il, n0, nt, inv, kept);
         return;
       }
@@ -550,7 +563,7 @@ struct Worker {
     if (!(lmin < st[il].lam)) return;
     const double* L = lam.data();
     const int64_t kmin = first_flagged(nt, [&](int64_t k) { return on(k) & (L[k] == lmin); });
-    move_max(il, lmin, n0 + kmin, inv);
+    if (kmin < nt) move_max(il, lmin, n0 + kmin, inv);
   }
 
   // The weights of the entries where on(k) holds, relative to the running minimum, into this
@@ -633,9 +646,9 @@ struct Worker {
       if (out.eps) out.eps[i * D + d] = T(-r / std::sqrt(sigma2));
     }
     if (out.logpdf) {
-      const double two_pi = 6.283185307179586;
+      const double log_two_pi = 1.8378770664093453;  // log(2 pi sigma^2) without overflow
       out.logpdf[i] = -s.lam * inv + std::log(s.s0) - logsumw -
-                      0.5 * double(D) * std::log(two_pi * sigma2);
+                      0.5 * double(D) * (log_two_pi + std::log(sigma2));
     }
     if (out.tau2) out.tau2[i] = std::max(0.0, s.s2 / s.s0 - m2);
     if (out.max_weight) out.max_weight[i] = 1.0 / s.s0;
