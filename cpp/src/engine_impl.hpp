@@ -500,10 +500,12 @@ struct Worker {
       double lmin = kInf;
 #pragma omp simd reduction(+ : ndom) reduction(min : lmin)
       for (int64_t k = 0; k < nt; ++k) {
-        const double gap_lo = (L[k] - B - lam_ub) * inv;
+        const double lk = L[k];
+        const double gap_lo = (lk - B - lam_ub) * inv;
         const int in = gap_lo <= cut;
-        ndom += in & (gap_lo <= dom) & dom_ok;
-        lmin = std::min(lmin, in ? L[k] : kInf);
+        const int d = in & (gap_lo <= dom) & dom_ok;
+        ndom += d;
+        lmin = std::min(lmin, in ? lk : kInf);
       }
       if (ndom == 0 || ndom > opt.refine_budget) {
         lower_minimum(il, n0, nt, lmin, inv, kept);
