@@ -77,3 +77,54 @@ def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
         raise ValueError(f"{name} must be a scalar or have shape ({m},) (one per query), "
                          f"got shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+def as_array(a, name: str) -> np.ndarray:
+    """``a`` as a NumPy array, or an error that says what was given (a torch tensor on a GPU,
+    a ragged list, ...)."""
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError, RuntimeError) as e:
+        device = getattr(a, "device", None)
+        where = f" on device {device}" if device is not None else ""
+        raise TypeError(f"{name} must be an array-like of numbers (a NumPy array or a CPU "
+                        f"tensor), got {type(a).__module__}.{type(a).__name__}{where} with "
+                        f"shape {tuple(getattr(a, 'shape', ()))} ({e}); pass "
+                        f"{name}.cpu().numpy() for a GPU tensor") from None
+
+
+def as_points(a, name: str, dim: int | None = None,
+              against: str = "") -> tuple[np.ndarray, bool]:
+    """The one input convention for points: (rows as an (M, D) array, single).
+
+    Accepted: an (M, D) array; one point (D,) when ``dim`` is known and matches (``single`` is
+    then True: results drop the row axis, as ``EmpiricalScore.denoise`` does); and image stacks
+    (M, H, W) or (M, H, W, C) (any (M, ...)), flattened row by row to (M, H W [C]). The dtype
+    and finiteness are checked by ``as_float_matrix`` afterwards. ``against`` names what fixes
+    ``dim`` in error messages (e.g. "train (N = 5, D = 3)")."""
+    given = arr = as_array(a, name)
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim == 0 or (arr.ndim == 1 and dim is None):
+        raise ValueError(f"{name} must be a 2-d array (points x dimensions) or an image stack "
+                         f"(M, ...), got {describe(arr)}")
+    single = arr.ndim == 1
+    if dim is not None and arr.shape[-1] != dim:
+        ctx = f" to match {against}" if against else ""
+        raise ValueError(f"{name} must have shape (M, {dim}){ctx} (or ({dim},) for one point, "
+                         f"or an image stack with {dim} values per image), got "
+                         f"{describe(given)}")
+    return (arr[None, :] if single else arr), single
+
+
+def check_threads(num_threads, name: str = "num_threads") -> int:
+    """A thread count: an integer >= 0 (0 = OpenMP's default)."""
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads,
+                                                                   (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0 (0 = all cores), got "
+                        f"{num_threads!r} ({type(num_threads).__name__})")
+    if num_threads < 0:
+        raise ValueError(f"{name} must be >= 0 (0 = all cores), got {num_threads}")
+    return int(num_threads)

@@ -7,12 +7,16 @@ below comes from the posterior w_n = p(n | x, t) in one streaming pass.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_weights, per_query_times
+from ._validation import as_float_matrix, as_weights, check_threads, per_query_times
 from .backends import STAT_NAMES, get_backend
+from .scales import schedule_warning
 from .schedules import Schedule
 
 
@@ -43,8 +47,20 @@ class ScoreStats:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None}
 
+    def __repr__(self) -> str:
+        parts = [f"{k}={_brief(v)}" for k, v in self.as_dict().items()]
+        return f"ScoreStats({', '.join(parts)})"
+
+
+def _brief(v) -> str:
+    """An array as its shape and dtype (a scalar as its value): reprs stay one line."""
+    a = np.asarray(v)
+    return repr(a.item()) if a.ndim == 0 else f"<{a.dtype} array {a.shape}>"
+
 
 def _wanted(include) -> set:
+    if isinstance(include, str):  # one name, not a sequence of letters
+        include = (include,)
     want = set(STAT_NAMES if include is None else include)
     unknown = want - set(STAT_NAMES)
     if unknown:
@@ -84,10 +100,16 @@ class EmpiricalScore:
         bound exceeds 1e-9 nats (float64-exact logits, slower at large D).
     num_threads : int
         cpu backend only; 0 uses OpenMP's default. Results do not depend on it.
+
+    Warns (RuntimeWarning) when the data's scale does not fit the schedule: a variance-
+    preserving schedule (VP, Cosine, OU) assumes unit-scale data, so 0..255 pixels must be
+    mapped to [-1, 1] first (``mixscore.datasets`` loaders take ``value_range``) or noised with
+    VE / EDM and a large enough sigma_max (see ``mixscore.scales.schedule_warning``).
     """
 
-    def __init__(self, train, schedule: Schedule, weights=None, *, backend: str = "auto",
-                 dtype=None, refine: str = "auto", num_threads: int = 0):
+    def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
+                 *, backend: str = "auto", dtype=None, refine: str = "auto",
+                 num_threads: int = 0):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
@@ -97,7 +119,10 @@ class EmpiricalScore:
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
-                                            num_threads=num_threads)
+                                            num_threads=check_threads(num_threads))
+        why = schedule_warning(self.train, schedule)
+        if why is not None:
+            warnings.warn(why, RuntimeWarning, stacklevel=2)
 
     @property
     def n(self) -> int:
@@ -129,15 +154,18 @@ class EmpiricalScore:
                              f"got shape {arr.shape}")
         return as_float_matrix(arr, "x", dtype=self.dtype, allow_empty=True), single
 
-    def stats(self, x, t, include=None) -> ScoreStats:
+    def stats(self, x: ArrayLike, t: ArrayLike,
+              include: str | Sequence[str] | None = None) -> ScoreStats:
         """All posterior statistics at queries ``x`` (M, D) and time ``t`` (scalar or (M,)),
-        from one pass over the training set. ``include`` limits the fields computed."""
+        from one pass over the training set. ``include`` limits the fields computed: one name
+        (``"logpdf"``) or a sequence of names from ``ScoreStats``."""
         want = _wanted(include)
         xq, single = self._queries(x)
         ts = per_query_times(t, xq.shape[0], self.schedule.T)
         return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want)
 
-    def stats_at_noise(self, x, alpha, sigma2, include=None) -> ScoreStats:
+    def stats_at_noise(self, x: ArrayLike, alpha: ArrayLike, sigma2: ArrayLike,
+                       include: str | Sequence[str] | None = None) -> ScoreStats:
         """Like ``stats`` but at explicit noise levels: the mixture with means ``alpha X_n`` and
         variance ``sigma2`` (scalars or one per query), whatever the schedule."""
         want = _wanted(include)
@@ -161,21 +189,21 @@ class EmpiricalScore:
     def _one(self, name, x, t):
         return getattr(self.stats(x, t, include=(name,)), name)
 
-    def denoise(self, x, t) -> np.ndarray:
+    def denoise(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         """Posterior mean E[X_0 | X_t = x] (the optimal x0-prediction / CEM target)."""
         return self._one("denoised", x, t)
 
-    def score(self, x, t) -> np.ndarray:
+    def score(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         """grad_x log p_t(x) = (alpha(t) denoise(x, t) - x) / sigma(t)^2."""
         return self._one("score", x, t)
 
-    def eps(self, x, t) -> np.ndarray:
+    def eps(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         """Noise prediction (x - alpha denoise) / sigma = -sigma score."""
         return self._one("eps", x, t)
 
-    def logpdf(self, x, t) -> np.ndarray:
+    def logpdf(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         """log p_t(x), the log-density of the noised empirical distribution."""
         return self._one("logpdf", x, t)
 
-    def __call__(self, x, t) -> np.ndarray:
+    def __call__(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         return self.score(x, t)

@@ -20,8 +20,9 @@ import operator
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, describe
+from ._validation import as_float_matrix, as_points, check_threads
 from .backends import get_backend
 
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
@@ -85,12 +86,11 @@ class NearestIndex:
         How the training set is called in error messages.
     """
 
-    def __init__(self, train, *, backend: str = "auto", num_threads: int = 0,
+    def __init__(self, train: ArrayLike, *, backend: str = "auto", num_threads: int = 0,
                  name: str = "train"):
-        if int(num_threads) < 0:
-            raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
+        num_threads = check_threads(num_threads)
         self.name = name
-        train = as_float_matrix(train, name)
+        train = as_float_matrix(as_points(train, name)[0], name)
         m = _max_abs(train)
         if m > _F64_MAX_ABS:
             raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
@@ -116,6 +116,10 @@ class NearestIndex:
     def n(self) -> int:
         return self.train.shape[0]
 
+    def __repr__(self) -> str:
+        return (f"NearestIndex(N={self.n}, D={self.dim}, dtype={self.dtype}, "
+                f"backend={self.backend!r}, num_threads={self._num_threads})")
+
     @property
     def dim(self) -> int:
         return self.train.shape[1]
@@ -125,12 +129,14 @@ class NearestIndex:
         """Entries recomputed from direct differences in the last search (diagnostic)."""
         return self._last.n_refined
 
-    def search(self, queries, k: int = 2, *, name: str = "queries") -> Neighbors:
-        """The k nearest training points of each query (exact; see the module docstring)."""
-        q = as_float_matrix(queries, name)
-        if q.shape[1] != self.dim:
-            raise ValueError(f"{name} must have shape (M, {self.dim}) to match {self.name} "
-                             f"(N = {self.n}, D = {self.dim}), got {describe(q)}")
+    def search(self, queries: ArrayLike, k: int = 2, *, name: str = "queries") -> Neighbors:
+        """The k nearest training points of each query (exact; see the module docstring).
+
+        ``queries`` is (M, D), one point (D,) (then distances and indices have shape (k,)) or
+        an image stack (M, ...) with D values per image."""
+        rows, single = as_points(queries, name, self.dim,
+                                 f"{self.name} (N = {self.n}, D = {self.dim})")
+        q = as_float_matrix(rows, name)
         k = check_k(k, self.n)
         m = _max_abs(q)
         if m > _F64_MAX_ABS:
@@ -142,17 +148,19 @@ class NearestIndex:
             dtype = np.dtype(np.float64)
         self._last = self._prepare(dtype)
         dist, idx = self._last.search(q.astype(dtype, copy=False), k)
-        return Neighbors(dist, idx)
+        return Neighbors(dist[0], idx[0]) if single else Neighbors(dist, idx)
 
 
-def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: int = 0,
-            queries_name: str = "queries", train_name: str = "train") -> Neighbors:
+def nearest(queries: ArrayLike, train: ArrayLike, k: int = 2, *, backend: str = "auto",
+            num_threads: int = 0, queries_name: str = "queries",
+            train_name: str = "train") -> Neighbors:
     """Exact k nearest training points of each query (Euclidean distance).
 
     Parameters
     ----------
-    queries : (M, D) array
-    train : (N, D) array
+    queries : (M, D) array, one point (D,) or an image stack (M, ...)
+        A single point gives distances and indices of shape (k,).
+    train : (N, D) array or an image stack (N, ...) (flattened per row)
     k : int
         Number of neighbours, 1 <= k <= N.
     backend : {"auto", "cpu", "numpy"}
@@ -168,11 +176,9 @@ def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: i
     float32 number (see NearestIndex), else in float64; the distances are exact float64 either
     way.
     """
-    q = as_float_matrix(queries, queries_name)
-    x = as_float_matrix(train, train_name)
-    if q.shape[1] != x.shape[1]:
-        raise ValueError(f"{queries_name} must have shape (M, {x.shape[1]}) to match "
-                         f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]}), got {describe(q)}")
+    x = as_float_matrix(as_points(train, train_name)[0], train_name)
+    as_points(queries, queries_name, x.shape[1],  # shape errors before the preparation
+              f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]})")
     check_k(k, x.shape[0])
     index = NearestIndex(x, backend=backend, num_threads=num_threads, name=train_name)
-    return index.search(q, k, name=queries_name)
+    return index.search(queries, k, name=queries_name)

@@ -1,9 +1,11 @@
 """``mixscore memorization``: exact d1/d2 memorization metrics of samples against a training set.
 
     mixscore memorization --samples S.npy --train X.npy [--k 2] [--ratio 0.3333] [--tau T]
-                          [--scale data|pixels255|sqrt_dim] [--json OUT.json] [--plot OUT.png]
+                          [--scale data|pixels255|sqrt_dim] [--samples-range LO HI]
+                          [--json OUT.json] [--plot OUT.png]
 
-Inputs: .npy, .npz (``file.npz:key`` when it holds several arrays) or a folder of .png images
+Samples and training data whose value ranges differ by more than 10x (0..255 PNGs against data
+in [-1, 1]) are refused: map them with --samples-range (or --no-scale-check). Inputs: .npy, .npz (``file.npz:key`` when it holds several arrays) or a folder of .png images
 (needs Pillow). Prints the summary table; --json writes the full report (per-sample values
 included), --plot the d1/d2 histogram (plus samples next to their nearest training images when
 the rows are images). Every input is checked, and the results computed, before any file is
@@ -40,6 +42,16 @@ def add_parser(subparsers) -> None:
                         "sqrt_dim (divided by sqrt(D)); default data")
     p.add_argument("--data-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="data range for --scale pixels255 (default: inferred from the train set)")
+    p.add_argument("--samples-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="value range of the samples, mapped linearly onto the training data's "
+                        "range (--data-range or inferred), e.g. 0 255 for PNG samples of data "
+                        "in [-1, 1]")
+    p.add_argument("--no-scale-check", action="store_true",
+                   help="compare samples and training data even when their value ranges "
+                        "differ by more than 10x (refused by default)")
+    p.add_argument("--interval", choices=("wilson", "bootstrap"), default="wilson",
+                   help="confidence interval of the fractions (default wilson; bootstrap "
+                        "collapses to a point at 0%% and 100%%)")
     p.add_argument("--weights", metavar="PATH", default=None,
                    help="expected copy distribution (.npy of N positive weights); default uniform")
     p.add_argument("--copy-rule", choices=("ratio", "tau", "all"), default="ratio",
@@ -101,7 +113,12 @@ def run(args) -> int:
                           scale=args.scale, data_range=args.data_range, weights=weights,
                           copy_rule=args.copy_rule, n_boot=args.n_boot,
                           confidence=args.confidence, seed=args.seed, backend=args.backend,
-                          num_threads=args.threads)
+                          num_threads=args.threads, samples_range=args.samples_range,
+                          check_scale=not args.no_scale_check, interval=args.interval,
+                          scale_option="--samples-range {lo} {hi}",
+                          scale_off_option="--no-scale-check")
+    report.inputs["samples"]["path"] = args.samples
+    report.inputs["train"]["path"] = args.train
 
     # 3. render outputs in memory, then write them
     outputs = []
