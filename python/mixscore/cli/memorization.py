@@ -4,9 +4,10 @@
                           [--scale data|pixels255|sqrt_dim] [--samples-range LO HI]
                           [--json OUT.json] [--plot OUT.png]
 
-Samples and training data whose value ranges differ by more than 10x (0..255 PNGs against data
-in [-1, 1]) are refused: map them with --samples-range (or --no-scale-check). Inputs: .npy, .npz (``file.npz:key`` when it holds several arrays) or a folder of .png images
-(needs Pillow). Prints the summary table; --json writes the full report (per-sample values
+Inputs: .npy, .npz (``file.npz:key`` when it holds several arrays) or a folder of .png images
+(needs Pillow). Samples and training data whose value ranges differ by more than 10x (0..255
+PNGs against data in [-1, 1]) are refused: map them with --samples-range (or --no-scale-check).
+Prints the summary table; --json writes the full report (per-sample values
 included), --plot the d1/d2 histogram (plus samples next to their nearest training images when
 the rows are images). Every input is checked, and the results computed, before any file is
 written: on error nothing is written.
