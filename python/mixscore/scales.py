@@ -75,8 +75,9 @@ def _fmt(r: tuple[float, float]) -> str:
     return f"[{r[0]:.4g}, {r[1]:.4g}]"
 
 
-def check_same_scale(samples: np.ndarray, train: np.ndarray, *, option: str,
-                     off_option: str) -> None:
+def check_same_scale(
+    samples: np.ndarray, train: np.ndarray, *, option: str, off_option: str
+) -> None:
     """Raise ValueError when the extents of samples and training data differ by more than
     ``MAX_SCALE_RATIO`` (an order of magnitude). The message names both ranges, ``option`` (the
     argument that maps the samples onto the training range, a format string with ``{lo}`` and
@@ -91,7 +92,8 @@ def check_same_scale(samples: np.ndarray, train: np.ndarray, *, option: str,
         f"{max(es / et, et / es):.3g}x, so the distances would compare unlike units (e.g. "
         f"0..255 PNGs against data in [-1, 1]). Map the samples onto the training data's range "
         f"with {option.format(lo=f'{lo:g}', hi=f'{hi:g}')} (the samples' own range), or turn "
-        f"this check off with {off_option} if the scales really differ.")
+        f"this check off with {off_option} if the scales really differ."
+    )
 
 
 def _is_variance_preserving(schedule) -> bool:
@@ -109,19 +111,25 @@ def schedule_warning(train: np.ndarray, schedule) -> str | None:
     Other schedules need sigma(T) at least the data's scale alpha(T) RMS."""
     rms = float(np.linalg.norm(train.ravel())) / math.sqrt(train.size)
     name = type(schedule).__name__
-    fix = ("map the data to [-1, 1] (mixscore.datasets' value_range=(-1, 1), or "
-           "x / 127.5 - 1 for 0..255 pixels), or use a schedule without a unit-scale prior: "
-           "VE or EDM with sigma_max at least the largest distance between training points")
+    fix = (
+        "map the data to [-1, 1] (mixscore.datasets' value_range=(-1, 1), or "
+        "x / 127.5 - 1 for 0..255 pixels), or use a schedule without a unit-scale prior: "
+        "VE or EDM with sigma_max at least the largest distance between training points"
+    )
     if _is_variance_preserving(schedule):
         if rms > MAX_VP_RMS:
-            return (f"train has root-mean-square value {rms:.4g}, but {name} is variance "
-                    f"preserving and assumes data of unit scale (its prior at T is N(0, I)); "
-                    f"samples from such a model start far from p_T and copy training points "
-                    f"very unevenly. Fix: {fix}.")
+            return (
+                f"train has root-mean-square value {rms:.4g}, but {name} is variance "
+                f"preserving and assumes data of unit scale (its prior at T is N(0, I)); "
+                f"samples from such a model start far from p_T and copy training points "
+                f"very unevenly. Fix: {fix}."
+            )
         return None
     a_T, s_T = float(schedule.alpha(schedule.T)), float(schedule.sigma(schedule.T))
     if a_T * rms > s_T:
-        return (f"train has root-mean-square value {rms:.4g}, larger than {name}'s noise "
-                f"sigma(T) = {s_T:.4g} at T (alpha(T) = {a_T:.4g}): the prior N(0, sigma(T)^2 I) "
-                f"does not cover the data. Fix: {fix}.")
+        return (
+            f"train has root-mean-square value {rms:.4g}, larger than {name}'s noise "
+            f"sigma(T) = {s_T:.4g} at T (alpha(T) = {a_T:.4g}): the prior N(0, sigma(T)^2 I) "
+            f"does not cover the data. Fix: {fix}."
+        )
     return None

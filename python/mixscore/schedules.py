@@ -118,14 +118,27 @@ class Schedule:
         return ts
 
     def check_grid(self, ts, *, name: str = "grid") -> np.ndarray:
-        """Validate a user time grid: 1-d, strictly decreasing, inside (0, T]."""
-        ts = np.asarray(ts, dtype=np.float64)
+        """Validate a user time grid: 1-d, strictly decreasing, inside (0, T]; the last time
+        may be exactly 0 (k-diffusion's ``get_sigmas_karras`` and score_sde end there: the
+        samplers then never evaluate the score at 0, see ``mixscore.sampling``)."""
+        ts = np.asarray(ts)
+        if ts.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be numeric, got dtype {ts.dtype}")
+        ts = ts.astype(np.float64)
         if ts.ndim != 1 or ts.size < 2:
             raise ValueError(
                 f"{name} must be a 1-d array of at least 2 times, got shape {ts.shape}")
-        as_times(ts, self.T, name=name)
+        ok = np.isfinite(ts) & (ts > 0) & (ts <= self.T)
+        ok[-1] |= ts[-1] == 0
+        if not np.all(ok):
+            i = int(np.argmin(ok))
+            raise ValueError(f"{name}[{i}] = {float(ts[i])!r} is outside (0, T] = (0, {self.T}] "
+                             f"(only the last time, {name}[{ts.size - 1}], may be 0)")
         if not np.all(np.diff(ts) < 0):
-            raise ValueError(f"{name} must be strictly decreasing (from T towards 0)")
+            i = int(np.argmin(np.diff(ts) < 0))
+            raise ValueError(f"{name} must be strictly decreasing (from T towards 0); "
+                             f"{name}[{i}] = {float(ts[i])!r} then "
+                             f"{name}[{i + 1}] = {float(ts[i + 1])!r}")
         return ts
 
     def __repr__(self) -> str:

@@ -9,15 +9,18 @@ same arithmetic and the same Philox noise: noise of sample i at step k depends o
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _core
-from .._validation import as_float_matrix
+from .._validation import as_array, as_float_matrix
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
@@ -53,6 +56,39 @@ class SampleResult:
     nfev: np.ndarray | int = 0
     settings: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        s = self.settings
+        keys = ("sampler", "steps", "grid", "t_end", "start", "end", "seed")
+        shown = ", ".join(f"{k}={s[k]!r}" for k in keys if k in s)
+        saved = "" if self.saved is None else f", saved={self.saved.shape}"
+        return (f"SampleResult(samples={self.samples.shape} {self.samples.dtype}{saved}, "
+                f"{shown})")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the arrays and the settings to one ``.npz`` file (``SampleResult.load``)."""
+        arrays = {k: v for k, v in (("samples", self.samples), ("times", self.times),
+                                    ("saved", self.saved), ("save_steps", self.save_steps),
+                                    ("start_index", self.start_index)) if v is not None}
+        meta = {"settings": self.settings, "mixscore": _version(),
+                "nfev": (self.nfev.tolist() if isinstance(self.nfev, np.ndarray)
+                         else int(self.nfev))}
+        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SampleResult:
+        """Read a result written by ``save``."""
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z or "samples" not in z:
+                raise ValueError(f"{str(path)!r} is not a mixscore SampleResult file (it holds "
+                                 f"{list(z.keys())})")
+            meta = json.loads(str(z["meta"]))
+            get = (lambda k: z[k] if k in z else None)  # noqa: E731
+            nfev = meta["nfev"]
+            return cls(samples=z["samples"], times=z["times"], saved=get("saved"),
+                       save_steps=get("save_steps"), start_index=get("start_index"),
+                       nfev=np.asarray(nfev) if isinstance(nfev, list) else nfev,
+                       settings=meta["settings"])
+
     def to_dict(self) -> dict:
         """The settings and grid as plain JSON-ready values (without the sample arrays)."""
         d = asdict(self)
@@ -64,8 +100,9 @@ class SampleResult:
 
 
 def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
-           grid="geometric", t_end: float | None = None, start="prior", end: str = "as_is",
-           a2: float | None = None, seed: int = 0, schedule: Schedule | None = None,
+           grid: str | ArrayLike = "geometric", t_end: float | None = None,
+           start: str | ArrayLike = "prior", end: str = "as_is", a2: float | None = None,
+           seed: int | np.random.Generator | None = 0, schedule: Schedule | None = None,
            dim: int | None = None, output: str = "score", dtype=None,
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
@@ -87,12 +124,15 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     steps, grid, t_end
         The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
         (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
-        array of times (then ``steps`` and ``t_end`` are taken from it). rk45 uses only
-        t_end.
-    start : "prior", "exact", (n, D) array or (D,) point
+        array of times (then ``steps`` and ``t_end`` are taken from it). The array's last
+        time may be 0, as k-diffusion's ``get_sigmas_karras`` grids are: the score is never
+        evaluated at 0 (explicit steps use their left end, DDIM/DDPM return the denoiser,
+        Heun takes an Euler last step). rk45 uses only t_end.
+    start : "prior", "exact", (n, D) array, (n, ...) image stack or (D,) point
         "prior": N(0, sigma(T)^2 I); "exact": the noised empirical measure at T (a training
         point drawn with its weight, times alpha(T), plus sigma(T) Z; needs an
-        EmpiricalScore); an array: the start states; a point: the same start for all samples.
+        EmpiricalScore); an array (NumPy, list or CPU tensor): the start states, image stacks
+        flattened per sample; a point: the same start for all samples.
         T is the first time of the grid (``schedule.T`` unless ``grid`` is an array).
     end : "as_is", "denoised" or "no_noise_last"
         Return x(t_end), the denoiser at (x(t_end), t_end), or x(t_end) with the last step
@@ -100,8 +140,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     a2 : float
         Noise level of the general family (euler_maruyama only; default 1, the reverse SDE;
         0 is the probability-flow ODE).
-    seed : int
-        Philox key; the noise of sample i at step k depends only on (seed, i, k).
+    seed : int, None or numpy.random.Generator
+        Philox key; the noise of sample i at step k depends only on (seed, i, k). None draws
+        a key from fresh entropy, a Generator draws one from its stream; the key used is
+        recorded in ``settings["seed"]`` so the run can be repeated.
     save_steps : sequence of int
         Step numbers (0 = start, steps = end) whose states are returned in ``saved``.
     batch_size : int
@@ -137,6 +179,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         ts, grid_name = np.array([sch.T, sch.t_end if t_end is None else t_end]), "adaptive"
     else:
         ts, grid_name = _grid(sch, steps, grid, t_end)
+        if ts[-1] == 0 and end == "denoised":
+            raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
+                             "the state itself); a grid ending at 0 already returns the "
+                             "end state, use end='as_is'")
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
     n, d = x0.shape
     batch = n if batch_size is None else int(batch_size)
@@ -203,9 +249,23 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
 
 # --- pieces ------------------------------------------------------------------------------------
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 def _as_seed(seed) -> int:
+    """The Philox key: an int in [0, 2**64); None draws one from fresh OS entropy and a NumPy
+    Generator draws one from its stream (either way the int is recorded in the settings, so
+    ``seed=result.settings["seed"]`` repeats the run)."""
+    if seed is None:
+        seed = np.random.default_rng()
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**64, dtype=np.uint64))
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        raise TypeError(f"seed must be an int, None or a numpy Generator, got "
+                        f"{type(seed).__name__}")
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     return int(seed)
@@ -226,15 +286,20 @@ def _denoiser(score, schedule, output, dtype, dim, start):
                         f"{type(score).__name__}")
     if not isinstance(schedule, Schedule):
         raise TypeError("a score callable needs schedule= (a mixscore Schedule, e.g. ms.VP())")
-    if dtype is None:
-        dtype = np.asarray(start).dtype if isinstance(start, np.ndarray) and np.asarray(
-            start).dtype in (np.float32, np.float64) else np.float64
+    if not isinstance(start, str):  # an array, a list or a CPU tensor
+        arr = as_array(start, "start")
+        if dtype is None and arr.dtype in (np.float32, np.float64):
+            dtype = arr.dtype
+        if dim is None and arr.ndim >= 1:  # (D,) point, (n, D) or an image stack (n, ...)
+            dim = arr.shape[0] if arr.ndim == 1 else int(np.prod(arr.shape[1:]))
+    dtype = np.float64 if dtype is None else dtype
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dim is None and isinstance(start, np.ndarray | list | tuple):
-        dim = np.shape(start)[-1]
     if dim is None or int(dim) < 1:
-        raise ValueError("a score callable needs dim= (the data dimension) or a start array")
+        given = (f"start={start!r}" if isinstance(start, str)
+                 else f"a start of shape {np.shape(as_array(start, 'start'))}")
+        raise ValueError(f"a score callable needs dim= (the data dimension) or a start array "
+                         f"(n, D) / point (D,) to take it from; got dim={dim!r} and {given}")
     return CallableDenoiser(score, schedule, output, dtype, int(dim))
 
 
@@ -261,7 +326,7 @@ def _start(start, n, den, seed, t0: float):
         idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
         x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
-    arr = np.asarray(start)
+    arr = as_array(start, "start")
     if arr.ndim == 1:
         if arr.shape != (d,):
             raise ValueError(f"start point must have shape ({d},), got shape {arr.shape}")
@@ -269,8 +334,12 @@ def _start(start, n, den, seed, t0: float):
         arr = np.broadcast_to(arr, (n, d))
         kind = "fixed point"
     else:
+        given = arr.shape
+        if arr.ndim > 2:  # an image stack (n, ...): one flattened row per sample
+            arr = arr.reshape(arr.shape[0], -1)
         if arr.ndim != 2 or arr.shape[1] != d:
-            raise ValueError(f"start array must have shape (n, {d}), got shape {arr.shape}")
+            raise ValueError(f"start array must have shape (n, {d}) (or (n, ...) with {d} "
+                             f"values per sample), got shape {given}")
         if n is not None and _count(n) != arr.shape[0]:
             raise ValueError(f"n = {n} but the start array has {arr.shape[0]} rows")
         kind = "user array"
@@ -318,14 +387,17 @@ def _use_fused(fused, den) -> bool:
 
 
 def _warn_stiff(rho, ts, sampler):
+    """Warn exactly when an explicit step's stiffness rho = 1 - A exceeds 2 (methods.py)."""
     bad = np.flatnonzero(rho > 2)
     if bad.size:
         k = int(bad[0])
+        steps = ", ".join(str(int(i)) for i in bad[:8]) + (", ..." if bad.size > 8 else "")
         warnings.warn(
-            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho = g^2 h / "
-            f"sigma^2 > 2 and will diverge, first step {k} (t = {ts[k]:.6g} -> "
-            f"{ts[k + 1]:.6g}, rho = {rho[k]:.3g}); use more steps, a geometric grid or "
-            "sampler='ddim'/'ddpm'", RuntimeWarning, stacklevel=3)
+            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho > 2 (steps "
+            f"{steps}; first step {k}, t = {ts[k]:.6g} -> {ts[k + 1]:.6g}, stiffness rho = "
+            f"{rho[k]:.3g}): such a step multiplies errors by |1 - rho| > 1 and repeated it "
+            "diverges; use more steps there, a geometric grid or sampler='ddim'/'ddpm'",
+            RuntimeWarning, stacklevel=3)
 
 
 def _progress_bar(progress, total, desc):

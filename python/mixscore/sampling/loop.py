@@ -33,7 +33,7 @@ def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray
         xh = den(x, ts[k], plan.alpha[k], plan.sigma2[k])
         x64 = x.astype(np.float64)
         v = c[A] * x64 + c[B] * xh
-        if plan.predictor:
+        if plan.predictor and (c[CE] != 0.0 or c[CB] != 0.0):  # Heun (not its Euler last step)
             xe = (c[EX] * x64 + c[EH] * xh).astype(x.dtype)
             xhb = den(xe, ts[k + 1], plan.alpha[k + 1], plan.sigma2[k + 1])
             v = v + c[CE] * xe.astype(np.float64) + c[CB] * xhb

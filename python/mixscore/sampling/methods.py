@@ -9,6 +9,18 @@ and the noise z:
 
 with the score written in denoiser form, s = (alpha xh - x) / sigma^2 (SCIENCE.md section 6,
 item 5). The same table drives the C++ loop (cpp/src/sampler.cpp) and the Python loop.
+
+Stiffness: with the denoiser frozen over a step (as it is near t_end, where the posterior is a
+hard assignment), an explicit step maps x to A x + (terms without x), so a deviation is
+multiplied by A = 1 - rho: rho = 1 - A is the step's stiffness, and rho > 2 means |A| > 1, the
+error grows (and repeated, diverges). For Euler-Maruyama rho = h (f + (1 + a2)/2 g^2 / sigma^2)
+at the step's left end, not g^2 h / sigma^2: the drift f x (negative for VP) cancels part of the
+score's pull, half of it near T where sigma ~ 1.
+
+Grids may end at t = 0 (k-diffusion, score_sde): the score is never evaluated there. Explicit
+methods use only the left end of a step anyway; DDIM and DDPM to t = 0 return the denoiser at
+the left end (their coefficients give A = 0, B = alpha(0)); Heun takes an Euler last step, as
+k-diffusion's ``sample_heun`` does.
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
     """Per-step coefficients of ``method`` on the decreasing grid ``ts``."""
     al, s2 = schedule.alpha(ts), schedule.sigma2(ts)
     f, g2 = schedule.f(ts), schedule.g2(ts)
-    if not (np.all(np.isfinite(al)) and np.all(np.isfinite(s2)) and np.all(s2 > 0)
+    to_zero = ts[-1] == 0  # sigma(0) may be 0: only ever used as a step's right end
+    if not (np.all(np.isfinite(al)) and np.all(np.isfinite(s2)) and np.all(s2[:-1] > 0)
+            and (s2[-1] >= 0 if to_zero else s2[-1] > 0)
             and np.all(np.isfinite(f)) and np.all(np.isfinite(g2))):
         raise ValueError("the schedule gives non-finite alpha, f, g or sigma <= 0 on the grid")
     K = ts.size - 1
@@ -70,17 +84,21 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
         coef[:, A] = 1.0 - h * fa - h * c * ga2 / sa
         coef[:, B] = h * c * ga2 * at / sa
         coef[:, S] = np.sqrt(a2 * h * ga2)
-        rho = h * c * ga2 / sa
+        rho = 1.0 - coef[:, A]
     elif method == "heun":
         p_a, q_a = fa + 0.5 * ga2 / sa, 0.5 * ga2 * at / sa      # velocity v = p x - q xh
-        p_b, q_b = f[1:] + 0.5 * g2[1:] / sb, 0.5 * g2[1:] * bt / sb
+        with np.errstate(divide="ignore", invalid="ignore"):      # sb = 0 on a step to t = 0
+            p_b, q_b = f[1:] + 0.5 * g2[1:] / sb, 0.5 * g2[1:] * bt / sb
         coef[:, EX] = 1.0 - h * p_a
         coef[:, EH] = h * q_a
         coef[:, A] = 1.0 - 0.5 * h * p_a
         coef[:, B] = 0.5 * h * q_a
         coef[:, CE] = -0.5 * h * p_b
         coef[:, CB] = 0.5 * h * q_b
-        rho = 0.5 * h * ga2 / sa
+        if to_zero:  # an Euler last step (k-diffusion's sample_heun): no evaluation at t = 0
+            coef[-1] = 0.0
+            coef[-1, A], coef[-1, B] = 1.0 - h[-1] * p_a[-1], h[-1] * q_a[-1]
+        rho = h * p_a  # the predictor's (Euler) step
     elif method == "ddim":
         r = np.sqrt(sb / sa)
         coef[:, A] = r
@@ -101,7 +119,7 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
         coef[:, A] = e * (1.0 - h * beta / sa)
         coef[:, B] = e * h * beta * at / sa
         coef[:, S] = np.sqrt(-np.expm1(-beta * h))
-        rho = h * beta / sa
+        rho = 1.0 - coef[:, A]
     else:
         raise ValueError(f"sampler {method!r} has no fixed-grid plan")
     if not noise_last:
@@ -109,5 +127,10 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
     if not np.all(np.isfinite(coef)):
         raise ValueError(f"sampler {method!r}: the step coefficients are not finite on this "
                          "grid (check the schedule near t_end and T)")
+    if to_zero:
+        # the fused loop evaluates Heun's predictor at the right end even where its weights are
+        # 0: give it the left end's (positive) noise level, never sigma = 0
+        al, s2 = al.copy(), s2.copy()
+        al[-1], s2[-1] = al[-2], s2[-2]
     return Plan(coef=coef, alpha=np.ascontiguousarray(al), sigma2=np.ascontiguousarray(s2),
                 predictor=method == "heun", rho=rho)
