@@ -210,6 +210,7 @@ def test_result_records_settings():
     for key in ("sampler", "steps", "grid", "t_end", "start", "end", "seed", "a2", "fused"):
         assert key in d["settings"]
     assert d["settings"]["grid"] == "karras" and len(d["times"]) == 11
+    assert d["mixscore"] == ms.__version__
     assert res.nfev == 20
 
 
@@ -468,7 +469,7 @@ def test_start_as_tensor_or_image_stack_and_errors_that_describe_it():
             raise TypeError("can't convert cuda:0 device type tensor to numpy")
 
     with pytest.raises(TypeError, match=r"start must be .*GpuTensor on device cuda:0 with "
-                                        r"shape \(4, 64\).*start.cpu\(\).numpy\(\)"):
+                                        r"shape \(4, 64\).*start.detach\(\).cpu\(\).numpy\(\)"):
         ms.sample(score, start=GpuTensor(), schedule=sch)
     torch = pytest.importorskip("torch")
     t = ms.sample(score, start=torch.from_numpy(imgs), schedule=sch, sampler="ddim", steps=5)

@@ -92,7 +92,7 @@ class SampleResult:
     def to_dict(self) -> dict:
         """The settings and grid as plain JSON-ready values (without the sample arrays)."""
         d = asdict(self)
-        out = {"settings": d["settings"], "times": self.times.tolist(),
+        out = {"mixscore": _version(), "settings": d["settings"], "times": self.times.tolist(),
                "n": int(self.samples.shape[0]), "dim": int(self.samples.shape[1])}
         out["nfev"] = (int(self.nfev) if np.ndim(self.nfev) == 0
                        else {"mean": float(np.mean(self.nfev)), "max": int(np.max(self.nfev))})
