@@ -63,3 +63,12 @@ def test_uint8_data_warns_too():
 
 def test_package_is_typed():
     assert (Path(ms.__file__).parent / "py.typed").is_file()
+
+
+def test_root_mean_square_is_float64_without_overflow():
+    from mixscore.scales import root_mean_square
+
+    big = np.full((5, 3), 3e20, np.float32)  # its float32 squares overflow
+    assert root_mean_square(big) == pytest.approx(float(np.float32(3e20)), rel=1e-12)
+    x = np.random.default_rng(3).standard_normal((700, 9))
+    assert root_mean_square(x, chunk=50) == pytest.approx(np.sqrt(np.mean(x**2)), rel=1e-12)

@@ -96,6 +96,17 @@ def check_same_scale(
     )
 
 
+def root_mean_square(a: np.ndarray, chunk: int = 1 << 20) -> float:
+    """sqrt(mean(a^2)) accumulated in float64 over row chunks (no full-size copy, no float32
+    overflow)."""
+    rows = max(1, chunk // max(1, a.shape[1]))
+    total = sum(
+        float(np.sum(np.square(a[i : i + rows], dtype=np.float64)))
+        for i in range(0, a.shape[0], rows)
+    )
+    return math.sqrt(total / a.size)
+
+
 def _is_variance_preserving(schedule) -> bool:
     ts = np.array([schedule.T, 0.5 * schedule.T])
     a, s2 = schedule.alpha(ts), schedule.sigma2(ts)
@@ -109,7 +120,7 @@ def schedule_warning(train: np.ndarray, schedule) -> str | None:
     data towards its prior N(0, I); data with a root-mean-square value above ``MAX_VP_RMS``
     (e.g. 0..255 pixels) never reach that prior, and the sampler's start is far from p_T.
     Other schedules need sigma(T) at least the data's scale alpha(T) RMS."""
-    rms = float(np.linalg.norm(train.ravel())) / math.sqrt(train.size)
+    rms = root_mean_square(train)
     name = type(schedule).__name__
     fix = (
         "map the data to [-1, 1] (mixscore.datasets' value_range=(-1, 1), or "
