@@ -25,7 +25,8 @@ def test_masked_entries_refused_everywhere(data, backend):
         "queries": lambda: ms.nearest(x, X, backend=backend),
         "samples": lambda: ms.memorization(x, X, backend=backend),
         "weights": lambda: ms.EmpiricalScore(
-            X, ms.VP(), weights=np.ma.masked_array(np.ones(20), mask=np.arange(20) == 5)),
+            X, ms.VP(), weights=np.ma.masked_array(np.ones(20), mask=np.arange(20) == 5)
+        ),
         "start": lambda: ms.sample(model, sampler="ddpm", steps=3, start=x),
     }
     for name, call in calls.items():

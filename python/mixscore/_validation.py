@@ -27,7 +27,8 @@ def as_plain_array(a, name: str) -> np.ndarray:
                 f"{name} is a masked array with {int(masked.sum())} masked entries{rows}; "
                 f"mixscore would read masked entries as values. Drop the masked rows "
                 f"({name}[~np.ma.getmaskarray({name}).any(axis=-1)]) or fill them "
-                f"({name}.filled(value)) first")
+                f"({name}.filled(value)) first"
+            )
         a = np.ma.getdata(a)
     return np.asarray(a)
 
@@ -43,8 +44,11 @@ def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> n
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-d array (points x dimensions), got {describe(arr)}")
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else (
-            np.float32 if arr.dtype == np.float16 else np.float64)
+        dtype = (
+            arr.dtype
+            if arr.dtype in FLOAT_DTYPES
+            else (np.float32 if arr.dtype == np.float16 else np.float64)
+        )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty ({describe(arr)}); expected at least one row")
@@ -63,14 +67,17 @@ def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one per training point), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape ({n},) (one per training point), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or Inf")
     if np.any(arr <= 0):
         i = int(np.argmax(arr <= 0))
-        raise ValueError(f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
-                         f"{name}[{i}] = {arr[i]}")
+        raise ValueError(
+            f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
+            f"{name}[{i}] = {arr[i]}"
+        )
     return arr
 
 
@@ -93,6 +100,7 @@ def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
     if arr.ndim == 0:
         return np.full(m, float(arr))
     if arr.shape != (m,):
-        raise ValueError(f"{name} must be a scalar or have shape ({m},) (one per query), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({m},) (one per query), got shape {arr.shape}"
+        )
     return np.ascontiguousarray(arr)
