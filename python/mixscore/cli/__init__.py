@@ -55,6 +55,10 @@ def main(argv=None) -> int:
     except (CliError, ValueError, TypeError, OSError, ImportError) as e:
         print(f"mixscore {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:
+        print(f"mixscore {args.command}: error: out of memory ({e or 'MemoryError'}); the "
+              f"inputs or settings are too large for this machine", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"mixscore {args.command}: interrupted", file=sys.stderr)
         return 130
