@@ -27,8 +27,13 @@ from ._limits import check_values
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SUFFIXES = (".png",)
-COLOUR_TYPES = {0: ("gray", 1), 2: ("RGB", 3), 3: ("palette", 3), 4: ("gray+alpha", 2),
-                6: ("RGBA", 4)}  # fmt: skip
+COLOUR_TYPES = {
+    0: ("gray", 1),
+    2: ("RGB", 3),
+    3: ("palette", 3),
+    4: ("gray+alpha", 2),
+    6: ("RGBA", 4),
+}
 PILLOW_MODE = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # 8-bit (and lower) colour types
 
 
@@ -80,8 +85,7 @@ def read_ihdr(path: str, name: str, where: str) -> PngInfo:
 def _check_alike(infos: list[PngInfo], where: str) -> None:
     first = infos[0]
     for info in infos[1:]:
-        if (info.height, info.width, info.channels) != (first.height, first.width,
-                                                        first.channels):  # fmt: skip
+        if (info.height, info.width, info.channels) != (first.height, first.width, first.channels):
             raise CliError(
                 f"{where}: images have different shapes: {first.name!r} is "
                 f"{first.describe()}, {info.name!r} is {info.describe()}"
@@ -125,8 +129,9 @@ def load_folder(path: str, where: str, limit: int) -> tuple[np.ndarray, str]:
     infos = [read_ihdr(os.path.join(path, n), n, where) for n in names]
     _check_alike(infos, where)
     first = infos[0]
-    n_values = len(infos) * first.height * first.width * (4 if first.colour == 3 else
-                                                          first.channels)  # fmt: skip
+    n_values = (
+        len(infos) * first.height * first.width * (4 if first.colour == 3 else first.channels)
+    )
     check_values(f"{where} ({len(infos)} PNG images of {first.describe()})", n_values, limit)
     try:
         from PIL import Image
