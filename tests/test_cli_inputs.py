@@ -281,3 +281,17 @@ def test_memory_bombs_refused_before_loading(tmp_path, capsys):
 def _chunk(kind, data):
     body = kind + data
     return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_out_of_memory_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from mixscore import demo
+
+    def oom(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.28 TiB")
+
+    monkeypatch.setattr(demo, "run", oom)
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "mixscore demo: error: out of memory (Unable to allocate 7.28 TiB)" in err
+    assert not (tmp_path / "o").exists()
