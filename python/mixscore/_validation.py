@@ -13,19 +13,42 @@ def describe(a) -> str:
     return f"shape {a.shape} and dtype {a.dtype}"
 
 
+def as_plain_array(a, name: str) -> np.ndarray:
+    """``np.asarray(a)``, refusing masked arrays with masked entries.
+
+    ``np.asarray`` drops a ``numpy.ma.MaskedArray``'s mask, so masked entries would be used as
+    values. mixscore does not guess whether a mask means "drop these rows" or "fill these
+    values": the caller says so. A masked array with nothing masked is read as its data."""
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        if masked.any():
+            rows = "" if masked.ndim < 2 else f" in {int(masked.any(axis=-1).sum())} rows"
+            raise ValueError(
+                f"{name} is a masked array with {int(masked.sum())} masked entries{rows}; "
+                f"mixscore would read masked entries as values. Drop the masked rows "
+                f"({name}[~np.ma.getmaskarray({name}).any(axis=-1)]) or fill them "
+                f"({name}.filled(value)) first"
+            )
+        a = np.ma.getdata(a)
+    return np.asarray(a)
+
+
 def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> np.ndarray:
     """A C-contiguous 2-d float32/float64 array without NaN/Inf.
 
     Integer and boolean arrays are converted to float64 (or ``dtype``); float16 is promoted to
-    float32; other kinds are refused."""
-    arr = np.asarray(a)
+    float32; other kinds, and masked arrays with masked entries, are refused."""
+    arr = as_plain_array(a, name)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be a real numeric array, got {describe(arr)}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-d array (points x dimensions), got {describe(arr)}")
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else (
-            np.float32 if arr.dtype == np.float16 else np.float64)
+        dtype = (
+            arr.dtype
+            if arr.dtype in FLOAT_DTYPES
+            else (np.float32 if arr.dtype == np.float16 else np.float64)
+        )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty ({describe(arr)}); expected at least one row")
@@ -39,25 +62,28 @@ def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> n
 
 def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
     """Positive finite float64 weights of length n."""
-    arr = np.asarray(w)
+    arr = as_plain_array(w, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one per training point), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape ({n},) (one per training point), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or Inf")
     if np.any(arr <= 0):
         i = int(np.argmax(arr <= 0))
-        raise ValueError(f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
-                         f"{name}[{i}] = {arr[i]}")
+        raise ValueError(
+            f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
+            f"{name}[{i}] = {arr[i]}"
+        )
     return arr
 
 
 def as_times(t, T: float, *, name: str = "t") -> np.ndarray:
     """Times as a float64 array, all finite and in (0, T]."""
-    arr = np.asarray(t)
+    arr = as_plain_array(t, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.asarray(arr, dtype=np.float64)
@@ -74,6 +100,7 @@ def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
     if arr.ndim == 0:
         return np.full(m, float(arr))
     if arr.shape != (m,):
-        raise ValueError(f"{name} must be a scalar or have shape ({m},) (one per query), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({m},) (one per query), got shape {arr.shape}"
+        )
     return np.ascontiguousarray(arr)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._validation import as_float_matrix, as_weights, per_query_times
+from ._validation import as_float_matrix, as_plain_array, as_weights, per_query_times
 from .backends import STAT_NAMES, get_backend
 from .partial import PosteriorPartial
 from .schedules import Schedule
@@ -163,7 +163,7 @@ class EmpiricalScore:
 
     # --- evaluation ------------------------------------------------------------------------
     def _queries(self, x):
-        arr = np.asarray(x)
+        arr = as_plain_array(x, "x")
         single = arr.ndim == 1
         if single:
             if arr.shape[0] != self.dim:

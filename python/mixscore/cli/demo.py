@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._outputs import add_force_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the bundled digits: sample, measure "
@@ -19,6 +21,7 @@ def add_parser(sub) -> None:
                    "(default: digits)")
     p.add_argument("--quick", action="store_true", help="a small, fast run (tests, CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_option(p, "report files in --out")
     p.set_defaults(run=run)
 
 
@@ -29,9 +32,9 @@ def run(args) -> int:
     settings = demo.DemoSettings.make(n=args.n, seed=args.seed, quick=args.quick, data=args.data)
     require_matplotlib()
     out = Path(args.out)
-    demo.check_output_folder(out)
+    demo.check_output_folder(out, args.force)
     report, finals, X, shape = demo.run(settings, progress=False if args.no_progress else None)
-    files = demo.write(report, finals, X, shape, out)
+    files = demo.write(report, finals, X, shape, out, args.force)
     print(demo.table(report))
     print()
     for kind, path in files.items():

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_matrix
+from .._validation import as_float_matrix, as_plain_array
 from ..backends import FUSED_SAMPLE, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
@@ -262,7 +262,7 @@ def _start(start, n, den, seed, t0: float):
         idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
         x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
-    arr = np.asarray(start)
+    arr = as_plain_array(start, "start")
     if arr.ndim == 1:
         if arr.shape != (d,):
             raise ValueError(f"start point must have shape ({d},), got shape {arr.shape}")
