@@ -49,7 +49,7 @@ def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
     m = x.shape[0]
     ts = times(t, m)
     model.schedule.check_times(ts)
-    return x.reshape(m, model.dim), np.asarray(ts, np.float64).reshape(-1, 1)
+    return x.reshape(m, model.dim), np.broadcast_to(np.asarray(ts, np.float64), (m,))[:, None]
 
 
 def targets(model: EmpiricalScore, x_t: torch.Tensor, t, *, to_cpu: bool = False) -> Targets:
