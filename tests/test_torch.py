@@ -38,8 +38,12 @@ def dense(X, x, t, sch):
     w = np.exp(logit - logit.max(1, keepdims=True))
     w /= w.sum(1, keepdims=True)
     eps_n = diff / s
-    per_point = {"x0": np.broadcast_to(X[None], diff.shape), "eps": eps_n,
-                 "score": -diff / s**2, "v": a * eps_n - s * X[None]}
+    per_point = {
+        "x0": np.broadcast_to(X[None], diff.shape),
+        "eps": eps_n,
+        "score": -diff / s**2,
+        "v": a * eps_n - s * X[None],
+    }
     return w, per_point
 
 
@@ -48,6 +52,7 @@ def data(n=40, d=3, seed=0):
 
 
 # --- targets and the DSM floor ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tdtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("per_sample_t", [False, True])
@@ -94,8 +99,9 @@ def test_dsm_floor_is_the_posterior_variance_of_the_target(p):
     got = mt.dsm_floor(model, x_t, t, p)
     assert got.shape == (12,) and got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-8)
-    np.testing.assert_allclose(mt.dsm_floor(model, x_t, t, p, reduction="mean").numpy(),
-                               want / 3, rtol=1e-8)
+    np.testing.assert_allclose(
+        mt.dsm_floor(model, x_t, t, p, reduction="mean").numpy(), want / 3, rtol=1e-8
+    )
 
 
 def test_gradients_flow_into_the_network_not_the_engine():
@@ -115,6 +121,7 @@ def test_gradients_flow_into_the_network_not_the_engine():
 
 
 # --- networks as scores -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p", PARAMS)
 @pytest.mark.parametrize("sampler", ["ddpm", "heun"])
@@ -140,8 +147,12 @@ class KDiffusionDenoiser(torch.nn.Module):
         sn = s.double().numpy()[:, None]
         d = self.model.stats_at_noise(x.double().numpy(), 1.0, sn[:, 0] ** 2).denoised
         xn = x.double().numpy()
-        out = {"x0": d, "eps": (xn - d) / sn, "score": (d - xn) / sn**2,
-               "v": (xn - d) / sn - sn * d}[self.p]
+        out = {
+            "x0": d,
+            "eps": (xn - d) / sn,
+            "score": (d - xn) / sn**2,
+            "v": (xn - d) / sn - sn * d,
+        }[self.p]
         return torch.from_numpy(out).to(x.dtype)
 
 
@@ -151,8 +162,14 @@ def test_sigma_time_input_is_the_k_diffusion_frame(p):
     model = ms.EmpiricalScore(X, sch)
     kw = dict(sampler="ddpm", steps=40, seed=6)
     exact = ms.sample(model, 16, **kw).samples
-    fn = mt.as_score(KDiffusionDenoiser(model, p), p, schedule=sch, time_input="sigma",
-                     dtype=torch.float64, sample_shape=3)
+    fn = mt.as_score(
+        KDiffusionDenoiser(model, p),
+        p,
+        schedule=sch,
+        time_input="sigma",
+        dtype=torch.float64,
+        sample_shape=3,
+    )
     got = ms.sample(fn, 16, **kw).samples
     np.testing.assert_allclose(got, exact, rtol=0, atol=1e-9 * np.abs(exact).max())
 
@@ -184,8 +201,14 @@ def test_trained_network_matches_its_numpy_forward_and_any_batch_size():
     kw = dict(sampler="ddpm", steps=30, seed=8)
     ref = ms.sample(numpy_net, 20, schedule=sch, dim=4, output="eps", **kw).samples
     for bs in (None, 3):
-        fn = mt.as_score(Net().double(), "eps", schedule=sch, time_input=lambda t: 999 * t,
-                         sample_shape=(1, 2, 2), batch_size=bs)
+        fn = mt.as_score(
+            Net().double(),
+            "eps",
+            schedule=sch,
+            time_input=lambda t: 999 * t,
+            sample_shape=(1, 2, 2),
+            batch_size=bs,
+        )
         got = ms.sample(fn, 20, **kw).samples
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
@@ -204,11 +227,14 @@ class Bad(torch.nn.Module):
         return (x * self.w).to(torch.bfloat16)
 
 
-@pytest.mark.parametrize("kind, err, match", [
-    ("shape", ValueError, r"output of Bad .* shape \(5, 1\) for an input of shape \(5, 2\)"),
-    ("nan", ValueError, r"output of Bad .* NaN or Inf"),
-    ("bf16", TypeError, r"output of Bad .* dtype torch\.bfloat16"),
-])
+@pytest.mark.parametrize(
+    "kind, err, match",
+    [
+        ("shape", ValueError, r"output of Bad .* shape \(5, 1\) for an input of shape \(5, 2\)"),
+        ("nan", ValueError, r"output of Bad .* NaN or Inf"),
+        ("bf16", TypeError, r"output of Bad .* dtype torch\.bfloat16"),
+    ],
+)
 def test_bad_network_outputs_are_named(kind, err, match):
     fn = mt.as_score(Bad(kind), "eps", schedule=ms.VP(), sample_shape=2)
     with pytest.raises(err, match=match):
@@ -216,8 +242,7 @@ def test_bad_network_outputs_are_named(kind, err, match):
 
 
 def test_network_dtype_override_must_be_an_engine_dtype():
-    fn = mt.as_score(lambda x, t: x, "x0", schedule=ms.VP(), sample_shape=2,
-                     dtype=torch.float32)
+    fn = mt.as_score(lambda x, t: x, "x0", schedule=ms.VP(), sample_shape=2, dtype=torch.float32)
     assert ms.sample(fn, 3, sampler="ddpm", steps=3).samples.shape == (3, 2)
     with pytest.raises(TypeError, match=r"dtype must be torch.float32 or torch.float64"):
         mt.as_score(lambda x, t: x, "x0", schedule=ms.VP(), dtype=torch.bfloat16)
@@ -248,6 +273,7 @@ def test_bad_arguments():
 
 
 # --- the monitor and the example --------------------------------------------------------------
+
 
 def test_monitor_network_and_exact_reference_agree_and_mode_is_restored():
     X = data(30, 2)

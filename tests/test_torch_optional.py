@@ -10,8 +10,9 @@ import numpy as np
 
 
 def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_import_mixscore_does_not_import_torch():
@@ -58,8 +59,9 @@ def test_sampler_takes_v_outputs():
         ref = ms.EmpiricalScore(X, sch, backend="numpy")
         kw = dict(sampler="ddim", steps=40, seed=3)
         exact = ms.sample(model, 20, **kw).samples
-        user = ms.sample(lambda x, t, ref=ref: _v_of(ref, x, t), 20, schedule=sch, dim=3,
-                         output="v", **kw).samples
+        user = ms.sample(
+            lambda x, t, ref=ref: _v_of(ref, x, t), 20, schedule=sch, dim=3, output="v", **kw
+        ).samples
         np.testing.assert_allclose(user, exact, rtol=0, atol=1e-9 * np.abs(exact).max())
 
 

@@ -62,7 +62,7 @@ class CallableDenoiser:
             return out
         if self.output == "eps":
             return (x - np.sqrt(sigma2) * out) / alpha
-        if self.output == "v":  # v = alpha eps - sigma xh and x = alpha xh + sigma eps (SCIENCE.md 1)
+        if self.output == "v":  # v = alpha eps - sigma xh, x = alpha xh + sigma eps (SCIENCE.md)
             return (alpha * x - np.sqrt(sigma2) * out) / (alpha * alpha + sigma2)
         return (x + sigma2 * out) / alpha
 

@@ -20,5 +20,15 @@ from .adapter import NetworkScore, as_score
 from .monitor import MonitorResult, memorization_monitor
 from .targets import PARAMETRIZATIONS, ExactScoreModule, Targets, as_module, dsm_floor, targets
 
-__all__ = ["targets", "dsm_floor", "Targets", "as_score", "NetworkScore", "as_module",
-           "ExactScoreModule", "memorization_monitor", "MonitorResult", "PARAMETRIZATIONS"]
+__all__ = [
+    "targets",
+    "dsm_floor",
+    "Targets",
+    "as_score",
+    "NetworkScore",
+    "as_module",
+    "ExactScoreModule",
+    "memorization_monitor",
+    "MonitorResult",
+    "PARAMETRIZATIONS",
+]

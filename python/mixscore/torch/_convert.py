@@ -8,17 +8,21 @@ import numpy as np
 import torch
 
 ENGINE_DTYPES = (torch.float32, torch.float64)
-NO_GPU = ("the GPU backend of mixscore is not there yet; pass a CPU tensor, or to_cpu=True to "
-          "copy to the CPU and the results back")
+NO_GPU = (
+    "the GPU backend of mixscore is not there yet; pass a CPU tensor, or to_cpu=True to "
+    "copy to the CPU and the results back"
+)
 
 
 def check_dtype(dtype: torch.dtype, what: str) -> None:
     """The engine computes in float32 or float64; anything else (bf16, fp16, ints) is refused
     with the name of what carried it."""
     if dtype not in ENGINE_DTYPES:
-        raise TypeError(f"{what} has dtype {dtype}; mixscore computes in float32 or float64: "
-                        "cast it with .float() (bf16/fp16 lose too many digits for the exact "
-                        "score)")
+        raise TypeError(
+            f"{what} has dtype {dtype}; mixscore computes in float32 or float64: "
+            "cast it with .float() (bf16/fp16 lose too many digits for the exact "
+            "score)"
+        )
 
 
 def to_numpy(x: torch.Tensor, name: str, *, to_cpu: bool = False) -> np.ndarray:
@@ -57,6 +61,8 @@ def times(t, m: int, name: str = "t") -> np.ndarray | float:
     if arr.size == 1:
         return float(arr[0])
     if arr.size != m:
-        raise ValueError(f"{name} must be a scalar or have one time per sample ({m},), got "
-                         f"shape {tuple(np.shape(t))}")
+        raise ValueError(
+            f"{name} must be a scalar or have one time per sample ({m},), got "
+            f"shape {tuple(np.shape(t))}"
+        )
     return arr

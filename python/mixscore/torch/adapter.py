@@ -33,8 +33,17 @@ class NetworkScore:
     under ``torch.no_grad()``. Made by :func:`as_score`; its ``schedule``, ``output`` and
     ``dim`` attributes are what ``mixscore.sample`` uses by default."""
 
-    def __init__(self, net: Callable, parametrization: str, schedule: Schedule,
-                 time_input, sample_shape, batch_size, device, dtype):
+    def __init__(
+        self,
+        net: Callable,
+        parametrization: str,
+        schedule: Schedule,
+        time_input,
+        sample_shape,
+        batch_size,
+        device,
+        dtype,
+    ):
         self.net, self.schedule, self.parametrization = net, schedule, parametrization
         self.output = check_parametrization(parametrization)  # the sampler's output= kind
         self.time_input = time_input
@@ -45,8 +54,10 @@ class NetworkScore:
         self.name = type(net).__name__
 
     def __repr__(self) -> str:
-        return (f"NetworkScore({self.name}, parametrization={self.parametrization!r}, "
-                f"schedule={self.schedule!r}, time_input={self.time_input!r})")
+        return (
+            f"NetworkScore({self.name}, parametrization={self.parametrization!r}, "
+            f"schedule={self.schedule!r}, time_input={self.time_input!r})"
+        )
 
     def _inputs(self, x: np.ndarray, t):
         """The network's frame: (x, t) or, for ``time_input="sigma"``, the k-diffusion frame
@@ -64,12 +75,15 @@ class NetworkScore:
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what} is a {type(y).__name__}; expected a torch.Tensor")
         if y.shape != xb.shape:
-            raise ValueError(f"{what} has shape {tuple(y.shape)} for an input of shape "
-                             f"{tuple(xb.shape)} at t = {t0:.6g}; expected the input's shape")
+            raise ValueError(
+                f"{what} has shape {tuple(y.shape)} for an input of shape "
+                f"{tuple(xb.shape)} at t = {t0:.6g}; expected the input's shape"
+            )
         check_dtype(y.dtype, what)
         if not bool(torch.isfinite(y).all()):
-            raise ValueError(f"{what} contains NaN or Inf at t = {t0:.6g} (input shape "
-                             f"{tuple(xb.shape)})")
+            raise ValueError(
+                f"{what} contains NaN or Inf at t = {t0:.6g} (input shape {tuple(xb.shape)})"
+            )
 
     def __call__(self, x: np.ndarray, t) -> np.ndarray:
         x = np.asarray(x)
@@ -79,8 +93,9 @@ class NetworkScore:
         xin, tin, alpha = self._inputs(x, t)
         shape = (d,) if self.sample_shape is None else tuple(self.sample_shape)
         if math.prod(shape) != d:
-            raise ValueError(f"sample_shape {shape} has {math.prod(shape)} values, the "
-                             f"sampler's states have {d}")
+            raise ValueError(
+                f"sample_shape {shape} has {math.prod(shape)} values, the sampler's states have {d}"
+            )
         device = torch.device("cpu") if self.device is None else self.device
         dtype = self.dtype or (torch.float64 if x.dtype == np.float64 else torch.float32)
         batch = m if self.batch_size is None else self.batch_size
@@ -101,9 +116,17 @@ class NetworkScore:
         return out
 
 
-def as_score(net: Callable, parametrization: str = "eps", *, schedule: Schedule,
-             time_input: str | Callable = "t", sample_shape: tuple[int, ...] | int | None = None,
-             batch_size: int | None = None, device=None, dtype=None) -> NetworkScore:
+def as_score(
+    net: Callable,
+    parametrization: str = "eps",
+    *,
+    schedule: Schedule,
+    time_input: str | Callable = "t",
+    sample_shape: tuple[int, ...] | int | None = None,
+    batch_size: int | None = None,
+    device=None,
+    dtype=None,
+) -> NetworkScore:
     """Turn a network ``net(x, t)`` into a score for ``mixscore.sample``.
 
     ``ms.sample(as_score(net, "eps", schedule=sde, sample_shape=(64,)), n=256, seed=0)`` runs
@@ -136,15 +159,19 @@ def as_score(net: Callable, parametrization: str = "eps", *, schedule: Schedule,
         Override where and in which dtype the network is evaluated.
     """
     if not callable(net):
-        raise TypeError(f"net must be a torch.nn.Module or a callable net(x, t), got "
-                        f"{type(net).__name__}")
+        raise TypeError(
+            f"net must be a torch.nn.Module or a callable net(x, t), got {type(net).__name__}"
+        )
     check_parametrization(parametrization)
     if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), got "
-                        f"{type(schedule).__name__}")
+        raise TypeError(
+            f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), got "
+            f"{type(schedule).__name__}"
+        )
     if not (callable(time_input) or time_input in TIME_INPUTS):
-        raise ValueError(f"time_input must be one of {TIME_INPUTS} or a callable, got "
-                         f"{time_input!r}")
+        raise ValueError(
+            f"time_input must be one of {TIME_INPUTS} or a callable, got {time_input!r}"
+        )
     if sample_shape is not None:
         sample_shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
         if not sample_shape or any(int(s) < 1 for s in sample_shape):
@@ -153,5 +180,13 @@ def as_score(net: Callable, parametrization: str = "eps", *, schedule: Schedule,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if dtype is not None and dtype not in ENGINE_DTYPES:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    return NetworkScore(net, parametrization, schedule, time_input, sample_shape,
-                        None if batch_size is None else int(batch_size), device, dtype)
+    return NetworkScore(
+        net,
+        parametrization,
+        schedule,
+        time_input,
+        sample_shape,
+        None if batch_size is None else int(batch_size),
+        device,
+        dtype,
+    )

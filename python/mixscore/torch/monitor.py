@@ -38,12 +38,22 @@ class MonitorResult:
     seconds: float
 
 
-def memorization_monitor(score: torch.nn.Module | Callable | EmpiricalScore, train, *,
-                         parametrization: str = "eps", schedule: Schedule | None = None,
-                         n: int = 256, sampler: str = "ddpm", steps: int = 100,
-                         seed: int = 0, end: str = "denoised", time_input="t",
-                         sample_shape=None, batch_size: int | None = None,
-                         **memorization_kwargs) -> MonitorResult:
+def memorization_monitor(
+    score: torch.nn.Module | Callable | EmpiricalScore,
+    train,
+    *,
+    parametrization: str = "eps",
+    schedule: Schedule | None = None,
+    n: int = 256,
+    sampler: str = "ddpm",
+    steps: int = 100,
+    seed: int = 0,
+    end: str = "denoised",
+    time_input="t",
+    sample_shape=None,
+    batch_size: int | None = None,
+    **memorization_kwargs,
+) -> MonitorResult:
     """Sample ``score`` with fixed seeds and report memorization against ``train``.
 
     ``score`` is a network ``net(x, t)`` (wrapped with :func:`as_score` using
@@ -61,10 +71,17 @@ def memorization_monitor(score: torch.nn.Module | Callable | EmpiricalScore, tra
         res = sample(score, n, **opts)
     else:
         if schedule is None:
-            raise TypeError("a network needs schedule= (the forward schedule it was trained "
-                            "with, e.g. mixscore.VP())")
-        fn = as_score(score, parametrization, schedule=schedule, time_input=time_input,
-                      sample_shape=sample_shape)
+            raise TypeError(
+                "a network needs schedule= (the forward schedule it was trained "
+                "with, e.g. mixscore.VP())"
+            )
+        fn = as_score(
+            score,
+            parametrization,
+            schedule=schedule,
+            time_input=time_input,
+            sample_shape=sample_shape,
+        )
         train_dtype = np.asarray(train).dtype
         dim = np.asarray(train).shape[-1] if sample_shape is None else None
         dtype = np.float32 if train_dtype == np.float32 else np.float64
@@ -77,6 +94,11 @@ def memorization_monitor(score: torch.nn.Module | Callable | EmpiricalScore, tra
             if was_training:
                 score.train()
     rep = memorization(res.samples, train, **memorization_kwargs)
-    return MonitorResult(fraction=rep.fraction_ratio, ci=rep.ci_ratio, report=rep,
-                         samples=res.samples, settings=res.settings,
-                         seconds=time.perf_counter() - t0)
+    return MonitorResult(
+        fraction=rep.fraction_ratio,
+        ci=rep.ci_ratio,
+        report=rep,
+        samples=res.samples,
+        settings=res.settings,
+        seconds=time.perf_counter() - t0,
+    )

@@ -33,8 +33,9 @@ class Targets:
 
 def check_parametrization(parametrization: str) -> str:
     if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"parametrization must be one of {list(PARAMETRIZATIONS)}, got "
-                         f"{parametrization!r}")
+        raise ValueError(
+            f"parametrization must be one of {list(PARAMETRIZATIONS)}, got {parametrization!r}"
+        )
     return PARAMETRIZATIONS[parametrization]
 
 
@@ -44,8 +45,10 @@ def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
         raise TypeError(f"model must be a mixscore.EmpiricalScore, got {type(model).__name__}")
     x = to_numpy(x_t, "x_t", to_cpu=to_cpu)
     if x.ndim < 1 or x.size // max(x.shape[0], 1) != model.dim or x.shape[0] == 0:
-        raise ValueError(f"x_t must have shape (batch, ...) with {model.dim} values per sample "
-                         f"(the training data's dimension), got shape {tuple(x_t.shape)}")
+        raise ValueError(
+            f"x_t must have shape (batch, ...) with {model.dim} values per sample "
+            f"(the training data's dimension), got shape {tuple(x_t.shape)}"
+        )
     m = x.shape[0]
     ts = times(t, m)
     model.schedule.check_times(ts)
@@ -79,12 +82,18 @@ def targets(model: EmpiricalScore, x_t: torch.Tensor, t, *, to_cpu: bool = False
     def back(a):
         return to_tensor(a, x_t.device, x_t.dtype).reshape(x_t.shape)
 
-    return Targets(denoised=back(st.denoised), score=back(st.score), eps=back(st.eps),
-                   v=back(v))
+    return Targets(denoised=back(st.denoised), score=back(st.score), eps=back(st.eps), v=back(v))
 
 
-def dsm_floor(model: EmpiricalScore, x_t: torch.Tensor, t, parametrization: str = "eps", *,
-              reduction: str = "sum", to_cpu: bool = False) -> torch.Tensor:
+def dsm_floor(
+    model: EmpiricalScore,
+    x_t: torch.Tensor,
+    t,
+    parametrization: str = "eps",
+    *,
+    reduction: str = "sum",
+    to_cpu: bool = False,
+) -> torch.Tensor:
     """Per-sample floor of the denoising score-matching loss at the batch ``x_t``.
 
     The DSM loss of sample i is |net(x_t) - target|^2 with target x_0, the drawn noise, the
@@ -105,8 +114,9 @@ def dsm_floor(model: EmpiricalScore, x_t: torch.Tensor, t, parametrization: str 
     x, ts = _queries(model, x_t, t, to_cpu)
     tau2 = np.asarray(model.stats(x, ts[:, 0], include=("tau2",)).tau2, np.float64)
     a2, s2 = model.schedule.alpha(ts[:, 0]) ** 2, model.schedule.sigma2(ts[:, 0])
-    factor = {"x0": 1.0, "eps": a2 / s2, "score": a2 / (s2 * s2),
-              "v": (a2 + s2) ** 2 / s2}[parametrization]
+    factor = {"x0": 1.0, "eps": a2 / s2, "score": a2 / (s2 * s2), "v": (a2 + s2) ** 2 / s2}[
+        parametrization
+    ]
     floor = tau2 * factor / (model.dim if reduction == "mean" else 1)
     return to_tensor(floor, x_t.device, x_t.dtype)
 
@@ -119,8 +129,7 @@ class ExactScoreModule(torch.nn.Module):
     def __init__(self, model: EmpiricalScore, parametrization: str = "eps"):
         super().__init__()
         if not isinstance(model, EmpiricalScore):
-            raise TypeError(f"model must be a mixscore.EmpiricalScore, got "
-                            f"{type(model).__name__}")
+            raise TypeError(f"model must be a mixscore.EmpiricalScore, got {type(model).__name__}")
         self.model = model
         self.parametrization = parametrization
         self._field = check_parametrization(parametrization)
