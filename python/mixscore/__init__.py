@@ -22,6 +22,16 @@ from .system import info
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``mixscore.torch`` is imported on first use, so ``import mixscore`` never imports torch."""
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'mixscore' has no attribute {name!r}")
+
+
 __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",

@@ -67,7 +67,7 @@ class SampleResult:
 def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
            grid="geometric", t_end: float | None = None, start="prior", end: str = "as_is",
            a2: float | None = None, seed: int = 0, schedule: Schedule | None = None,
-           dim: int | None = None, output: str = "score", dtype=None,
+           dim: int | None = None, output: str | None = None, dtype=None,
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
            callback: Callable | None = None, callback_every: int = 10) -> SampleResult:
@@ -78,8 +78,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     score : EmpiricalScore or callable
         An ``EmpiricalScore`` (the exact empirical score; on the cpu backend the whole loop runs
         in C++), or any ``fn(x, t)`` returning the score for x of shape (m, D) (``output=``
-        says if it returns the denoiser or eps instead). ``t`` is a float, or for rk45 an
-        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array).
+        says if it returns the denoiser, eps or v instead). ``t`` is a float, or for rk45 an
+        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array);
+        attributes ``schedule``, ``output`` and ``dim`` of the callable (as set by
+        ``mixscore.torch.as_score``) are the defaults.
     n : int
         Number of samples (may be omitted when ``start`` is an (n, D) array).
     sampler : str
@@ -216,7 +218,7 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     if isinstance(score, EmpiricalScore):
         if schedule is not None and schedule is not score.schedule:
             raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
-        if output != "score":
+        if output not in (None, "score"):
             raise ValueError("output= applies to score callables only")
         if dtype is not None and np.dtype(dtype) != score.dtype:
             raise ValueError(f"dtype= must match the model's dtype {score.dtype} "
@@ -225,6 +227,9 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     if not callable(score):
         raise TypeError(f"score must be an EmpiricalScore or a callable fn(x, t), got "
                         f"{type(score).__name__}")
+    schedule = getattr(score, "schedule", None) if schedule is None else schedule
+    output = getattr(score, "output", "score") if output is None else output
+    dim = getattr(score, "dim", None) if dim is None else dim
     if not isinstance(schedule, Schedule):
         raise TypeError("a score callable needs schedule= (a mixscore Schedule, e.g. ms.VP())")
     if dtype is None:
