@@ -90,6 +90,8 @@ def as_times(t, T: float, *, name: str = "t") -> np.ndarray:
     bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= T))
     if np.any(bad):
         v = arr[bad].flat[0]
+        if np.isinf(T):
+            raise ValueError(f"{name} must be finite and > 0; got {v!r}")
         raise ValueError(f"{name} must lie in (0, T] = (0, {T}]; got {v!r}")
     return arr
 

@@ -180,7 +180,7 @@ class EmpiricalScore:
         from one pass over the training set. ``include`` limits the fields computed."""
         want = _wanted(include)
         xq, single = self._queries(x)
-        ts = per_query_times(t, xq.shape[0], self.schedule.T)
+        ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
         return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want)
 
     def stats_at_noise(self, x, alpha, sigma2, include=None) -> ScoreStats:
@@ -199,7 +199,7 @@ class EmpiricalScore:
         partials of all shards with ``mixscore.merge`` and call ``.finalize()`` for the
         statistics ``stats`` gives."""
         xq, _ = self._queries(x)
-        ts = per_query_times(t, xq.shape[0], self.schedule.T)
+        ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
         alpha, sigma2 = _noise(self.schedule.alpha(ts), self.schedule.sigma2(ts))
         return self.backend.partial(xq, alpha, sigma2)
 
