@@ -106,3 +106,31 @@ def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
             f"{name} must be a scalar or have shape ({m},) (one per query), got shape {arr.shape}"
         )
     return np.ascontiguousarray(arr)
+
+
+# Squared distances and float32 products must neither overflow nor underflow. These are the
+# magnitudes (largest |value|, and largest deviation from the training mean) the engines handle.
+_MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
+_MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 1e-140}
+
+
+def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True) -> float:
+    """Refuse data whose squared distances would overflow, or whose spread is so small that the
+    products underflow (float32 below 1e-15, float64 below 1e-140), with the remedy; returns
+    the largest |value|."""
+    dtype = np.dtype(dtype)
+    top = float(np.max(np.abs(arr))) if arr.size else 0.0
+    limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
+    if top > limit:
+        hint = " or use dtype=np.float64" if dtype == np.float32 else ""
+        raise ValueError(f"{name} has values up to {top:.3g}: squared distances would overflow "
+                         f"{dtype} (limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); "
+                         f"rescale the data{hint}")
+    if spread and arr.shape[0] > 1:
+        dev = float(np.max(np.abs(arr - arr.mean(axis=0, dtype=np.float64))))
+        if 0.0 < dev < _MIN_SPREAD[dtype]:
+            hint = " or use dtype=np.float64" if dtype == np.float32 else ""
+            raise ValueError(f"{name} varies by at most {dev:.3g}: {dtype} products of values "
+                             f"this small underflow (limit {_MIN_SPREAD[dtype]:g}); rescale "
+                             f"the data (distances scale linearly){hint}")
+    return top

@@ -12,7 +12,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._validation import as_float_matrix, as_plain_array, as_weights, per_query_times
+from ._validation import (
+    as_float_matrix,
+    as_plain_array,
+    as_weights,
+    check_magnitudes,
+    per_query_times,
+)
 from .backends import STAT_NAMES, get_backend
 from .partial import PosteriorPartial
 from .schedules import Schedule
@@ -125,6 +131,7 @@ class EmpiricalScore:
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
         self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
+        self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
@@ -173,7 +180,9 @@ class EmpiricalScore:
         elif arr.ndim != 2 or arr.shape[1] != self.dim:
             raise ValueError(f"x must have shape (M, {self.dim}) or ({self.dim},), "
                              f"got shape {arr.shape}")
-        return as_float_matrix(arr, "x", dtype=self.dtype, allow_empty=True), single
+        arr = as_float_matrix(arr, "x", dtype=self.dtype, allow_empty=True)
+        check_magnitudes(arr, "x", self.dtype, spread=False)
+        return arr, single
 
     def stats(self, x, t, include=None) -> ScoreStats:
         """All posterior statistics at queries ``x`` (M, D) and time ``t`` (scalar or (M,)),

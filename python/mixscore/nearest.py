@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import as_float_matrix, describe
+from ._validation import as_float_matrix, check_magnitudes, describe
 from .backends import get_backend
 from .backends.numpy_ref import neighbors_partial
 from .empirical import check_row_offset
@@ -30,7 +30,6 @@ from .partial import NeighborsPartial
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
 _F32_SAFE = 1e37
-_F64_MAX_ABS = 1e150  # squared distances of float64 data must not overflow
 
 
 class Neighbors(NamedTuple):
@@ -53,10 +52,6 @@ def check_k(k, n: int, low: int = 1, why: str = "the number of training points")
     if not low <= k <= n:
         raise ValueError(f"k must satisfy {low} <= k <= N = {n} ({why}), got k = {k}")
     return k
-
-
-def _max_abs(a: np.ndarray) -> float:
-    return float(np.max(np.abs(a))) if a.size else 0.0
 
 
 def _is_float32_exact(a: np.ndarray, chunk: int = 1 << 20) -> bool:
@@ -101,17 +96,17 @@ class NearestIndex:
         self.row_offset = check_row_offset(row_offset)
         self._backend_name = backend
         train = as_float_matrix(train, name, allow_empty=True)
-        m = _max_abs(train)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        m = check_magnitudes(train, name, np.float64)
         self.train = train
         self._max_abs = m
         self._cls = get_backend(backend, "nearest")
         self.backend = self._cls.name
         self._num_threads = int(num_threads)
         self._prepared = {}
-        f32 = m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
+        # float32 products of a tiny spread underflow (the bound does not cover that): float64
+        spread = float(np.max(np.abs(train - train.mean(axis=0)))) if self.n else 0.0
+        f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and not 0.0 < spread < 1e-15
+               and _is_float32_exact(train))
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
         self._last = self._prepare(self.dtype) if self.n else None
 
@@ -175,10 +170,7 @@ class NearestIndex:
         """The k nearest training points of each query (exact; see the module docstring)."""
         q = self._checked_queries(queries, name)
         k = check_k(k, self.n)
-        m = _max_abs(q)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        m = check_magnitudes(q, name, np.float64, spread=False)
         dtype = self.dtype
         if dtype == np.float32 and ((m + self._max_abs) ** 2 * self.dim > _F32_SAFE
                                     or not _is_float32_exact(q)):
