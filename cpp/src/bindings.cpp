@@ -126,6 +126,12 @@ py::dict stats(const TrainArrays<T>& train, carray<T> x, carray<double> alpha,
   out.max_weight = maybe_alloc<double>(result, want, "max_weight", {M});
   out.argmax = maybe_alloc<int64_t>(result, want, "argmax", {M});
   out.n_eff = maybe_alloc<double>(result, want, "n_eff", {M});
+  out.lam_min = maybe_alloc<double>(result, want, "lam_min", {M});
+  out.s0 = maybe_alloc<double>(result, want, "s0", {M});
+  out.sum_w2 = maybe_alloc<double>(result, want, "sum_w2", {M});
+  out.s2 = maybe_alloc<double>(result, want, "s2", {M});
+  out.s1 = maybe_alloc<double>(result, want, "s1", {M, D});
+  out.centre = maybe_alloc<double>(result, want, "centre", {M, D});
   if (M > 0)
     run_interruptible([&](const StopFn& poll) { return run_engine<T>(tr, qs, out, opt, poll); });
   return result;

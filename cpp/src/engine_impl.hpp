@@ -656,6 +656,12 @@ struct Worker {
     if (out.max_weight) out.max_weight[i] = 1.0 / s.s0;
     if (out.argmax) out.argmax[i] = s.best;
     if (out.n_eff) out.n_eff[i] = s.s0 * s.s0 / s.q;
+    if (out.lam_min) out.lam_min[i] = s.lam;
+    if (out.s0) out.s0[i] = s.s0;
+    if (out.sum_w2) out.sum_w2[i] = s.q;
+    if (out.s2) out.s2[i] = s.s2;
+    if (out.s1) std::copy(S1, S1 + D, out.s1 + i * D);
+    if (out.centre) std::copy(cc, cc + D, out.centre + i * D);
   }
 
   // One tile of queries against the whole training set. Returns false if stopped.
@@ -681,7 +687,7 @@ struct Worker {
       xnorm2[il] = n2;
     }
     if (direct) {
-      const bool done = (out.tau2 || out.n_eff) ? with_fixed_d([&](auto dc) {
+      const bool done = out.wants_moments() ? with_fixed_d([&](auto dc) {
         return direct_tiles<dc.value, true>(i0, mt, stop, poll);
       }) : with_fixed_d([&](auto dc) { return direct_tiles<dc.value, false>(i0, mt, stop, poll); });
       if (!done) return false;

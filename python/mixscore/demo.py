@@ -66,11 +66,19 @@ def load_data(name: str) -> tuple[np.ndarray, tuple[int, int] | None, str]:
     return x.astype(np.float32), None, f"{name}"
 
 
-def check_output_folder(out: Path) -> None:
-    """Refuse an output folder that cannot be written, before any work is done."""
+OUTPUT_NAMES = {"json": "report.json", "markdown": "summary.md", "figure": "memorization.png"}
+
+
+def check_output_folder(out: Path, force: bool = False) -> None:
+    """Refuse an output folder that cannot be written, or that already holds the demo's files
+    unless ``force``, before any work is done."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [n for n in OUTPUT_NAMES.values() if os.path.lexists(out / n)]
+    if existing and not force:
+        raise FileExistsError(f"--out {str(out)!r} already holds {', '.join(existing)}; add "
+                              f"--force to replace them (nothing was written)")
     parent = out
     while not parent.exists():
         parent = parent.parent
@@ -124,15 +132,17 @@ def run(settings: DemoSettings, progress: bool | None = None):
     return report, finals, X, shape
 
 
-def write(report: dict, finals: dict, X, shape, out: Path, plot: bool = True) -> dict:
+def write(report: dict, finals: dict, X, shape, out: Path, force: bool = False,
+          plot: bool = True) -> dict:
     """The JSON report, the Markdown summary and (when ``plot`` and matplotlib is installed)
-    the figure, written atomically into ``out``. Returns {kind: path}; without the figure,
-    ``"figure"`` maps to None and ``"figure_note"`` says why and how to get it."""
+    the figure, written atomically into ``out``; existing ones are replaced only with
+    ``force``. Returns {kind: path}; without the figure, ``"figure"`` maps to None and
+    ``"figure_note"`` says why and how to get it."""
     out = Path(out)
-    check_output_folder(out)
+    check_output_folder(out, force)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    names = {"json": "report.json", "markdown": "summary.md", "figure": "memorization.png"}
+    names = dict(OUTPUT_NAMES)
     note = None
     if not plot:
         note = "figure skipped (--no-plot)"

@@ -22,13 +22,15 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_points, check_threads
+from ._validation import as_float_matrix, as_points, check_magnitudes, check_threads
 from .backends import get_backend
+from .backends.numpy_ref import neighbors_partial
+from .empirical import check_row_offset
+from .partial import NeighborsPartial
 
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
 _F32_SAFE = 1e37
-_F64_MAX_ABS = 1e150  # squared distances of float64 data must not overflow
 
 
 class Neighbors(NamedTuple):
@@ -51,10 +53,6 @@ def check_k(k, n: int, low: int = 1, why: str = "the number of training points")
     if not low <= k <= n:
         raise ValueError(f"k must satisfy {low} <= k <= N = {n} ({why}), got k = {k}")
     return k
-
-
-def _max_abs(a: np.ndarray) -> float:
-    return float(np.max(np.abs(a))) if a.size else 0.0
 
 
 def _is_float32_exact(a: np.ndarray, chunk: int = 1 << 20) -> bool:
@@ -84,26 +82,49 @@ class NearestIndex:
         cpu backend only; 0 uses OpenMP's default. Results do not depend on it.
     name : str
         How the training set is called in error messages.
+    row_offset : int
+        For a shard of a larger training set: the global index of this shard's first row, used
+        by ``partial`` (whose indices are global). A shard may be empty.
+
+    Indexes pickle and copy (the prepared state is rebuilt).
     """
 
     def __init__(self, train: ArrayLike, *, backend: str = "auto", num_threads: int = 0,
-                 name: str = "train"):
+                 name: str = "train", row_offset: int = 0):
         num_threads = check_threads(num_threads)
         self.name = name
-        train = as_float_matrix(as_points(train, name)[0], name)
-        m = _max_abs(train)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        self.row_offset = check_row_offset(row_offset)
+        self._backend_name = backend
+        train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True)
+        m = check_magnitudes(train, name, np.float64)
         self.train = train
         self._max_abs = m
         self._cls = get_backend(backend, "nearest")
         self.backend = self._cls.name
         self._num_threads = int(num_threads)
         self._prepared = {}
-        f32 = m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
+        # float32 products of a tiny spread underflow (the bound does not cover that): float64
+        spread = float(np.max(np.abs(train - train.mean(axis=0)))) if self.n else 0.0
+        f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and not 0.0 < spread < 1e-15
+               and _is_float32_exact(train))
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
-        self._last = self._prepare(self.dtype)
+        self._last = self._prepare(self.dtype) if self.n else None
+
+    def __repr__(self) -> str:
+        shard = f", row_offset={self.row_offset}" if self.row_offset else ""
+        return (f"NearestIndex(N={self.n}, D={self.dim}, dtype={self.dtype}, "
+                f"backend={self.backend!r}{shard})")
+
+    def __getstate__(self) -> dict:
+        # the packed (C++) state is rebuilt on unpickling rather than serialized
+        return {"train": self.train, "backend": self._backend_name,
+                "num_threads": self._num_threads, "name": self.name,
+                "row_offset": self.row_offset}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["train"], backend=state["backend"],
+                      num_threads=state["num_threads"], name=state["name"],
+                      row_offset=state["row_offset"])
 
     def _prepare(self, dtype):
         dtype = np.dtype(dtype)
@@ -116,10 +137,6 @@ class NearestIndex:
     def n(self) -> int:
         return self.train.shape[0]
 
-    def __repr__(self) -> str:
-        return (f"NearestIndex(N={self.n}, D={self.dim}, dtype={self.dtype}, "
-                f"backend={self.backend!r}, num_threads={self._num_threads})")
-
     @property
     def dim(self) -> int:
         return self.train.shape[1]
@@ -127,21 +144,35 @@ class NearestIndex:
     @property
     def n_refined(self) -> int:
         """Entries recomputed from direct differences in the last search (diagnostic)."""
-        return self._last.n_refined
+        return self._last.n_refined if self._last is not None else 0
+
+    def _checked_queries(self, queries, name: str) -> tuple[np.ndarray, bool]:
+        """(queries as (M, D) rows, whether one point (D,) was given); see ``as_points``."""
+        rows, single = as_points(queries, name, self.dim,
+                                 f"{self.name} (N = {self.n}, D = {self.dim})")
+        return as_float_matrix(rows, name), single
+
+    def partial(self, queries, k: int = 2, *, name: str = "queries") -> NeighborsPartial:
+        """This training set's (or shard's) k nearest points of each query as a mergeable
+        partial state: exact squared distances and global indices (``row_offset`` added); a
+        shard with fewer than k points gives all of them. ``mixscore.merge`` the shards'
+        partials and ``.finalize()``: the result equals ``search`` on the whole set bit for
+        bit."""
+        q = self._checked_queries(queries, name)[0]
+        k = check_k(k, np.iinfo(np.int64).max, why="any positive number of neighbours")
+        kk = min(k, self.n)
+        idx = (self.search(q, kk, name=name).indices if kk
+               else np.zeros((q.shape[0], 0), np.int64))
+        return neighbors_partial(q, self.train, idx, k, self.row_offset, self.dtype)
 
     def search(self, queries: ArrayLike, k: int = 2, *, name: str = "queries") -> Neighbors:
         """The k nearest training points of each query (exact; see the module docstring).
 
         ``queries`` is (M, D), one point (D,) (then distances and indices have shape (k,)) or
         an image stack (M, ...) with D values per image."""
-        rows, single = as_points(queries, name, self.dim,
-                                 f"{self.name} (N = {self.n}, D = {self.dim})")
-        q = as_float_matrix(rows, name)
+        q, single = self._checked_queries(queries, name)
         k = check_k(k, self.n)
-        m = _max_abs(q)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        m = check_magnitudes(q, name, np.float64, spread=False)
         dtype = self.dtype
         if dtype == np.float32 and ((m + self._max_abs) ** 2 * self.dim > _F32_SAFE
                                     or not _is_float32_exact(q)):

@@ -52,6 +52,16 @@ struct Outputs {
   double* max_weight = nullptr;  // M
   int64_t* argmax = nullptr;     // M
   double* n_eff = nullptr;       // M  1 / sum_n w_n^2
+  // The partial state (python/mixscore/partial.py): the accumulators before finalization, with
+  // weights w_n = exp(-(lam_n - lam_min) / (2 sigma^2)) relative to the running minimum, so the
+  // contributions of disjoint training sets can be merged. argmax is the centre's index.
+  double* lam_min = nullptr;  // M      min_n |x - alpha X_n|^2 - 2 sigma^2 log pi_n
+  double* s0 = nullptr;       // M      sum_n w_n
+  double* sum_w2 = nullptr;   // M      sum_n w_n^2
+  double* s2 = nullptr;       // M      sum_n w_n |X_n - c|^2
+  double* s1 = nullptr;       // M x D  sum_n w_n (X_n - c)
+  double* centre = nullptr;   // M x D  c = X_argmax
+  bool wants_moments() const { return tau2 || n_eff || sum_w2 || s2; }
 };
 
 struct EngineOptions {

@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .base import SEARCH
 
 
 class CpuNearest:
     """Packs the training set once (centred, transposed tiles, norms); search() is repeatable."""
 
     name = "cpu"
+    capabilities = frozenset({SEARCH})
 
     def __init__(self, train: np.ndarray, *, num_threads: int = 0):
         self.train = train

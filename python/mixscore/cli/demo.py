@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._outputs import add_force_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the bundled digits: sample, measure "
@@ -22,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="write report.json and summary.md "
                    "only (the figure needs matplotlib: pip install 'mixscore[plot]')")
+    add_force_option(p, "report files in --out")
     p.set_defaults(run=run)
 
 
@@ -30,9 +33,9 @@ def run(args) -> int:
 
     settings = demo.DemoSettings.make(n=args.n, seed=args.seed, quick=args.quick, data=args.data)
     out = Path(args.out)
-    demo.check_output_folder(out)
+    demo.check_output_folder(out, args.force)
     report, finals, X, shape = demo.run(settings, progress=False if args.no_progress else None)
-    files = demo.write(report, finals, X, shape, out, plot=not args.no_plot)
+    files = demo.write(report, finals, X, shape, out, args.force, plot=not args.no_plot)
     print(demo.settings_text(report))
     print()
     print(demo.table(report))

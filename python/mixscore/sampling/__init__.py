@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 
 from .. import _core
 from .._validation import as_array, as_float_matrix
+from ..backends import FUSED_SAMPLE, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
@@ -103,7 +104,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
            grid: str | ArrayLike = "geometric", t_end: float | None = None,
            start: str | ArrayLike = "prior", end: str = "as_is", a2: float | None = None,
            seed: int | np.random.Generator | None = 0, schedule: Schedule | None = None,
-           dim: int | None = None, output: str = "score", dtype=None,
+           dim: int | None = None, output: str | None = None, dtype=None,
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
            callback: Callable | None = None, callback_every: int = 10) -> SampleResult:
@@ -114,8 +115,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     score : EmpiricalScore or callable
         An ``EmpiricalScore`` (the exact empirical score; on the cpu backend the whole loop runs
         in C++), or any ``fn(x, t)`` returning the score for x of shape (m, D) (``output=``
-        says if it returns the denoiser or eps instead). ``t`` is a float, or for rk45 an
-        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array).
+        says if it returns the denoiser, eps or v instead). ``t`` is a float, or for rk45 an
+        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array);
+        attributes ``schedule``, ``output`` and ``dim`` of the callable (as set by
+        ``mixscore.torch.as_score``) are the defaults.
     n : int
         Number of samples (may be omitted when ``start`` is an (n, D) array).
     sampler : str
@@ -275,7 +278,7 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     if isinstance(score, EmpiricalScore):
         if schedule is not None and schedule is not score.schedule:
             raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
-        if output != "score":
+        if output not in (None, "score"):
             raise ValueError("output= applies to score callables only")
         if dtype is not None and np.dtype(dtype) != score.dtype:
             raise ValueError(f"dtype= must match the model's dtype {score.dtype} "
@@ -284,6 +287,9 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     if not callable(score):
         raise TypeError(f"score must be an EmpiricalScore or a callable fn(x, t), got "
                         f"{type(score).__name__}")
+    schedule = getattr(score, "schedule", None) if schedule is None else schedule
+    output = getattr(score, "output", "score") if output is None else output
+    dim = getattr(score, "dim", None) if dim is None else dim
     if not isinstance(schedule, Schedule):
         raise TypeError("a score callable needs schedule= (a mixscore Schedule, e.g. ms.VP())")
     if not isinstance(start, str):  # an array, a list or a CPU tensor
@@ -379,10 +385,10 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
 
 
 def _use_fused(fused, den) -> bool:
-    can = isinstance(den, ModelDenoiser) and den.model.backend.name == "cpu"
+    can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
     if fused and not can:
-        raise ValueError("fused=True needs an EmpiricalScore on the cpu backend and a "
-                         "fixed-grid sampler")
+        raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
+                         "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
     return can if fused is None else bool(fused)
 
 

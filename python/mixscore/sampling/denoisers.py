@@ -1,6 +1,6 @@
 """What a sampler evaluates: a denoiser xh = E[X_0 | x, t] in float64, from an
 EmpiricalScore or from any user callable (a trained network) returning a score, a denoiser or
-a noise prediction."""
+a noise prediction or a v-prediction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 
-OUTPUT_KINDS = ("score", "denoised", "eps")
+OUTPUT_KINDS = ("score", "denoised", "eps", "v")
 
 
 class ModelDenoiser:
@@ -33,7 +33,7 @@ class ModelDenoiser:
 
 
 class CallableDenoiser:
-    """A user function ``fn(x, t)`` returning the score (default), the denoiser or eps."""
+    """A user function ``fn(x, t)`` returning the score (default), the denoiser, eps or v."""
 
     def __init__(self, fn: Callable, schedule: Schedule, output: str, dtype, dim: int | None):
         if output not in OUTPUT_KINDS:
@@ -62,6 +62,8 @@ class CallableDenoiser:
             return out
         if self.output == "eps":
             return (x - np.sqrt(sigma2) * out) / alpha
+        if self.output == "v":  # v = alpha eps - sigma xh, x = alpha xh + sigma eps (SCIENCE.md)
+            return (alpha * x - np.sqrt(sigma2) * out) / (alpha * alpha + sigma2)
         return (x + sigma2 * out) / alpha
 
     def __call__(self, x, t, alpha, sigma2):
