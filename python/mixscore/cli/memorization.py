@@ -108,12 +108,12 @@ def run(args) -> int:
                           scale_off_option="--no-scale-check")
     report.inputs["samples"]["path"] = args.samples
     report.inputs["train"]["path"] = args.train
+    report.inputs.update(notes)  # how each file was read, under its option's name
 
     # 3. render outputs in memory, then write them
     outputs = []
     if args.json:
-        content = {**report.to_dict(), **({"inputs": notes} if notes else {})}
-        text = json.dumps(content, indent=1, allow_nan=False)
+        text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
         outputs.append((args.json, (text + "\n").encode()))
     if args.plot:
         from ..plotting import memorization_figure
