@@ -1,6 +1,6 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
-from . import datasets, geometry, system
+from . import datasets, geometry, regularizers, system
 from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
 from .memorization import MemorizationReport, memorization
@@ -26,6 +26,6 @@ __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
-    "MemorizationReport", "geometry", "merge", "PosteriorPartial", "NeighborsPartial",
+    "MemorizationReport", "geometry", "regularizers", "merge", "PosteriorPartial", "NeighborsPartial",
     "__version__",
 ]
