@@ -52,8 +52,7 @@ def posterior_extras(part: PosteriorPartial, want: set, model) -> dict:
     s2, a = part.sigma2, part.alpha
     if "trace_cov" in want:
         tau2 = np.maximum(0.0, part.s2 / part.s0 - np.einsum("md,md->m", m_off, m_off))
-        with np.errstate(over="ignore"):
-            out["trace_cov"] = a * a * tau2 / (s2 * s2)
+        out["trace_cov"] = _scaled(tau2, part)
     if "entropy" in want:
         if model.weights is None:
             # H = log s0 + sum_n w_n (lam_n - lam_min) / (2 sigma^2), lam_n - lam_min =
@@ -96,10 +95,13 @@ def _dense_entropy(model, part: PosteriorPartial) -> np.ndarray:
     return np.maximum(h, 0.0)
 
 
-def _scale(part: PosteriorPartial) -> np.ndarray:
-    a, s2 = part.alpha, part.sigma2
+def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:
+    """alpha^2 v / sigma^4 (v of shape (M, ...)), dividing in steps: 0 stays 0 at tiny sigma
+    (SCIENCE.md section 6, item 5: powers of sigma last)."""
+    shape = (-1,) + (1,) * (v.ndim - 1)
+    a, s2 = part.alpha.reshape(shape), part.sigma2.reshape(shape)
     with np.errstate(over="ignore"):
-        return a * a / (s2 * s2)
+        return ((a * a) * v / s2) / s2
 
 
 def cov_matvec(model, part: PosteriorPartial, v: np.ndarray) -> np.ndarray:
@@ -112,7 +114,7 @@ def cov_matvec(model, part: PosteriorPartial, v: np.ndarray) -> np.ndarray:
         dev = Xb[None, :, :] - xh[qs, None, :]
         proj = np.einsum("mnd,md->mn", dev, v[qs])
         out[qs] += np.einsum("mn,mnd->md", w * proj, dev)
-    return out * _scale(part)[:, None]
+    return _scaled(out, part)
 
 
 def cov(model, part: PosteriorPartial) -> np.ndarray:
@@ -128,7 +130,7 @@ def cov(model, part: PosteriorPartial) -> np.ndarray:
         dev = Xb[None, :, :] - xh[qs, None, :]
         out[qs] += np.einsum("mn,mnd,mne->mde", w, dev, dev)
     out = 0.5 * (out + np.swapaxes(out, 1, 2))
-    return out * _scale(part)[:, None, None]
+    return _scaled(out, part)
 
 
 def _stream_ids(rows: np.ndarray, ns: slice, n_total: int) -> np.ndarray:
