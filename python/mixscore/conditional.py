@@ -36,9 +36,10 @@ class LabelGroups:
     def group_of(self, label) -> int:
         k = int(np.searchsorted(self.values, label))
         if k >= self.values.size or self.values[k] != label:
-            shown = list(self.values[:10]) + (["..."] if self.values.size > 10 else [])
-            raise ValueError(f"y: label {label!r} has no training points; the labels are "
-                             f"{shown}")
+            shown = [v.item() for v in self.values[:10]] + (
+                ["..."] if self.values.size > 10 else [])
+            raise ValueError(f"y: label {np.asarray(label).item()!r} has no training points; "
+                             f"the labels are {shown}")
         return k
 
     def model(self, parent, k: int):
