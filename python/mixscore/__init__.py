@@ -2,6 +2,7 @@
 
 from . import datasets, geometry, regularizers, system
 from .backends import available as available_backends
+from .continuous import CircleData, GaussianData, LineNormalData
 from .empirical import EmpiricalScore, ScoreStats
 from .memorization import MemorizationReport, memorization
 from .nearest import NearestIndex, Neighbors, nearest
@@ -27,5 +28,5 @@ __all__ = [
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
     "MemorizationReport", "geometry", "regularizers", "merge", "PosteriorPartial", "NeighborsPartial",
-    "__version__",
+    "GaussianData", "CircleData", "LineNormalData", "__version__",
 ]

@@ -220,6 +220,13 @@ def _as_seed(seed) -> int:
 
 
 def _denoiser(score, schedule, output, dtype, dim, start):
+    from ..continuous import ContinuousData
+
+    if isinstance(score, ContinuousData):  # exact scores of continuous data
+        if schedule is not None and schedule is not score.schedule:
+            raise ValueError("schedule= is taken from the data model; do not pass another")
+        return CallableDenoiser(score.denoise, score.schedule, "denoised", np.float64,
+                                score.dim)
     if isinstance(score, EmpiricalScore):
         if schedule is not None and schedule is not score.schedule:
             raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
