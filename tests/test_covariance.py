@@ -70,9 +70,10 @@ def test_cov_and_entropy_match_dense_weights(backend):
         np.testing.assert_allclose(m.cov(x, t), C, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(m.cov_matvec(x, t, v), np.einsum("mde,me->md", C, v),
                                    rtol=1e-9, atol=1e-12)
-        st = m.stats(x, t)
+        st = m.stats(x, t, include=("entropy", "trace_cov"))
         np.testing.assert_allclose(st.entropy, -np.sum(p * np.log(p), axis=1), rtol=1e-9)
         np.testing.assert_allclose(st.trace_cov, np.trace(C, axis1=1, axis2=2), rtol=1e-9)
+        np.testing.assert_allclose(m.stats(x, t).trace_cov, st.trace_cov, rtol=1e-9)
 
 
 def test_gumbel_draws_follow_the_posterior():

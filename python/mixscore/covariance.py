@@ -95,13 +95,19 @@ def _dense_entropy(model, part: PosteriorPartial) -> np.ndarray:
     return np.maximum(h, 0.0)
 
 
-def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:
+def scaled_by_alpha2_over_sigma4(v: np.ndarray, alpha: np.ndarray,
+                                 sigma2: np.ndarray) -> np.ndarray:
     """alpha^2 v / sigma^4 (v of shape (M, ...)), dividing in steps: 0 stays 0 at tiny sigma
     (SCIENCE.md section 6, item 5: powers of sigma last)."""
+    v = np.asarray(v, np.float64)
     shape = (-1,) + (1,) * (v.ndim - 1)
-    a, s2 = part.alpha.reshape(shape), part.sigma2.reshape(shape)
+    a, s2 = alpha.reshape(shape), sigma2.reshape(shape)
     with np.errstate(over="ignore"):
         return ((a * a) * v / s2) / s2
+
+
+def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:
+    return scaled_by_alpha2_over_sigma4(v, part.alpha, part.sigma2)
 
 
 def cov_matvec(model, part: PosteriorPartial, v: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from .backends import STAT_NAMES, get_backend
 from .conditional import LabelGroups, by_label, check_labels
 from .covariance import EXTRA_STATS
 from .partial import PosteriorPartial
-from .posterior import evaluate, needs_python, posterior_op
+from .posterior import evaluate, posterior_op
 from .regularizers import as_regularizers
 from .schedules import Schedule
 
@@ -35,7 +35,7 @@ class ScoreStats:
     argmax      argmax_n w_n (lowest index among exact ties)
     n_eff       effective number of points 1 / sum_n w_n^2
     trace_cov   tr C = alpha^2 tau2 / sigma^4, C the posterior (proxy-score) covariance
-    entropy     posterior entropy -sum_n w_n log w_n (nats)
+    entropy     posterior entropy -sum_n w_n log w_n (nats; only when in ``include``)
     """
 
     logpdf: np.ndarray | None = None
@@ -56,7 +56,7 @@ class ScoreStats:
 
 def _wanted(include) -> set:
     names = STAT_NAMES + EXTRA_STATS
-    want = set(names if include is None else include)
+    want = set(STAT_NAMES + ("trace_cov",) if include is None else include)
     unknown = want - set(names)
     if unknown:
         raise ValueError(f"include has unknown statistics {sorted(unknown)}; "
@@ -245,10 +245,8 @@ class EmpiricalScore:
             out = by_label(self, y, xq.shape[0], lambda sub, r: sub._stats(
                 xq[r], False, alpha[r], sigma2[r], want, None if t is None else t[r]
             ).as_dict())
-        elif needs_python(self, want):
-            out = evaluate(self, xq, alpha, sigma2, want, t)
         else:
-            out = self.backend.stats(xq, alpha, sigma2, want)
+            out = evaluate(self, xq, alpha, sigma2, want, t)
         if single:
             out = {k: v[0] for k, v in out.items()}
         return ScoreStats(**out)

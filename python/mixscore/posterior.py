@@ -12,17 +12,22 @@ from . import covariance
 from ._validation import per_query_times
 from .backends import STAT_NAMES
 from .conditional import by_label
-from .covariance import EXTRA_STATS
 from .regularizers import mixture_context, regularized_stats
 
 
-def needs_python(model, want: set) -> bool:
-    """Whether ``want`` needs more than the backend's ``stats`` (a regularizer or an extra)."""
-    return bool(model.regularizers) or bool(want & set(EXTRA_STATS))
-
-
 def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
-    """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None)."""
+    """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None): the
+    backend's ``stats`` unless a regularizer or the entropy needs the partial state."""
+    if not model.regularizers and "entropy" not in want:
+        base = want & set(STAT_NAMES)
+        out = model.backend.stats(xq, alpha, sigma2, base | ({"tau2"} if "trace_cov" in want
+                                                             else set()))
+        if "trace_cov" in want:
+            out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha,
+                                                                       sigma2)
+            if "tau2" not in want:
+                del out["tau2"]
+        return out
     out, part = regularized_stats(
         model.regularizers, lambda a, s2: model.backend.partial(xq, a, s2), xq, t, alpha,
         sigma2, want & set(STAT_NAMES), model.dtype)

@@ -279,6 +279,8 @@ def regularized_stats(regs: tuple[Regularizer, ...], partial_at, x: np.ndarray, 
     m = x.shape[0]
     ctx = mixture_context(regs, x, t, alpha, sigma2)
     ctx.part = partial_at(alpha, ctx.mix_sigma2)
+    if not regs:
+        return ctx.part.finalize(want), ctx.part
     out = ctx.part.finalize(want - set(SCORE_STATS))
     if not want & set(SCORE_STATS):
         return out, ctx.part
