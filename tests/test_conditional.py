@@ -24,11 +24,13 @@ def test_conditional_is_the_model_of_the_labelled_subset(backend):
         np.testing.assert_allclose(st.score[rows], ref.score, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(st.logpdf[rows], ref.logpdf, rtol=1e-12)
         np.testing.assert_array_equal(st.argmax[rows], idx[ref.argmax])  # global indices
-        np.testing.assert_allclose(m.denoise(x[rows], 0.2, y=label), ref.denoised, rtol=1e-9,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            m.denoise(x[rows], 0.2, y=label), ref.denoised, rtol=1e-9, atol=1e-12
+        )
     # without y: the unconditional model
-    np.testing.assert_allclose(m.score(x, 0.2), ms.EmpiricalScore(X, ms.VP()).score(x, 0.2),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        m.score(x, 0.2), ms.EmpiricalScore(X, ms.VP()).score(x, 0.2), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_conditional_regularized_and_covariance():

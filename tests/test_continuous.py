@@ -29,8 +29,9 @@ def test_bessel_ratio_matches_scipy():
 def test_circle_score_is_the_gradient_of_its_logpdf(t):
     m = ms.CircleData(1.5, ms.VP())
     x = rng(0).normal(size=(6, 2)) * 1.5
-    np.testing.assert_allclose(m.score(x, t), fd_grad(lambda y: m.logpdf(y, t), x),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        m.score(x, t), fd_grad(lambda y: m.logpdf(y, t), x), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_circle_density_by_quadrature():
@@ -65,8 +66,9 @@ def test_line_normal_is_the_papers_formula():
     (X1, X2 / (1 - e^-t))."""
     m = ms.LineNormalData(ms.OU())
     x, t = rng(3).normal(size=(5, 2)), 0.4
-    np.testing.assert_allclose(-m.score(x, t), np.stack([x[:, 0], x[:, 1] / -np.expm1(-t)],
-                                                        1), rtol=1e-12)
+    np.testing.assert_allclose(
+        -m.score(x, t), np.stack([x[:, 0], x[:, 1] / -np.expm1(-t)], 1), rtol=1e-12
+    )
 
 
 def test_samplers_accept_continuous_data():

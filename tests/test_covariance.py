@@ -25,8 +25,7 @@ def test_two_points_closed_form(backend):
     want = a**2 / np.cosh(a * x[:, 0] / s2) ** 2 / s2**2
     np.testing.assert_allclose(m.stats(x, t).trace_cov, want, rtol=1e-9)
     np.testing.assert_allclose(m.cov(x, t)[:, 0, 0], want, rtol=1e-9)
-    np.testing.assert_allclose(m.cov_matvec(x, t, np.full_like(x, 2.0))[:, 0], 2 * want,
-                               rtol=1e-9)
+    np.testing.assert_allclose(m.cov_matvec(x, t, np.full_like(x, 2.0))[:, 0], 2 * want, rtol=1e-9)
 
 
 def test_hexagon_centre():
@@ -36,8 +35,12 @@ def test_hexagon_centre():
     m = ms.EmpiricalScore(ms.datasets.hexagon(r), sch)
     for t in (0.05, 0.5):
         a, s2 = float(sch.alpha(t)), float(sch.sigma2(t))
-        np.testing.assert_allclose(m.cov(np.zeros(2), t), a**2 * r**2 / (2 * s2**2) * np.eye(2),
-                                   rtol=1e-9, atol=1e-9 * a**2 * r**2 / s2**2)
+        np.testing.assert_allclose(
+            m.cov(np.zeros(2), t),
+            a**2 * r**2 / (2 * s2**2) * np.eye(2),
+            rtol=1e-9,
+            atol=1e-9 * a**2 * r**2 / s2**2,
+        )
 
 
 def test_cov_is_the_finite_difference_hessian_plus_identity_over_sigma2():
@@ -68,8 +71,9 @@ def test_cov_and_entropy_match_dense_weights(backend):
         C = np.einsum("mn,mnd,mne->mde", p, dev, dev) / s2**2
         v = rng(6).normal(size=x.shape)
         np.testing.assert_allclose(m.cov(x, t), C, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(m.cov_matvec(x, t, v), np.einsum("mde,me->md", C, v),
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            m.cov_matvec(x, t, v), np.einsum("mde,me->md", C, v), rtol=1e-9, atol=1e-12
+        )
         st = m.stats(x, t, include=("entropy", "trace_cov"))
         np.testing.assert_allclose(st.entropy, -np.sum(p * np.log(p), axis=1), rtol=1e-9)
         np.testing.assert_allclose(st.trace_cov, np.trace(C, axis1=1, axis2=2), rtol=1e-9)

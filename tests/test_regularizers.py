@@ -115,8 +115,11 @@ def test_no_nan_as_sigma_goes_to_zero_and_tikhonov_stays_bounded(backend):
     for s2 in (1e-30, 1e-100, 1e-300):
         st = model(X, backend, Tikhonov(0.1)).stats_at_noise(x, 1.0, s2)
         np.testing.assert_allclose(st.score, (X[nn] - x) / (s2 + 0.1), rtol=1e-9, atol=1e-12)
-        for reg in (EmpiricalBayes(1e-3), EmpiricalBayes(1e-3, units="density"),
-                    [Tikhonov(0.1), EmpiricalBayes(0.5), Perturbation(np.ones(3))]):
+        for reg in (
+            EmpiricalBayes(1e-3),
+            EmpiricalBayes(1e-3, units="density"),
+            [Tikhonov(0.1), EmpiricalBayes(0.5), Perturbation(np.ones(3))],
+        ):
             st = model(X, backend, reg).stats_at_noise(x, 1.0, s2)
             assert not np.any(np.isnan(st.score)) and not np.any(np.isnan(st.denoised))
 

@@ -27,6 +27,6 @@ __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
-    "MemorizationReport", "geometry", "regularizers", "merge", "PosteriorPartial", "NeighborsPartial",
-    "GaussianData", "CircleData", "LineNormalData", "__version__",
+    "MemorizationReport", "geometry", "merge", "PosteriorPartial", "NeighborsPartial",
+    "regularizers", "GaussianData", "CircleData", "LineNormalData", "__version__",
 ]

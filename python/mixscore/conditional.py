@@ -17,8 +17,9 @@ def check_labels(labels, n: int) -> np.ndarray:
     """Labels (N,), one per training point, of any hashable NumPy kind (ints, strings)."""
     arr = np.asarray(labels)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) (one per training point), got shape "
-                         f"{arr.shape}")
+        raise ValueError(
+            f"labels must have shape ({n},) (one per training point), got shape {arr.shape}"
+        )
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError("labels contains NaN or Inf")
     return arr
@@ -37,9 +38,12 @@ class LabelGroups:
         k = int(np.searchsorted(self.values, label))
         if k >= self.values.size or self.values[k] != label:
             shown = [v.item() for v in self.values[:10]] + (
-                ["..."] if self.values.size > 10 else [])
-            raise ValueError(f"y: label {np.asarray(label).item()!r} has no training points; "
-                             f"the labels are {shown}")
+                ["..."] if self.values.size > 10 else []
+            )
+            raise ValueError(
+                f"y: label {np.asarray(label).item()!r} has no training points; "
+                f"the labels are {shown}"
+            )
         return k
 
     def model(self, parent, k: int):
@@ -54,8 +58,9 @@ class LabelGroups:
         if arr.ndim == 0:
             return [(self.group_of(arr[()]), np.arange(m))]
         if arr.shape != (m,):
-            raise ValueError(f"y must be one label or one per query, shape ({m},); got shape "
-                             f"{arr.shape}")
+            raise ValueError(
+                f"y must be one label or one per query, shape ({m},); got shape {arr.shape}"
+            )
         vals, inv = np.unique(arr, return_inverse=True)
         return [(self.group_of(v), np.flatnonzero(inv == j)) for j, v in enumerate(vals)]
 
@@ -65,8 +70,9 @@ def by_label(parent, y, m: int, evaluate) -> dict:
     outputs in query order; ``argmax`` and ``draws`` are mapped to indices of the full set."""
     groups = parent.label_groups
     if groups is None:
-        raise ValueError("y= needs a model built with labels= (EmpiricalScore(X, schedule, "
-                         "labels=...))")
+        raise ValueError(
+            "y= needs a model built with labels= (EmpiricalScore(X, schedule, labels=...))"
+        )
     out: dict = {}
     for k, rows in groups.query_groups(y, m):
         res = evaluate(groups.model(parent, k), rows)

@@ -27,8 +27,7 @@ class ContinuousData:
 
     def __init__(self, schedule: Schedule, dim: int):
         if not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule must be a mixscore Schedule, got "
-                            f"{type(schedule).__name__}")
+            raise TypeError(f"schedule must be a mixscore Schedule, got {type(schedule).__name__}")
         self.schedule, self.dim = schedule, dim
 
     def _queries(self, x):
@@ -36,8 +35,9 @@ class ContinuousData:
         single = arr.ndim == 1
         arr = arr[None] if single else arr
         if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (M, {self.dim}) or ({self.dim},), got shape "
-                             f"{np.shape(x)}")
+            raise ValueError(
+                f"x must have shape (M, {self.dim}) or ({self.dim},), got shape {np.shape(x)}"
+            )
         return arr, single
 
     def stats(self, x, t, include=None):
@@ -49,8 +49,7 @@ class ContinuousData:
         a, s2 = self.schedule.alpha(ts), self.schedule.sigma2(ts)
         logp, xh = self._eval(xq, a, s2)
         score = (a[:, None] * xh - xq) / s2[:, None]
-        out = {"logpdf": logp, "denoised": xh, "score": score,
-               "eps": -np.sqrt(s2)[:, None] * score}
+        out = {"logpdf": logp, "denoised": xh, "score": score, "eps": -np.sqrt(s2)[:, None] * score}
         if include is not None:
             out = {k: v for k, v in out.items() if k in set(include)}
         if single:
@@ -95,8 +94,9 @@ class GaussianData(ContinuousData):
             raise ValueError("cov must be symmetric")
         lam, U = np.linalg.eigh(cov)
         if lam.min() < -1e-12 * max(1.0, lam.max()):
-            raise ValueError(f"cov must be positive semi-definite (smallest eigenvalue "
-                             f"{lam.min():.3g})")
+            raise ValueError(
+                f"cov must be positive semi-definite (smallest eigenvalue {lam.min():.3g})"
+            )
         super().__init__(schedule, d)
         self.mean, self.cov, self.lam, self.U = mean, cov, np.maximum(lam, 0.0), U
 
@@ -167,7 +167,7 @@ class CircleData(ContinuousData):
         rho = np.sqrt(np.sum(x * x, axis=1))
         z = a * r * rho / s2
         i0, i1 = _bessel_i01_scaled(z)
-        logp = (-(rho - a * r) ** 2 / (2 * s2) + np.log(i0) - np.log(2 * np.pi * s2))
+        logp = -((rho - a * r) ** 2) / (2 * s2) + np.log(i0) - np.log(2 * np.pi * s2)
         with np.errstate(invalid="ignore", divide="ignore"):
             unit = np.where(rho[:, None] > 0, x / rho[:, None], 0.0)
         return logp, r * (i1 / i0)[:, None] * unit

@@ -58,7 +58,7 @@ def posterior_extras(part: PosteriorPartial, want: set, model) -> dict:
             # H = log s0 + sum_n w_n (lam_n - lam_min) / (2 sigma^2), lam_n - lam_min =
             # alpha^2 |X_n - c|^2 - 2 alpha (X_n - c).(x - alpha c): sums about the centre c
             r = part.x.astype(np.float64) - a[:, None] * part.centre
-            excess = (a * a * part.s2 / part.s0 - 2.0 * a * np.einsum("md,md->m", m_off, r))
+            excess = a * a * part.s2 / part.s0 - 2.0 * a * np.einsum("md,md->m", m_off, r)
             out["entropy"] = np.log(part.s0) + np.maximum(0.0, excess) * inv_two_sigma2(s2)
         else:
             out["entropy"] = _dense_entropy(model, part)
@@ -95,8 +95,9 @@ def _dense_entropy(model, part: PosteriorPartial) -> np.ndarray:
     return np.maximum(h, 0.0)
 
 
-def scaled_by_alpha2_over_sigma4(v: np.ndarray, alpha: np.ndarray,
-                                 sigma2: np.ndarray) -> np.ndarray:
+def scaled_by_alpha2_over_sigma4(
+    v: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray
+) -> np.ndarray:
     """alpha^2 v / sigma^4 (v of shape (M, ...)), dividing in steps: 0 stays 0 at tiny sigma
     (SCIENCE.md section 6, item 5: powers of sigma last)."""
     v = np.asarray(v, np.float64)
@@ -115,7 +116,7 @@ def cov_matvec(model, part: PosteriorPartial, v: np.ndarray) -> np.ndarray:
     (X_n - xhat0) ((X_n - xhat0) . v)."""
     xh = part.centre + _mean_offset(part)
     out = np.zeros_like(xh)
-    for qs, ns, lw, Xb in _blocks(model, part):
+    for qs, _, lw, Xb in _blocks(model, part):
         w = np.exp(lw)
         dev = Xb[None, :, :] - xh[qs, None, :]
         proj = np.einsum("mnd,md->mn", dev, v[qs])
@@ -127,8 +128,10 @@ def cov(model, part: PosteriorPartial) -> np.ndarray:
     """The full C per query, (M, D, D), for D <= 1024."""
     m, d = part.x.shape
     if d > MAX_COV_DIM:
-        raise ValueError(f"cov builds a D x D matrix per query and is limited to D <= "
-                         f"{MAX_COV_DIM}, got D = {d}; use cov_matvec(x, t, v)")
+        raise ValueError(
+            f"cov builds a D x D matrix per query and is limited to D <= "
+            f"{MAX_COV_DIM}, got D = {d}; use cov_matvec(x, t, v)"
+        )
     xh = part.centre + _mean_offset(part)
     out = np.zeros((m, d, d))
     for qs, _, lw, Xb in _blocks(model, part):
@@ -144,8 +147,9 @@ def _stream_ids(rows: np.ndarray, ns: slice, n_total: int) -> np.ndarray:
     return (q * n_total + np.arange(ns.start, ns.stop, dtype=np.int64)[None, :]).ravel()
 
 
-def posterior_draws(model, part: PosteriorPartial, R: int, seed: int,
-                    rows: np.ndarray) -> np.ndarray:
+def posterior_draws(
+    model, part: PosteriorPartial, R: int, seed: int, rows: np.ndarray
+) -> np.ndarray:
     """(M, R) training indices (of ``model``, local) drawn from w by Gumbel-max,
     argmax_n (l_n + G_n). Query i uses the streams of row id rows[i]."""
     m = part.x.shape[0]

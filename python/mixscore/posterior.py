@@ -20,17 +20,24 @@ def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
     backend's ``stats`` unless a regularizer or the entropy needs the partial state."""
     if not model.regularizers and "entropy" not in want:
         base = want & set(STAT_NAMES)
-        out = model.backend.stats(xq, alpha, sigma2, base | ({"tau2"} if "trace_cov" in want
-                                                             else set()))
+        out = model.backend.stats(
+            xq, alpha, sigma2, base | ({"tau2"} if "trace_cov" in want else set())
+        )
         if "trace_cov" in want:
-            out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha,
-                                                                       sigma2)
+            out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha, sigma2)
             if "tau2" not in want:
                 del out["tau2"]
         return out
     out, part = regularized_stats(
-        model.regularizers, lambda a, s2: model.backend.partial(xq, a, s2), xq, t, alpha,
-        sigma2, want & set(STAT_NAMES), model.dtype)
+        model.regularizers,
+        lambda a, s2: model.backend.partial(xq, a, s2),
+        xq,
+        t,
+        alpha,
+        sigma2,
+        want & set(STAT_NAMES),
+        model.dtype,
+    )
     out.update(covariance.posterior_extras(part, want, model))
     return out
 

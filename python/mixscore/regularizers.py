@@ -45,8 +45,14 @@ import numpy as np
 
 from .partial import PosteriorPartial, inv_two_sigma2
 
-__all__ = ["Regularizer", "Tikhonov", "EmpiricalBayes", "Smoothing", "Perturbation",
-           "as_regularizers"]
+__all__ = [
+    "Regularizer",
+    "Tikhonov",
+    "EmpiricalBayes",
+    "Smoothing",
+    "Perturbation",
+    "as_regularizers",
+]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -56,8 +62,9 @@ def _check_level(value, name: str, owner: str, *, positive: bool = False):
     if callable(value):
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a number or a callable {name}(t), "
-                        f"got {type(value).__name__}")
+        raise TypeError(
+            f"{owner}: {name} must be a number or a callable {name}(t), got {type(value).__name__}"
+        )
     v = float(value)
     if not np.isfinite(v) or v < 0 or (positive and v == 0):
         bound = "> 0" if positive else ">= 0"
@@ -70,17 +77,23 @@ def _level_at(value, t, m: int, name: str, owner: str) -> np.ndarray:
     if not callable(value):
         return np.full(m, value)
     if t is None:
-        raise ValueError(f"{owner} with a callable {name}(t) needs the time: use stats(x, t) "
-                         "(stats_at_noise has no time unless t= is given)")
+        raise ValueError(
+            f"{owner} with a callable {name}(t) needs the time: use stats(x, t) "
+            "(stats_at_noise has no time unless t= is given)"
+        )
     arr = np.asarray(value(t), dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(m, float(arr))
     if arr.shape != (m,):
-        raise ValueError(f"{owner}: {name}(t) must return a scalar or shape ({m},) for {m} "
-                         f"times, got shape {arr.shape}")
+        raise ValueError(
+            f"{owner}: {name}(t) must return a scalar or shape ({m},) for {m} "
+            f"times, got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr) & (arr >= 0)):
-        raise ValueError(f"{owner}: {name}(t) must be finite and >= 0, got "
-                         f"{arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}")
+        raise ValueError(
+            f"{owner}: {name}(t) must be finite and >= 0, got "
+            f"{arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}"
+        )
     return arr
 
 
@@ -135,7 +148,8 @@ class Smoothing(Regularizer):
         if np.ndim(bandwidth) != 0:
             raise NotImplementedError(
                 "Smoothing: one bandwidth per training point is not supported yet; pass one "
-                f"number (got an array of shape {np.shape(bandwidth)})")
+                f"number (got an array of shape {np.shape(bandwidth)})"
+            )
         self.bandwidth = _check_level(bandwidth, "bandwidth", "Smoothing")
         if callable(self.bandwidth):
             raise TypeError("Smoothing: bandwidth must be a number")
@@ -190,8 +204,7 @@ class EmpiricalBayes(Regularizer):
         log_k = ctx.log_kernel_sum()
         if self.units == "density":
             d = ctx.x.shape[1]
-            log_k = log_k - ctx.part.log_weight_sum - 0.5 * d * (_LOG_2PI
-                                                                  + np.log(ctx.mix_sigma2))
+            log_k = log_k - ctx.part.log_weight_sum - 0.5 * d * (_LOG_2PI + np.log(ctx.mix_sigma2))
         with np.errstate(divide="ignore"):
             ctx.log_factor = ctx.log_factor + np.minimum(0.0, log_k - np.log(c))
 
@@ -208,8 +221,10 @@ class Perturbation(Regularizer):
         else:
             arr = np.asarray(e)
             if arr.dtype.kind not in "fiu" or arr.ndim != 1 or not np.all(np.isfinite(arr)):
-                raise ValueError(f"Perturbation: e must be a finite 1-d vector (D,) or a "
-                                 f"callable e(x, t), got shape {arr.shape}, dtype {arr.dtype}")
+                raise ValueError(
+                    f"Perturbation: e must be a finite 1-d vector (D,) or a "
+                    f"callable e(x, t), got shape {arr.shape}, dtype {arr.dtype}"
+                )
             self.e = arr.astype(np.float64)
 
     def __repr__(self) -> str:
@@ -217,8 +232,10 @@ class Perturbation(Regularizer):
 
     def bind(self, model) -> None:
         if not callable(self.e) and self.e.shape != (model.dim,):
-            raise ValueError(f"Perturbation: e must have shape ({model.dim},) (the data "
-                             f"dimension), got shape {self.e.shape}")
+            raise ValueError(
+                f"Perturbation: e must have shape ({model.dim},) (the data "
+                f"dimension), got shape {self.e.shape}"
+            )
 
     def apply(self, ctx: Context) -> None:
         m, d = ctx.x.shape
@@ -226,12 +243,16 @@ class Perturbation(Regularizer):
             ctx.shift = ctx.shift + self.e
             return
         if ctx.t is None:
-            raise ValueError("Perturbation with a callable e(x, t) needs the time: use "
-                             "stats(x, t) (stats_at_noise has no time unless t= is given)")
+            raise ValueError(
+                "Perturbation with a callable e(x, t) needs the time: use "
+                "stats(x, t) (stats_at_noise has no time unless t= is given)"
+            )
         out = np.asarray(self.e(ctx.x, ctx.t), dtype=np.float64)
         if out.shape != (m, d):
-            raise ValueError(f"Perturbation: e(x, t) must return shape ({m}, {d}) (the shape "
-                             f"of x), got shape {out.shape}")
+            raise ValueError(
+                f"Perturbation: e(x, t) must return shape ({m}, {d}) (the shape "
+                f"of x), got shape {out.shape}"
+            )
         if not np.all(np.isfinite(out)):
             raise ValueError("Perturbation: e(x, t) returned NaN or Inf")
         ctx.shift = ctx.shift + out
@@ -244,9 +265,11 @@ def as_regularizers(regularizer, model) -> tuple[Regularizer, ...]:
     items = list(regularizer) if isinstance(regularizer, Sequence) else [regularizer]
     for r in items:
         if not isinstance(r, Regularizer):
-            raise TypeError("regularizer must be a mixscore.regularizers object (Tikhonov, "
-                            "EmpiricalBayes, Smoothing, Perturbation) or a list of them, got "
-                            f"{type(r).__name__}")
+            raise TypeError(
+                "regularizer must be a mixscore.regularizers object (Tikhonov, "
+                "EmpiricalBayes, Smoothing, Perturbation) or a list of them, got "
+                f"{type(r).__name__}"
+            )
     kinds = [type(r).__name__ for r in items]
     dup = sorted({k for k in kinds if kinds.count(k) > 1})
     if dup:
@@ -260,18 +283,19 @@ def as_regularizers(regularizer, model) -> tuple[Regularizer, ...]:
 SCORE_STATS = ("denoised", "score", "eps")
 
 
-def mixture_context(regs: tuple[Regularizer, ...], x: np.ndarray, t, alpha: np.ndarray,
-                    sigma2: np.ndarray) -> Context:
+def mixture_context(
+    regs: tuple[Regularizer, ...], x: np.ndarray, t, alpha: np.ndarray, sigma2: np.ndarray
+) -> Context:
     """The context with the mixture's variance (Smoothing changes it), before the pass."""
-    ctx = Context(x=np.asarray(x, np.float64), t=t, alpha=alpha, sigma2=sigma2,
-                  mix_sigma2=sigma2)
+    ctx = Context(x=np.asarray(x, np.float64), t=t, alpha=alpha, sigma2=sigma2, mix_sigma2=sigma2)
     for r in regs:
         ctx.mix_sigma2 = r.mixture_sigma2(ctx)
     return ctx
 
 
-def regularized_stats(regs: tuple[Regularizer, ...], partial_at, x: np.ndarray, t, alpha,
-                      sigma2, want: set, dtype) -> tuple[dict, PosteriorPartial]:
+def regularized_stats(
+    regs: tuple[Regularizer, ...], partial_at, x: np.ndarray, t, alpha, sigma2, want: set, dtype
+) -> tuple[dict, PosteriorPartial]:
     """The statistics in ``want`` under the policies ``regs``.
 
     ``partial_at(alpha, sigma2)`` runs the pass (the model's backend) and returns its
@@ -293,8 +317,11 @@ def regularized_stats(regs: tuple[Regularizer, ...], partial_at, x: np.ndarray, 
     with np.errstate(divide="ignore", over="ignore"):
         scale = np.exp(ctx.log_factor - np.log(ctx.denom))  # 0 where the factor is 0
         score = resid * scale[:, None] + ctx.shift
-        vectors = {"score": score, "eps": -np.sqrt(sigma2)[:, None] * score,
-                   "denoised": (ctx.x + sigma2[:, None] * score) / alpha[:, None]}
+        vectors = {
+            "score": score,
+            "eps": -np.sqrt(sigma2)[:, None] * score,
+            "denoised": (ctx.x + sigma2[:, None] * score) / alpha[:, None],
+        }
     for name in SCORE_STATS:
         if name in want:
             out[name] = vectors[name].astype(dtype)
