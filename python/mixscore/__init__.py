@@ -1,7 +1,8 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
-from . import datasets, geometry, system
+from . import analysis, datasets, geometry, regularizers, system
 from .backends import available as available_backends
+from .continuous import CircleData, GaussianData, LineNormalData
 from .empirical import EmpiricalScore, ScoreStats
 from .memorization import MemorizationReport, memorization
 from .nearest import NearestIndex, Neighbors, nearest
@@ -37,5 +38,5 @@ __all__ = [
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
     "MemorizationReport", "geometry", "merge", "PosteriorPartial", "NeighborsPartial",
-    "__version__",
+    "regularizers", "analysis", "GaussianData", "CircleData", "LineNormalData", "__version__",
 ]

@@ -24,7 +24,11 @@ from ._validation import (
     per_query_times,
 )
 from .backends import STAT_NAMES, get_backend
+from .conditional import LabelGroups, by_label, check_labels
+from .covariance import EXTRA_STATS
 from .partial import PosteriorPartial
+from .posterior import evaluate, posterior_op
+from .regularizers import as_regularizers
 from .scales import schedule_warning
 from .schedules import Schedule
 
@@ -41,6 +45,8 @@ class ScoreStats:
     max_weight  max_n w_n
     argmax      argmax_n w_n (lowest index among exact ties)
     n_eff       effective number of points 1 / sum_n w_n^2
+    trace_cov   tr C = alpha^2 tau2 / sigma^4, C the posterior (proxy-score) covariance
+    entropy     posterior entropy -sum_n w_n log w_n (nats; only when in ``include``)
     """
 
     logpdf: np.ndarray | None = None
@@ -51,6 +57,8 @@ class ScoreStats:
     max_weight: np.ndarray | None = None
     argmax: np.ndarray | None = None
     n_eff: np.ndarray | None = None
+    trace_cov: np.ndarray | None = None
+    entropy: np.ndarray | None = None
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -70,11 +78,12 @@ def _brief(v) -> str:
 def _wanted(include) -> set:
     if isinstance(include, str):  # one name, not a sequence of letters
         include = (include,)
-    want = set(STAT_NAMES if include is None else include)
-    unknown = want - set(STAT_NAMES)
+    names = STAT_NAMES + EXTRA_STATS
+    want = set(STAT_NAMES + ("trace_cov",) if include is None else include)
+    unknown = want - set(names)
     if unknown:
         raise ValueError(f"include has unknown statistics {sorted(unknown)}; "
-                         f"expected a subset of {list(STAT_NAMES)}")
+                         f"expected a subset of {list(names)}")
     return want
 
 
@@ -135,6 +144,13 @@ class EmpiricalScore:
         ``argmax`` and the partial states (``partial``) report global indices. A shard may be
         empty (N = 0): its ``partial`` is the identity of ``mixscore.merge``; its statistics
         are undefined (an error).
+    labels : (N,) array, optional
+        One label per training point: ``stats/score/denoise(x, t, y=...)`` then give the
+        conditional statistics of the points with label y (``mixscore.conditional``).
+    regularizer : Regularizer or list, optional
+        ``mixscore.regularizers`` policies (Tikhonov, EmpiricalBayes, Smoothing,
+        Perturbation) applied to every statistic and sampler; see that module for the
+        formulas and what ``denoised`` means then.
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
     and Dask.
@@ -147,7 +163,7 @@ class EmpiricalScore:
 
     def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
                  *, backend: str = "auto", dtype=None, refine: str = "auto",
-                 num_threads: int = 0, row_offset: int = 0):
+                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
@@ -164,6 +180,9 @@ class EmpiricalScore:
         self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
                                             num_threads=check_threads(num_threads),
                                             row_offset=self.row_offset)
+        self.regularizers = as_regularizers(regularizer, self)
+        self.labels = None if labels is None else check_labels(labels, self.n)
+        self.label_groups = None if labels is None else LabelGroups(self.labels)
         why = schedule_warning(self.train, schedule) if self.train.size else None
         if why is not None:
             warnings.warn(why, RuntimeWarning, stacklevel=2)
@@ -171,11 +190,20 @@ class EmpiricalScore:
     def __getstate__(self) -> dict:
         # the prepared (C++) state is rebuilt on unpickling rather than serialized
         return {"train": self.train, "schedule": self.schedule, "weights": self.weights,
-                "row_offset": self.row_offset, "options": self._options}
+                "row_offset": self.row_offset, "options": self._options,
+                "labels": self.labels, "regularizer": self.regularizers or None}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["train"], state["schedule"], state["weights"],
-                      row_offset=state["row_offset"], **state["options"])
+                      row_offset=state["row_offset"], labels=state.get("labels"),
+                      regularizer=state.get("regularizer"), **state["options"])
+
+    def subset(self, index) -> EmpiricalScore:
+        """The model of the training points ``index`` (same schedule, weights, regularizer,
+        options; no labels; local indices)."""
+        w = None if self.weights is None else self.weights[index]
+        return EmpiricalScore(self.train[index], self.schedule, w,
+                              regularizer=self.regularizers or None, **self._options)
 
     @property
     def n(self) -> int:
@@ -210,25 +238,30 @@ class EmpiricalScore:
         check_magnitudes(arr, "x", self.dtype, spread=False)
         return arr, single
 
-    def stats(self, x: ArrayLike, t: ArrayLike,
-              include: str | Sequence[str] | None = None) -> ScoreStats:
+    def stats(self, x: ArrayLike, t: ArrayLike, include: str | Sequence[str] | None = None,
+              y=None) -> ScoreStats:
         """All posterior statistics at queries ``x`` (M, D) and time ``t`` (scalar or (M,)),
         from one pass over the training set. ``include`` limits the fields computed: one name
-        (``"logpdf"``) or a sequence of names from ``ScoreStats``."""
+        (``"logpdf"``) or a sequence of names from ``ScoreStats``; ``y`` (one label or one per
+        query) conditions on the points with that label."""
         want = _wanted(include)
         xq, single = self._queries(x)
         ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
-        return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want)
+        return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want,
+                           ts, y)
 
     def stats_at_noise(self, x: ArrayLike, alpha: ArrayLike, sigma2: ArrayLike,
-                       include: str | Sequence[str] | None = None) -> ScoreStats:
+                       include: str | Sequence[str] | None = None, *, t=None,
+                       y=None) -> ScoreStats:
         """Like ``stats`` but at explicit noise levels: the mixture with means ``alpha X_n`` and
-        variance ``sigma2`` (scalars or one per query), whatever the schedule."""
+        variance ``sigma2`` (scalars or one per query), whatever the schedule. ``t`` (scalar
+        or (M,)) is needed only by time-dependent regularizers."""
         want = _wanted(include)
         xq, single = self._queries(x)
         m = xq.shape[0]
+        ts = None if t is None else _per_query(t, m, "t")
         return self._stats(xq, single, _per_query(alpha, m, "alpha"),
-                           _per_query(sigma2, m, "sigma2"), want)
+                           _per_query(sigma2, m, "sigma2"), want, ts, y)
 
     def partial(self, x, t) -> PosteriorPartial:
         """What this training set (or shard) contributes to the statistics at queries ``x``
@@ -241,34 +274,63 @@ class EmpiricalScore:
         alpha, sigma2 = _noise(self.schedule.alpha(ts), self.schedule.sigma2(ts))
         return self.backend.partial(xq, alpha, sigma2)
 
-    def _stats(self, xq, single, alpha, sigma2, want) -> ScoreStats:
+    def _stats(self, xq, single, alpha, sigma2, want, t=None, y=None) -> ScoreStats:
         alpha, sigma2 = _noise(alpha, sigma2)
         if self.n == 0:
             raise ValueError("this EmpiricalScore has no training points (an empty shard): "
                              "only partial() is defined; merge it with the other shards")
-        out = self.backend.stats(xq, alpha, sigma2, want)
+        if y is not None:
+            out = by_label(self, y, xq.shape[0], lambda sub, r: sub._stats(
+                xq[r], False, alpha[r], sigma2[r], want, None if t is None else t[r]
+            ).as_dict())
+        else:
+            out = evaluate(self, xq, alpha, sigma2, want, t)
         if single:
             out = {k: v[0] for k, v in out.items()}
         return ScoreStats(**out)
 
-    def _one(self, name, x, t):
-        return getattr(self.stats(x, t, include=(name,)), name)
+    def _one(self, name, x, t, y=None):
+        return getattr(self.stats(x, t, include=(name,), y=y), name)
 
-    def denoise(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
+    def denoise(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """Posterior mean E[X_0 | X_t = x] (the optimal x0-prediction / CEM target)."""
-        return self._one("denoised", x, t)
+        return self._one("denoised", x, t, y)
 
-    def score(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
+    def score(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """grad_x log p_t(x) = (alpha(t) denoise(x, t) - x) / sigma(t)^2."""
-        return self._one("score", x, t)
+        return self._one("score", x, t, y)
 
-    def eps(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
+    def eps(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """Noise prediction (x - alpha denoise) / sigma = -sigma score."""
-        return self._one("eps", x, t)
+        return self._one("eps", x, t, y)
 
-    def logpdf(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
+    def logpdf(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """log p_t(x), the log-density of the noised empirical distribution."""
-        return self._one("logpdf", x, t)
+        return self._one("logpdf", x, t, y)
 
     def __call__(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         return self.score(x, t)
+
+    # --- posterior covariance (mixscore.covariance) -----------------------------------------
+    def cov_matvec(self, x, t, v, y=None) -> np.ndarray:
+        """C v for the posterior covariance C = (alpha^2/sigma^4) Cov_w(X_0) (generalization-
+        through-variance paper, Eq. 34), without a D x D matrix; v has the shape of x."""
+        return posterior_op(self, "cov_matvec", x, t, y, v=v)
+
+    def cov(self, x, t, y=None) -> np.ndarray:
+        """The full C (D x D per query, D <= 1024)."""
+        return posterior_op(self, "cov", x, t, y)
+
+    def hessian_logpdf(self, x, t, y=None) -> np.ndarray:
+        """Hessian of log p_t(x): -I / sigma^2 + C (D x D per query, D <= 1024)."""
+        return posterior_op(self, "hessian", x, t, y)
+
+    def posterior_draws(self, x, t, R: int, seed: int = 0, y=None) -> np.ndarray:
+        """(M, R) (or (R,)) training indices drawn from w_n(x, t) by Gumbel-max with
+        counter-based Philox noise (``mixscore.covariance`` documents the streams)."""
+        return posterior_op(self, "draws", x, t, y, R=R, seed=seed)
+
+    def cov_noise(self, x, t, seed: int = 0, y=None) -> np.ndarray:
+        """Gaussian noise with covariance Cov_w(X_0) per query, sum_n sqrt(w_n) zeta_n
+        (X_n - xhat0), without a D x D matrix."""
+        return posterior_op(self, "noise", x, t, y, seed=seed)

@@ -107,7 +107,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
            dim: int | None = None, output: str | None = None, dtype=None,
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
-           callback: Callable | None = None, callback_every: int = 10) -> SampleResult:
+           callback: Callable | None = None, callback_every: int = 10,
+           y=None) -> SampleResult:
     """Integrate the reverse-time dynamics from T down to t_end for ``n`` samples.
 
     Parameters
@@ -159,6 +160,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
         ``callback(step, t)`` every ``callback_every`` steps (per batch).
+    y : label or (n,) labels
+        Conditional sampling with a labelled EmpiricalScore (``labels=``): the score of the
+        points with sample i's label (fixed-grid samplers, Python loop).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
@@ -188,6 +192,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                              "end state, use end='as_is'")
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
     n, d = x0.shape
+    labels = _labels(y, n, den, sampler, start)
     batch = n if batch_size is None else int(batch_size)
     if batch < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -203,7 +208,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last")
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = _use_fused(fused, den)
+    use_fused = _use_fused(fused, den, labels)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
@@ -224,6 +229,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                 if callback is not None and (k % callback_every == 0 or k == K):
                     callback(k, float(ts[k]))
 
+            if labels is not None:
+                den.y = labels[b0:b1]
             try:
                 if use_fused:
                     every = callback_every if bar is None else 1
@@ -275,6 +282,13 @@ def _as_seed(seed) -> int:
 
 
 def _denoiser(score, schedule, output, dtype, dim, start):
+    from ..continuous import ContinuousData
+
+    if isinstance(score, ContinuousData):  # exact scores of continuous data
+        if schedule is not None and schedule is not score.schedule:
+            raise ValueError("schedule= is taken from the data model; do not pass another")
+        return CallableDenoiser(score.denoise, score.schedule, "denoised", np.float64,
+                                score.dim)
     if isinstance(score, EmpiricalScore):
         if schedule is not None and schedule is not score.schedule:
             raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
@@ -384,12 +398,36 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     return s
 
 
-def _use_fused(fused, den) -> bool:
+def _use_fused(fused, den, labels=None) -> bool:
     can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
+    if can and (den.model.regularizers or labels is not None):
+        if fused:
+            raise ValueError("fused=True: the C++ loop does not apply regularizers or labels "
+                             "(y=) yet; use fused=None or False (the Python loop)")
+        can = False
     return can if fused is None else bool(fused)
+
+
+def _labels(y, n: int, den, sampler: str, start):
+    """The label of each sample (n,) for conditional sampling, or None."""
+    if y is None:
+        return None
+    if not isinstance(den, ModelDenoiser) or den.model.labels is None:
+        raise ValueError("y= needs an EmpiricalScore built with labels=")
+    if sampler == "rk45" or isinstance(start, str) and start == "exact":
+        raise ValueError("y= is not supported with sampler='rk45' or start='exact' yet")
+    arr = np.asarray(y)
+    if arr.ndim == 0:
+        arr = np.full(n, arr[()], dtype=arr.dtype)
+    if arr.shape != (n,):
+        raise ValueError(f"y must be one label or one per sample, shape ({n},); got shape "
+                         f"{arr.shape}")
+    for v in np.unique(arr):
+        den.model.label_groups.group_of(v)  # an unknown label is an error before any work
+    return arr
 
 
 def _warn_stiff(rho, ts, sampler):

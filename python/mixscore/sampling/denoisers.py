@@ -17,19 +17,21 @@ OUTPUT_KINDS = ("score", "denoised", "eps", "v")
 class ModelDenoiser:
     """The exact empirical denoiser at explicit (alpha, sigma^2), as the fused loop calls it."""
 
-    def __init__(self, model: EmpiricalScore):
+    def __init__(self, model: EmpiricalScore, y=None):
         self.model = model
+        self.y = y  # the labels of the current batch (conditional sampling), or None
         self.schedule = model.schedule
         self.dtype = model.dtype
         self.dim = model.dim
 
     def __call__(self, x, t, alpha, sigma2):
-        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",)).denoised
+        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t,
+                                       y=self.y).denoised
         return np.asarray(xh, dtype=np.float64)
 
     def at_times(self, x, t):
         """Per-sample times (the adaptive RK45 path)."""
-        return np.asarray(self.model.denoise(x, t), dtype=np.float64)
+        return np.asarray(self.model.denoise(x, t, y=self.y), dtype=np.float64)
 
 
 class CallableDenoiser:
