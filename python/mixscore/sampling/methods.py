@@ -95,6 +95,9 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
         coef[:, S] = np.sqrt(a2 * h * ga2)
         rho = h * c * ga2 / sa
         if method == "naive":
+            if K * R >= 2**32:
+                raise ValueError(f"sampler='naive': steps * R must be < 2**32 (the Philox "
+                                 f"step counter), got {K} * {R}")
             draws = np.full(K, R, np.int64)
             if not noise_last:
                 draws[-1] = 0  # the last step with the posterior mean itself

@@ -31,18 +31,24 @@ def check_options(sampler: str, R, kappa, bandwidth) -> dict:
     given = {"R": R, "kappa": kappa, "bandwidth": bandwidth}
     for name, value in given.items():
         if value is not None and sampler != _OPTION_OF[name]:
-            raise ValueError(f"{name}= applies to sampler={_OPTION_OF[name]!r} only "
-                             f"(got sampler={sampler!r})")
+            raise ValueError(
+                f"{name}= applies to sampler={_OPTION_OF[name]!r} only (got sampler={sampler!r})"
+            )
     if sampler == "naive":
         return {"R": _check_count(1 if R is None else R)}
     if sampler == "effective":
         if kappa is None:
-            raise ValueError("sampler='effective' needs kappa= (a number >= 0 or a callable "
-                             "kappa(t)): the noise covariance kappa g^4/4 C per unit time")
+            raise ValueError(
+                "sampler='effective' needs kappa= (a number >= 0 or a callable "
+                "kappa(t)): the noise covariance kappa g^4/4 C per unit time"
+            )
         return {"kappa": check_kappa(kappa)}
     if sampler == "kde" and bandwidth is not None:
-        if (isinstance(bandwidth, (bool, np.bool_)) or not isinstance(bandwidth, numbers.Real)
-                or not (np.isfinite(bandwidth) and bandwidth >= 0)):
+        if (
+            isinstance(bandwidth, (bool, np.bool_))
+            or not isinstance(bandwidth, numbers.Real)
+            or not (np.isfinite(bandwidth) and bandwidth >= 0)
+        ):
             raise ValueError(f"bandwidth must be a finite number >= 0, got {bandwidth!r}")
     return {}
 
@@ -52,14 +58,20 @@ def check_model(sampler: str, den, fused) -> None:
     if sampler not in POSTERIOR_SAMPLERS + ("kde",):
         return
     if not isinstance(den, ModelDenoiser):
-        raise ValueError(f"sampler={sampler!r} needs an EmpiricalScore (it draws training "
-                         "points from the posterior or the data)")
+        raise ValueError(
+            f"sampler={sampler!r} needs an EmpiricalScore (it draws training "
+            "points from the posterior or the data)"
+        )
     if den.model.regularizers:
-        raise ValueError(f"sampler={sampler!r} does not apply regularizers yet; build the "
-                         "EmpiricalScore without regularizer=")
+        raise ValueError(
+            f"sampler={sampler!r} does not apply regularizers yet; build the "
+            "EmpiricalScore without regularizer="
+        )
     if fused:
-        raise ValueError(f"fused=True: sampler={sampler!r} runs in the Python loop (its "
-                         "posterior draws are NumPy); use fused=None or False")
+        raise ValueError(
+            f"fused=True: sampler={sampler!r} runs in the Python loop (its "
+            "posterior draws are NumPy); use fused=None or False"
+        )
 
 
 def draw_index(model, u: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -71,8 +83,7 @@ def draw_index(model, u: np.ndarray, labels: np.ndarray | None = None) -> np.nda
     else:
         lg = model.label_groups
         vals, inv = np.unique(labels, return_inverse=True)
-        groups = [(lg.index[lg.group_of(v)], np.flatnonzero(inv == j))
-                  for j, v in enumerate(vals)]
+        groups = [(lg.index[lg.group_of(v)], np.flatnonzero(inv == j)) for j, v in enumerate(vals)]
     idx = np.empty(u.size, np.int64)
     for points, rows in groups:
         cdf = np.cumsum(w[points] / w[points].sum())
@@ -81,26 +92,53 @@ def draw_index(model, u: np.ndarray, labels: np.ndarray | None = None) -> np.nda
     return idx
 
 
-def sample_kde(den: ModelDenoiser, n: int, ts: np.ndarray, seed: int, start, end: str,
-               labels: np.ndarray | None, bandwidth: float | None):
+def sample_kde(
+    den: ModelDenoiser,
+    n: int,
+    ts: np.ndarray,
+    seed: int,
+    start,
+    end: str,
+    labels: np.ndarray | None,
+    bandwidth: float | None,
+):
     """n draws from the Gaussian KDE of the training set (of each sample's label's points)."""
     from . import SampleResult
 
     if not isinstance(start, str):
-        raise ValueError("sampler='kde' draws directly from the kernel density estimate; "
-                         "start= does not apply (leave it at its default)")
+        raise ValueError(
+            "sampler='kde' draws directly from the kernel density estimate; "
+            "start= does not apply (leave it at its default)"
+        )
     if end != "as_is":
-        raise ValueError(f"sampler='kde' returns the KDE draws themselves: end must be "
-                         f"'as_is', got {end!r}")
+        raise ValueError(
+            f"sampler='kde' returns the KDE draws themselves: end must be 'as_is', got {end!r}"
+        )
     model, sch, t_end = den.model, den.schedule, float(ts[-1])
     h = float(sch.sigma(t_end) / sch.alpha(t_end)) if bandwidth is None else float(bandwidth)
     ids = np.arange(n, dtype=np.int64)
     idx = draw_index(model, _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX), labels)
     z = _core.philox_normals(seed, ids, _core.STEP_START_NOISE, model.dim)
     x = np.asarray(model.train, np.float64)[idx] + h * z
-    settings = dict(sampler="kde", description=SAMPLERS["kde"], bandwidth=h, t_end=t_end,
-                    bandwidth_rule="sigma(t_end) / alpha(t_end)" if bandwidth is None
-                    else "given", end=end, seed=seed, start="none (direct KDE draws)",
-                    dtype=str(den.dtype), schedule=repr(sch), n=n, dim=model.dim, fused=False)
-    return SampleResult(samples=x.astype(den.dtype), times=np.array([t_end]),
-                        start_index=idx, nfev=0, settings=settings)
+    settings = dict(
+        sampler="kde",
+        description=SAMPLERS["kde"],
+        bandwidth=h,
+        t_end=t_end,
+        bandwidth_rule="sigma(t_end) / alpha(t_end)" if bandwidth is None else "given",
+        end=end,
+        seed=seed,
+        start="none (direct KDE draws)",
+        dtype=str(den.dtype),
+        schedule=repr(sch),
+        n=n,
+        dim=model.dim,
+        fused=False,
+    )
+    return SampleResult(
+        samples=x.astype(den.dtype),
+        times=np.array([t_end]),
+        start_index=idx,
+        nfev=0,
+        settings=settings,
+    )
