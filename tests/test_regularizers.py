@@ -1,6 +1,8 @@
 """Regularized, smoothed and perturbed scores against direct float64 transcriptions of their
 formulas (SCIENCE.md section 4; memorization paper Eqs. 5.7, 5.11, 5.12)."""
 
+import warnings
+
 import mixscore as ms
 import numpy as np
 import pytest
@@ -180,3 +182,56 @@ def test_tikhonov_memorized_fraction_falls_as_c_grows():
         d1, _ = ms.nearest(s, X, k=1)
         fracs.append(float(np.mean(d1[:, 0] < 1e-2)))
     assert fracs[0] > 0.9 and fracs[0] > fracs[1] > fracs[2] and fracs[2] < 0.1, fracs
+
+
+def tikhonov_and_early_stopped(X, c, x_start, T=0.5, steps=200):
+    """End points of the PF-ODE with Tikhonov(c) from T down to ~0 and of the exact PF-ODE
+    from T + c down to sigma^2 = c (Brownian schedule, sigma^2 = t), same starts."""
+    tik = ms.EmpiricalScore(X, ms.Brownian(T=T, t_end=1e-9), regularizer=Tikhonov(c))
+    early = ms.EmpiricalScore(X, ms.Brownian(T=T + c, t_end=c))
+    kw = dict(sampler="heun", steps=steps, start=x_start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rho counts sigma^2, not sigma^2 + c
+        return ms.sample(tik, **kw).samples, ms.sample(early, **kw).samples
+
+
+def test_tikhonov_is_early_stopping_at_sigma2_equal_c():
+    """What "Tikhonov at c is early stopping at sigma^2(t) = c" means, and where it is exact.
+
+    For a VE schedule (alpha = 1, g^2 = d sigma^2/dt) write u = sigma^2(t). The Tikhonov
+    PF-ODE (Eq. 5.7 in Eq. 5.8) is dx/du = (x - xhat0(x, u)) / (2 (u + c)); the exact PF-ODE
+    is dx/dv = (x - xhat0(x, v)) / (2 v). With v = u + c they are the same equation except
+    that Tikhonov's posterior mean is taken at noise u = v - c, not v. So integrating
+    Tikhonov from u = T to 0 is the exact dynamics from v = T + c stopped at v = c, up to
+    that shift of the weights:
+    (1) N = 1: xhat0 = X_1 for every u, the two coincide exactly: both end at
+        X_1 + sqrt(c / (T + c)) (x_T - X_1) (the one-point PF-ODE solution, checked here
+        against both runs);
+    (2) N points, once the posterior has collapsed onto one point by v ~ c (sqrt(c) well
+        below the spacing) the shift does not matter: per sample, the same training point
+        and the same memorized fraction within tau (paired runs: far below Monte Carlo
+        error). Not an identity: the ends differ by O(1) of the residual for a few samples
+        that are still between points at v ~ c.
+    """
+    T = 0.5
+    x1 = np.array([[0.3, -0.2]])
+    x_start = rng(4).normal(size=(40, 2)) * np.sqrt(T)
+    c = 1e-2
+    a, b = tikhonov_and_early_stopped(x1, c, x_start, T, steps=100)
+    want = x1 + np.sqrt(c / (T + c)) * (x_start - x1)
+    scale = np.abs(want - x1).max()
+    assert np.abs(a - want).max() < 1e-2 * scale  # Heun, 100 geometric steps
+    assert np.abs(b - want).max() < 1e-2 * scale
+
+    X = np.random.RandomState(1).randn(20, 2)  # the memorization paper's 20 points
+    n, tau = 200, 0.05
+    x_start = rng(5).normal(size=(n, 2)) * np.sqrt(T)
+    for c in (1e-3, 3e-3):  # sqrt(c) = 0.03, 0.055 against a closest pair 0.076 apart
+        a, b = tikhonov_and_early_stopped(X, c, x_start, T)
+        (da, ia), (db, ib) = (ms.nearest(s, X, k=1) for s in (a, b))
+        assert np.mean(ia[:, 0] == ib[:, 0]) >= 0.95
+        fa, fb = np.mean(da[:, 0] < tau), np.mean(db[:, 0] < tau)
+        assert 0.2 < fb < 0.8  # a fraction that can move
+        # within the Monte Carlo error of one run (2 standard errors); the small systematic
+        # part has a sign: Tikhonov's weights at the lower noise memorize slightly more
+        assert abs(fa - fb) <= 2 * np.sqrt(fb * (1 - fb) / n)

@@ -4,12 +4,14 @@ import mixscore as ms
 import numpy as np
 import pytest
 from mixscore.sampling import SAMPLERS
+from mixscore.sampling.methods import POSTERIOR_SAMPLERS
 
 scipy_stats = pytest.importorskip("scipy.stats")
 # short grids in the error tests are stiff on purpose; the warning has its own test
 pytestmark = pytest.mark.filterwarnings("ignore:.*stiffness rho:RuntimeWarning")
 
-FIXED_GRID = [s for s in SAMPLERS if s != "rk45"]
+# the fused fixed-grid samplers (naive, effective, kde: tests/test_variance_samplers.py)
+FIXED_GRID = [s for s in SAMPLERS if s not in ("rk45", "kde", *POSTERIOR_SAMPLERS)]
 ODE = ["euler", "heun", "ddim", "rk45"]
 
 

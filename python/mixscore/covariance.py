@@ -17,7 +17,10 @@ the candidates for C++ handlers.
 
 Random streams (counter-based Philox, independent of batch split): query row i, point n (global
 index), draw r of ``posterior_draws`` use the uniform of (key seed ^ DRAWS_KEY, id i N_total + n,
-step r); ``cov_noise`` uses the normal of (key seed ^ NOISE_KEY, id i N_total + n, step 0).
+step first_step + r); ``cov_noise`` uses the normal of (key seed ^ NOISE_KEY, id i N_total + n,
+step). The samplers pass the sample's global index as i and their step number in the counter's
+step (``first_step = k R`` for the R draws of step k), so every (seed, sample, step) has its own
+stream.
 """
 
 from __future__ import annotations
@@ -148,10 +151,11 @@ def _stream_ids(rows: np.ndarray, ns: slice, n_total: int) -> np.ndarray:
 
 
 def posterior_draws(
-    model, part: PosteriorPartial, R: int, seed: int, rows: np.ndarray
+    model, part: PosteriorPartial, R: int, seed: int, rows: np.ndarray, first_step: int = 0
 ) -> np.ndarray:
     """(M, R) training indices (of ``model``, local) drawn from w by Gumbel-max,
-    argmax_n (l_n + G_n). Query i uses the streams of row id rows[i]."""
+    argmax_n (l_n + G_n). Query i uses the streams of row id rows[i], steps first_step ..
+    first_step + R - 1."""
     m = part.x.shape[0]
     n_total = model.n
     best = np.full((m, R), -1, np.int64)
@@ -160,7 +164,7 @@ def posterior_draws(
     for qs, ns, lw, _ in _blocks(model, part):
         ids = _stream_ids(rows[qs], ns, n_total)
         for r in range(R):
-            u = _core.philox_uniforms(key, ids, r).reshape(lw.shape)
+            u = _core.philox_uniforms(key, ids, first_step + r).reshape(lw.shape)
             with np.errstate(divide="ignore"):
                 g = lw - np.log(-np.log(u))
             j = np.argmax(g, axis=1)
@@ -171,7 +175,9 @@ def posterior_draws(
     return best
 
 
-def cov_noise(model, part: PosteriorPartial, seed: int, rows: np.ndarray) -> np.ndarray:
+def cov_noise(
+    model, part: PosteriorPartial, seed: int, rows: np.ndarray, step: int = 0
+) -> np.ndarray:
     """xi = sum_n sqrt(w_n) zeta_n (X_n - xhat0), zeta_n iid N(0, 1): Gaussian noise with
     covariance Cov_w(X_0) (not scaled by alpha^2/sigma^4), (M, D), without a D x D matrix."""
     xh = part.centre + _mean_offset(part)
@@ -180,7 +186,7 @@ def cov_noise(model, part: PosteriorPartial, seed: int, rows: np.ndarray) -> np.
     key = (int(seed) ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF
     for qs, ns, lw, Xb in _blocks(model, part):
         ids = _stream_ids(rows[qs], ns, n_total)
-        z = _core.philox_normals(key, ids, 0, 1).reshape(lw.shape)
+        z = _core.philox_normals(key, ids, step, 1).reshape(lw.shape)
         dev = Xb[None, :, :] - xh[qs, None, :]
         out[qs] += np.einsum("mn,mnd->md", np.exp(0.5 * lw) * z, dev)
     return out

@@ -54,8 +54,12 @@ def _check_count(R) -> int:
     return int(R)
 
 
-def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0):
-    """``op`` in cov_matvec, cov, hessian, draws, noise at queries x (M, D) or (D,)."""
+def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
+    """``op`` in cov_matvec, cov, hessian, draws, noise at queries x (M, D) or (D,).
+
+    ``stream`` = (ids (M,), step) gives the random ops (draws, noise) the Philox row ids and
+    first counter step of each query (the samplers: global sample index, step number); default
+    the query's row and step 0."""
     from .sampling import _as_seed
 
     xq, single = model._queries(x)
@@ -72,6 +76,8 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0):
             raise ValueError(f"v must have the shape of x, {np.shape(x)}, got {varr.shape}")
         vq = varr.reshape(m, -1)
 
+    ids, step = (np.arange(m), 0) if stream is None else stream
+
     def run(sub, rows):
         part = _mixture_partial(sub, xq[rows], ts[rows])
         if op == "cov_matvec":
@@ -81,9 +87,9 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0):
             if op == "hessian":
                 res = res - np.eye(xq.shape[1])[None] / part.sigma2[:, None, None]
         elif op == "draws":
-            return {"draws": covariance.posterior_draws(sub, part, R, seed, rows)}
+            return {"draws": covariance.posterior_draws(sub, part, R, seed, ids[rows], step)}
         else:
-            res = covariance.cov_noise(sub, part, seed, rows)
+            res = covariance.cov_noise(sub, part, seed, ids[rows], step)
         return {"value": res}
 
     if y is None:

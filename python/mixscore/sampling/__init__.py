@@ -27,7 +27,8 @@ from ..schedules import Schedule
 from . import rk45
 from .denoisers import CallableDenoiser, ModelDenoiser
 from .loop import NonFiniteState, run_fused, run_python
-from .methods import SAMPLERS, build_plan
+from .methods import POSTERIOR_SAMPLERS, SAMPLERS, build_plan
+from .variance import check_model, check_options, draw_index, sample_kde
 
 __all__ = ["sample", "SampleResult", "SAMPLERS", "START_KINDS", "END_RULES"]
 
@@ -108,7 +109,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
            callback: Callable | None = None, callback_every: int = 10,
-           y=None) -> SampleResult:
+           y=None, R: int | None = None, kappa=None, bandwidth: float | None = None
+           ) -> SampleResult:
     """Integrate the reverse-time dynamics from T down to t_end for ``n`` samples.
 
     Parameters
@@ -124,7 +126,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         Number of samples (may be omitted when ``start`` is an (n, D) array).
     sampler : str
         One of ``mixscore.sampling.SAMPLERS`` (euler_maruyama, euler, heun, ddim, ddpm,
-        splitting, rk45).
+        splitting, rk45; naive, effective and kde of the generalization-through-variance
+        paper, for an EmpiricalScore without regularizer, in the Python loop).
     steps, grid, t_end
         The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
         (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
@@ -163,6 +166,20 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     y : label or (n,) labels
         Conditional sampling with a labelled EmpiricalScore (``labels=``): the score of the
         points with sample i's label (fixed-grid samplers, Python loop).
+    R : int
+        sampler="naive" (generalization-through-variance paper, Prop. 4.1): posterior draws
+        per step (default 1); each step's denoiser is the mean of R training points drawn from
+        w(x, t) by Gumbel-max, Philox streams (seed, sample, step) (``mixscore.covariance``).
+        ``end="no_noise_last"`` takes the last step with the posterior mean itself.
+    kappa : float or callable kappa(t)
+        sampler="effective" (same paper, Prop. 3.1): Euler-Maruyama on the PF-ODE drift plus
+        noise of covariance kappa g^4/4 C per unit time (Ito), C = (alpha^2/sigma^4)
+        Cov_w(X_0). The naive sampler's per-step covariance is h^2 g^4/4 C / R (SCIENCE.md
+        section 9: the paper's Eq. 9 absorbs a factor dt), i.e. kappa = h / R on a grid of
+        step h.
+    bandwidth : float
+        sampler="kde": the Gaussian KDE's bandwidth h (data units); default
+        sigma(t_end)/alpha(t_end). ``mixscore.sampling.variance`` describes the draws.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
@@ -178,7 +195,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     if callback_every < 1:
         raise ValueError(f"callback_every must be >= 1, got {callback_every}")
 
+    options = check_options(sampler, R, kappa, bandwidth)
     den = _denoiser(score, schedule, output, dtype, dim, start)
+    check_model(sampler, den, fused)
     sch = den.schedule
     if sampler == "rk45":
         if not isinstance(grid, str):
@@ -190,6 +209,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
                              "the state itself); a grid ending at 0 already returns the "
                              "end state, use end='as_is'")
+    if sampler == "kde":
+        n = _count(n)
+        return sample_kde(den, n, ts, seed, start, end, _labels(y, n, den, sampler, start),
+                          bandwidth)
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
     n, d = x0.shape
     labels = _labels(y, n, den, sampler, start)
@@ -205,10 +228,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         return _sample_rk45(den, x0, start_index, sch, t_end, end, rtol, atol, settings,
                             progress)
 
-    plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last")
+    plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = _use_fused(fused, den, labels)
+    use_fused = sampler not in POSTERIOR_SAMPLERS and _use_fused(fused, den, labels)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
@@ -340,10 +363,7 @@ def _start(start, n, den, seed, t0: float):
         if not isinstance(den, ModelDenoiser):
             raise ValueError("start='exact' needs an EmpiricalScore (it draws training points)")
         model = den.model
-        w = np.ones(model.n) if model.weights is None else model.weights
-        cdf = np.cumsum(w / w.sum())
-        u = _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX)
-        idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
+        idx = draw_index(model, _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX))
         x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
     arr = as_array(start, "start")

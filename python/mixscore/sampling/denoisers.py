@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..empirical import EmpiricalScore
+from ..posterior import posterior_op
 from ..schedules import Schedule
 
 OUTPUT_KINDS = ("score", "denoised", "eps", "v")
@@ -32,6 +33,17 @@ class ModelDenoiser:
     def at_times(self, x, t):
         """Per-sample times (the adaptive RK45 path)."""
         return np.asarray(self.model.denoise(x, t, y=self.y), dtype=np.float64)
+
+    def draws_mean(self, x, t, R: int, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
+        """The mean of R training points drawn from w(x, t) (the naive estimator's
+        denoiser), from the Philox streams (seed, sample ids, counter steps step R ..)."""
+        idx = posterior_op(self.model, "draws", x, t, self.y, R=R, seed=seed,
+                           stream=(ids, step * R))
+        return self.model.train[idx - self.model.row_offset].astype(np.float64).mean(axis=1)
+
+    def cov_noise(self, x, t, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
+        """Noise with covariance Cov_w(X_0) at (x, t), Philox streams (seed, ids, step)."""
+        return posterior_op(self.model, "noise", x, t, self.y, seed=seed, stream=(ids, step))
 
 
 class CallableDenoiser:
