@@ -82,7 +82,7 @@ def trajectories(p: dict, seed: int) -> Outcome:
     limit = X[idx[:, 0]]
     dist = np.linalg.norm(path - limit[None], axis=2)     # (steps + 1, n)
     sig = sch.sigma(ts)
-    late = (sig < 1e-2) & (sig > 1e-4 * 0 + sig[-1] * 10)
+    late = (sig < 1e-2) & (sig > 10 * sig[-1])  # the last decades, above the grid end
     slope = np.polyfit(np.log(sig[late]), np.log(np.median(dist[late], axis=1)), 1)[0]
     # Fig. 3: two and four points at distance 1 from the origin; starts on a square of width
     # 2 sigma(T), including its points on the axes (the hyperplanes between the points)
@@ -140,7 +140,7 @@ def trajectories(p: dict, seed: int) -> Outcome:
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_title("Fig. 1: reverse ODE trajectories (4 shown)", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left", markerscale=4)
+        ax.legend(fontsize=7, loc="lower left")
         ax = axes[1]
         ax.loglog(sig, dist, color="#1f77b4", lw=0.6, alpha=0.6)
         ax.loglog(sig[late], np.exp(np.log(np.median(dist[late], axis=1)).mean()
