@@ -50,14 +50,18 @@ def test_pidstrigach_fig2_numbers():
     freq = np.asarray(n["points_copy_frequency"])
     assert abs(freq.sum() - 1) < 1e-12 and n["points_fraction_within_tau"] == 1.0
     from mixscore.datasets import circle
+
     mean = freq @ circle(9)  # independent of the experiment's own summary
     assert mean[0] > 0.1 and mean[1] < -0.1
 
 
 def test_pidstrigach_fig3_numbers():
     rows = {r["error"]: r for r in outcome("pidstrigach-fig3").table}
-    assert rows[1.0]["copied_mean_pixel"] > rows[0.0]["copied_mean_pixel"] > rows[-1.0][
-        "copied_mean_pixel"]
+    assert (
+        rows[1.0]["copied_mean_pixel"]
+        > rows[0.0]["copied_mean_pixel"]
+        > rows[-1.0]["copied_mean_pixel"]
+    )
     assert min(r["memorized_fraction"] for r in rows.values()) >= 0.9
     d1 = outcome("pidstrigach-fig3").numbers["trace_mean_d1"]
     assert d1[-1] < 0.05 * max(d1)
@@ -115,7 +119,8 @@ def test_memreg_memorized_fraction_falls_as_c_grows(name):
     c = [r["c"] for r in rows]
     f = [r["memorized"] for r in rows]
     assert c == sorted(c)
-    assert f[0] >= 0.9 and f[-1] <= 0.1 and all(b <= a + 0.05 for a, b in zip(f, f[1:]))
+    assert f[0] >= 0.9 and f[-1] <= 0.1
+    assert all(b <= a + 0.05 for a, b in zip(f, f[1:], strict=False))
 
 
 def test_memreg_conditional_unique_labels_return_their_point():
@@ -141,7 +146,7 @@ def test_collapse_digits():
         if r["t"] > 2 * tc:
             assert r["memorized"] <= 0.5
     h = [r["mean_entropy"] for r in o.numbers["curve"]]  # ascending t; 0 up to rounding
-    assert all(b >= a - 1e-12 for a, b in zip(h, h[1:])) and h[-1] > 1.0 > h[0]
+    assert all(b >= a - 1e-12 for a, b in zip(h, h[1:], strict=False)) and h[-1] > 1.0 > h[0]
 
 
 def test_write_json_and_figures(tmp_path):
@@ -149,8 +154,7 @@ def test_write_json_and_figures(tmp_path):
     o = outcome("memreg-tikhonov")
     files = rp.write(o, tmp_path / "tik")
     data = json.loads((tmp_path / "tik" / "result.json").read_text())
-    assert data["experiment"] == "memreg-tikhonov" and data["figures"] == ["fig4.png",
-                                                                          "fig5.png"]
+    assert data["experiment"] == "memreg-tikhonov" and data["figures"] == ["fig4.png", "fig5.png"]
     assert data["settings"]["sampling"]["sampler"] == "ddim"  # sampler settings recorded
     assert [r["memorized"] for r in data["table"]] == [r["memorized"] for r in o.table]
     for key in ("fig4", "fig5"):
@@ -164,8 +168,7 @@ def test_cli_list_run_and_errors(tmp_path, capsys):
     listed = capsys.readouterr().out
     assert all(name in listed for name in rp.names())
     out = tmp_path / "line"
-    assert main(["reproduce", "bounded-line", "--quick", "--out", str(out),
-                 "--set", "n=200"]) == 0
+    assert main(["reproduce", "bounded-line", "--quick", "--out", str(out), "--set", "n=200"]) == 0
     printed = capsys.readouterr().out
     assert "holds" in printed and "result.json" in printed
     assert json.loads((out / "result.json").read_text())["settings"]["n"] == 200

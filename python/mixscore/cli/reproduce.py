@@ -10,17 +10,25 @@ from ._outputs import add_force_option
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="reproduce a figure or table of the papers (--list)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce a figure or table of the papers (--list)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="reduced size (what the tests run)")
-    p.add_argument("--out", default=None, help="output folder (default: "
-                   "mixscore-reproduce/NAME)")
+    p.add_argument("--out", default=None, help="output folder (default: mixscore-reproduce/NAME)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter (VALUE read as JSON, e.g. --set n=200 --set "
-                   "'c_values=[0.001,0.1]'); repeatable")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (VALUE read as JSON, e.g. --set n=200 --set "
+        "'c_values=[0.001,0.1]'); repeatable",
+    )
     add_force_option(p, "result files in --out")
     p.set_defaults(run=run)
 

@@ -46,8 +46,9 @@ def names() -> list[str]:
 def get(name: str) -> Experiment:
     """The experiment called ``name`` (a clear error listing the names otherwise)."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; expected one of {names()} "
-                         "(mixscore reproduce --list)")
+        raise ValueError(
+            f"unknown experiment {name!r}; expected one of {names()} (mixscore reproduce --list)"
+        )
     return EXPERIMENTS[name]
 
 

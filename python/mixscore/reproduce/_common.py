@@ -67,8 +67,9 @@ class Outcome:
             "seconds": self.seconds,
             "settings": self.settings,
             "numbers": self.numbers,
-            "checks": [{"claim": c.claim, "holds": bool(c.holds), "detail": c.detail}
-                       for c in self.checks],
+            "checks": [
+                {"claim": c.claim, "holds": bool(c.holds), "detail": c.detail} for c in self.checks
+            ],
             "table": self.table,
         }
 
@@ -106,13 +107,14 @@ class Experiment:
         p = dict(self.quick if quick else self.full)
         unknown = sorted(set(overrides or {}) - set(p))
         if unknown:
-            raise ValueError(f"experiment {self.name!r} has no parameter(s) {unknown}; its "
-                             f"parameters are {sorted(p)}")
+            raise ValueError(
+                f"experiment {self.name!r} has no parameter(s) {unknown}; its "
+                f"parameters are {sorted(p)}"
+            )
         p.update(overrides or {})
         return p
 
-    def execute(self, quick: bool = False, seed: int = 0, overrides: dict | None = None
-                ) -> Outcome:
+    def execute(self, quick: bool = False, seed: int = 0, overrides: dict | None = None) -> Outcome:
         """Run at full or reduced size and time it."""
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
@@ -151,8 +153,10 @@ def check_folder(out: Path, names: list[str], force: bool) -> None:
         raise NotADirectoryError(f"--out {str(out)!r} exists and is not a folder")
     existing = [n for n in names if os.path.lexists(out / n)]
     if existing and not force:
-        raise FileExistsError(f"--out {str(out)!r} already holds {', '.join(existing)}; add "
-                              "--force to replace them (nothing was written)")
+        raise FileExistsError(
+            f"--out {str(out)!r} already holds {', '.join(existing)}; add "
+            "--force to replace them (nothing was written)"
+        )
 
 
 def output_names(outcome_or_figures) -> list[str]:

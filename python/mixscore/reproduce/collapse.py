@@ -32,8 +32,7 @@ def collapse(p: dict, seed: int) -> Outcome:
     cc = collapse_curve(model, times, n=p["n_curve"], seed=seed)
     ts = sch.grid(p["steps"], "geometric", t_end=p["t_min"])
     steps = sorted({int(np.argmin(np.abs(np.log(ts) - np.log(t)))) for t in times})
-    res = sample(model, p["n"], sampler="ddpm", grid=ts, start="exact", seed=seed,
-                 save_steps=steps)
+    res = sample(model, p["n"], sampler="ddpm", grid=ts, start="exact", seed=seed, save_steps=steps)
     rows = []
     for k, state in zip(steps, res.saved, strict=True):
         rep = memorization(model.denoise(state, float(ts[k])), X, seed=seed)
@@ -43,20 +42,29 @@ def collapse(p: dict, seed: int) -> Outcome:
     frac = np.array([r["memorized"] for r in rows])
     tc = cc.collapse_time
     below, above = frac[t_mem < tc / 2], frac[t_mem > 2 * tc]
-    table = [dict(t=float(t), mean_entropy=float(h), mean_n_eff=float(ne))
-             for t, h, ne in zip(cc.times, cc.entropy, cc.n_eff, strict=True)]
+    table = [
+        dict(t=float(t), mean_entropy=float(h), mean_n_eff=float(ne))
+        for t, h, ne in zip(cc.times, cc.entropy, cc.n_eff, strict=True)
+    ]
     checks = [
-        Check("the mean posterior entropy falls as t decreases",
-              bool(np.all(np.diff(cc.entropy) >= -1e-9)),
-              f"{cc.entropy[-1]:.3g} nats at t = {cc.times[-1]:.3g} -> {cc.entropy[0]:.3g} at "
-              f"t = {cc.times[0]:.3g}"),
-        Check("a collapse time exists inside the range of t",
-              bool(np.isfinite(tc) and times[0] < tc < times[-1]), f"t_c = {tc:.4g}"),
-        Check("exact samples are copies well below the collapse time and not well above it",
-              below.size > 0 and above.size > 0 and below.min() >= 0.9 and above.max() <= 0.5,
-              f"memorized {below.min() if below.size else float('nan'):.2f} (min) for "
-              f"t < t_c/2, {above.max() if above.size else float('nan'):.2f} (max) for "
-              "t > 2 t_c"),
+        Check(
+            "the mean posterior entropy falls as t decreases",
+            bool(np.all(np.diff(cc.entropy) >= -1e-9)),
+            f"{cc.entropy[-1]:.3g} nats at t = {cc.times[-1]:.3g} -> {cc.entropy[0]:.3g} at "
+            f"t = {cc.times[0]:.3g}",
+        ),
+        Check(
+            "a collapse time exists inside the range of t",
+            bool(np.isfinite(tc) and times[0] < tc < times[-1]),
+            f"t_c = {tc:.4g}",
+        ),
+        Check(
+            "exact samples are copies well below the collapse time and not well above it",
+            below.size > 0 and above.size > 0 and below.min() >= 0.9 and above.max() <= 0.5,
+            f"memorized {below.min() if below.size else float('nan'):.2f} (min) for "
+            f"t < t_c/2, {above.max() if above.size else float('nan'):.2f} (max) for "
+            "t > 2 t_c",
+        ),
     ]
 
     def figure(plt):
@@ -68,18 +76,32 @@ def collapse(p: dict, seed: int) -> Outcome:
         ax3.set_ylabel("memorized fraction (d1/d2 < 1/3)", color="#2ca02c")
         ax3.set_ylim(-0.03, 1.03)
         ax3.legend(loc="center left", fontsize=8)
-        ax.set_title("Collapse on the digits (N = 1797, VP): entropy, n_eff and memorization",
-                     fontsize=10)
+        ax.set_title(
+            "Collapse on the digits (N = 1797, VP): entropy, n_eff and memorization", fontsize=10
+        )
         fig.tight_layout()
         return fig
 
-    return Outcome(settings={"schedule": repr(sch), "sampling": res.settings,
-                             "curve": f"collapse_curve(n = {p['n_curve']}, threshold log 2)"},
-                   numbers={"collapse_time": tc, "curve": table, "memorized": rows},
-                   checks=checks, table=rows, figures={"collapse": figure})
+    return Outcome(
+        settings={
+            "schedule": repr(sch),
+            "sampling": res.settings,
+            "curve": f"collapse_curve(n = {p['n_curve']}, threshold log 2)",
+        },
+        numbers={"collapse_time": tc, "curve": table, "memorized": rows},
+        checks=checks,
+        table=rows,
+        figures={"collapse": figure},
+    )
 
 
 EXPERIMENTS = [
-    Experiment("collapse-digits", "Biroli et al. 2024 (toolkit issue)", "collapse curve and "
-               "memorized fraction against t on the digits", collapse, FULL, QUICK),
+    Experiment(
+        "collapse-digits",
+        "Biroli et al. 2024 (toolkit issue)",
+        "collapse curve and memorized fraction against t on the digits",
+        collapse,
+        FULL,
+        QUICK,
+    ),
 ]
