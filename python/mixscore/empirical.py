@@ -16,6 +16,7 @@ from ._validation import as_float_matrix, as_weights, per_query_times
 from .backends import STAT_NAMES, get_backend
 from .partial import PosteriorPartial
 from .schedules import Schedule
+from .sharded import DaskScoreBackend, as_dask_train, is_sharded
 
 
 @dataclass
@@ -114,7 +115,9 @@ class EmpiricalScore:
         are undefined (an error).
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
-    and Dask.
+    and Dask. ``train`` may also be a Dask array or a list of shards (arrays or .npy paths):
+    each shard is prepared on a Dask worker and the statistics merge exactly
+    (``mixscore.sharded``; ``backend`` then picks the shards' engine).
     """
 
     def __init__(self, train, schedule: Schedule, weights=None, *, backend: str = "auto",
@@ -124,11 +127,17 @@ class EmpiricalScore:
                             f"got {type(schedule).__name__}")
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
-        self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
+        sharded = is_sharded(train)
+        self.train = (as_dask_train(train, dtype) if sharded else
+                      as_float_matrix(train, "train", dtype=dtype, allow_empty=True))
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
+        if sharded:
+            self.backend = DaskScoreBackend(self.train, self.weights, schedule,
+                                            row_offset=self.row_offset, **self._options)
+            return
         if self.train.shape[0] == 0:
             backend = "numpy"  # nothing to prepare: an empty shard only contributes a partial
         self.backend = get_backend(backend)(self.train, self.weights, refine=refine,

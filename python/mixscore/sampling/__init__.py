@@ -260,7 +260,7 @@ def _start(start, n, den, seed, t0: float):
         cdf = np.cumsum(w / w.sum())
         u = _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX)
         idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
-        x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
+        x = al_T * np.asarray(model.train[idx], np.float64) + sig_T * z  # rows only
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
     arr = np.asarray(start)
     if arr.ndim == 1:
