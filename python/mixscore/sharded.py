@@ -52,8 +52,9 @@ def is_sharded(train) -> bool:
     if _is_dask_array(train):
         return True
     if isinstance(train, (list, tuple)) and len(train) > 0:
-        return all(isinstance(s, (str, os.PathLike)) or getattr(s, "ndim", None) == 2
-                   for s in train)
+        return all(
+            isinstance(s, (str, os.PathLike)) or getattr(s, "ndim", None) == 2 for s in train
+        )
     return False
 
 
@@ -62,8 +63,10 @@ def _dask():
         import dask
         import dask.array as da
     except ImportError:
-        raise ImportError("a sharded training set (a Dask array or a list of shards) needs "
-                          'Dask: pip install "mixscore[dask]"') from None
+        raise ImportError(
+            "a sharded training set (a Dask array or a list of shards) needs "
+            'Dask: pip install "mixscore[dask]"'
+        ) from None
     return dask, da
 
 
@@ -85,11 +88,16 @@ def as_dask_train(train, dtype=None, name: str = "train"):
     if not _is_dask_array(train):
         pieces = []
         for j, s in enumerate(train):
-            p = _npy_piece(s, j, name) if isinstance(s, (str, os.PathLike)) else (
-                s if _is_dask_array(s) else da.from_array(np.asarray(s), chunks=np.shape(s)))
+            p = (
+                _npy_piece(s, j, name)
+                if isinstance(s, (str, os.PathLike))
+                else (s if _is_dask_array(s) else da.from_array(np.asarray(s), chunks=np.shape(s)))
+            )
             if p.shape[1] != pieces[0].shape[1] if pieces else False:
-                raise ValueError(f"{name}[{j}] has {p.shape[1]} columns, {name}[0] has "
-                                 f"{pieces[0].shape[1]}; every shard must have the same D")
+                raise ValueError(
+                    f"{name}[{j}] has {p.shape[1]} columns, {name}[0] has "
+                    f"{pieces[0].shape[1]}; every shard must have the same D"
+                )
             pieces.append(p)
         train = da.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
     shape = f"shape {train.shape} and dtype {train.dtype}"
@@ -98,13 +106,17 @@ def as_dask_train(train, dtype=None, name: str = "train"):
     if train.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be a real numeric array, got {shape}")
     if any(np.isnan(c) for c in train.chunks[0]):
-        raise ValueError(f"{name} has unknown chunk sizes ({shape}); call "
-                         f"{name}.compute_chunk_sizes() first")
+        raise ValueError(
+            f"{name} has unknown chunk sizes ({shape}); call {name}.compute_chunk_sizes() first"
+        )
     if train.shape[0] == 0 or train.shape[1] == 0:
         raise ValueError(f"{name} is empty ({shape}); expected at least one row and column")
     if dtype is None:
-        dtype = train.dtype if train.dtype in (np.float32, np.float64) else (
-            np.float32 if train.dtype == np.float16 else np.float64)
+        dtype = (
+            train.dtype
+            if train.dtype in (np.float32, np.float64)
+            else (np.float32 if train.dtype == np.float16 else np.float64)
+        )
     if train.dtype != dtype:
         train = train.astype(dtype)
     return train.rechunk({1: -1}) if train.numblocks[1] != 1 else train
@@ -119,8 +131,10 @@ def tree_merge(parts: Sequence, combine: Callable = None, split_every: int = SPL
     if not items:
         raise ValueError("tree_merge needs at least one partial state")
     while len(items) > 1:
-        items = [combine(items[i:i + split_every]) if i + 1 < len(items) else items[i]
-                 for i in range(0, len(items), split_every)]
+        items = [
+            combine(items[i : i + split_every]) if i + 1 < len(items) else items[i]
+            for i in range(0, len(items), split_every)
+        ]
     return items[0]
 
 
@@ -135,19 +149,44 @@ def _build_shard(kind: str, block, weights, offset: int, index: int, options: di
 
     try:
         if kind == "score":
-            return EmpiricalScore(block, options["schedule"], weights, backend=options["backend"],
-                                  refine=options["refine"], num_threads=options["num_threads"],
-                                  row_offset=offset)
-        return NearestIndex(block, backend=options["backend"],
-                            num_threads=options["num_threads"], name=options["name"],
-                            row_offset=offset)
+            return EmpiricalScore(
+                block,
+                options["schedule"],
+                weights,
+                backend=options["backend"],
+                refine=options["refine"],
+                num_threads=options["num_threads"],
+                row_offset=offset,
+            )
+        return NearestIndex(
+            block,
+            backend=options["backend"],
+            num_threads=options["num_threads"],
+            name=options["name"],
+            row_offset=offset,
+        )
     except (ValueError, TypeError) as e:
-        raise type(e)(f"shard {index} (global rows {offset}..{offset + len(block) - 1}): "
-                      f"{e}") from None
+        raise type(e)(
+            f"shard {index} (global rows {offset}..{offset + len(block) - 1}): {e}"
+        ) from None
 
 
 def _score_partial(model, x, alpha, sigma2):
     return model.backend.partial(x, alpha, sigma2)
+
+
+def _raise_first_error(persisted) -> None:
+    """Wait until persisted shard models are built; raise the first shard's error (bad values,
+    an unreadable file) now rather than at the first call. No data comes back."""
+    try:
+        from distributed import futures_of, wait
+    except ImportError:  # Dask's local schedulers persist synchronously
+        return
+    futures = futures_of(persisted)
+    wait(futures)
+    for f in futures:
+        if f.status == "error":
+            f.result()
 
 
 class Shards:
@@ -163,9 +202,10 @@ class Shards:
         models = []
         for j, block in enumerate(train.to_delayed().ravel()):
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
-            w = None if weights is None else weights[a - row_offset:b - row_offset]
+            w = None if weights is None else weights[a - row_offset : b - row_offset]
             models.append(build(kind, block, w, a, j, options))
         self.models = dask.persist(*models)  # prepared once, kept on the workers
+        _raise_first_error(self.models)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -189,14 +229,32 @@ class DaskScoreBackend:
     name = "dask"
     capabilities = frozenset({STATS, PARTIAL})
 
-    def __init__(self, train, weights, schedule, *, backend: str = "auto", refine: str = "auto",
-                 num_threads: int = 0, row_offset: int = 0):
+    def __init__(
+        self,
+        train,
+        weights,
+        schedule,
+        *,
+        backend: str = "auto",
+        refine: str = "auto",
+        num_threads: int = 0,
+        row_offset: int = 0,
+    ):
         if backend == "dask":
             backend = "auto"
         self.dtype = train.dtype
-        self.shards = Shards("score", train, weights, row_offset,
-                             {"schedule": schedule, "backend": backend, "refine": refine,
-                              "num_threads": num_threads})
+        self.shards = Shards(
+            "score",
+            train,
+            weights,
+            row_offset,
+            {
+                "schedule": schedule,
+                "backend": backend,
+                "refine": refine,
+                "num_threads": num_threads,
+            },
+        )
 
     def partial(self, x, alpha, sigma2):
         return self.shards.map_merge(_score_partial, x, alpha, sigma2)
@@ -205,6 +263,4 @@ class DaskScoreBackend:
         return self.partial(x, alpha, sigma2).finalize(want)
 
 
-
-__all__ = ["is_sharded", "as_dask_train", "tree_merge", "Shards", "DaskScoreBackend",
-           "SPLIT_EVERY"]
+__all__ = ["is_sharded", "as_dask_train", "tree_merge", "Shards", "DaskScoreBackend", "SPLIT_EVERY"]

@@ -24,8 +24,15 @@ def _nearest_partial(index, q, k, name, dtype):
 class ShardedNearestIndex(NearestIndex):
     """Like ``NearestIndex`` (same parameters; ``train`` a Dask array or a list of shards)."""
 
-    def __init__(self, train, *, backend: str = "auto", num_threads: int = 0,
-                 name: str = "train", row_offset: int = 0):
+    def __init__(
+        self,
+        train,
+        *,
+        backend: str = "auto",
+        num_threads: int = 0,
+        name: str = "train",
+        row_offset: int = 0,
+    ):
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
         self.name, self.row_offset = name, check_row_offset(row_offset)
@@ -33,9 +40,13 @@ class ShardedNearestIndex(NearestIndex):
         self.train = as_dask_train(train, name=name)
         self.dtype = self.train.dtype
         self.backend = "dask"
-        self.shards = Shards("nearest", self.train, None, self.row_offset,
-                             {"backend": backend, "num_threads": self._num_threads,
-                              "name": name})
+        self.shards = Shards(
+            "nearest",
+            self.train,
+            None,
+            self.row_offset,
+            {"backend": backend, "num_threads": self._num_threads, "name": name},
+        )
 
     def __repr__(self) -> str:
         return f"NearestIndex(N={self.n}, D={self.dim}, shards={len(self.shards)}, backend='dask')"
