@@ -198,7 +198,7 @@ class Shards:
         self.train = train
         sizes = [int(c) for c in train.chunks[0]]
         self.offsets = row_offset + np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        build = dask.delayed(_build_shard, pure=True)
+        build = dask.delayed(_build_shard, pure=False)
         models = []
         for j, block in enumerate(train.to_delayed().ravel()):
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
@@ -214,10 +214,10 @@ class Shards:
         """``fn(model, *args)`` on every shard, tree-merged on the workers; the merged partial
         state comes back."""
         dask, _ = _dask()
-        args = [dask.delayed(a, pure=True) if isinstance(a, np.ndarray) else a for a in args]
-        task = dask.delayed(fn, pure=True)
+        args = [dask.delayed(a, pure=False) if isinstance(a, np.ndarray) else a for a in args]
+        task = dask.delayed(fn, pure=False)
         parts = [task(m, *args) for m in self.models]
-        merged = tree_merge(parts, lambda g: dask.delayed(_merge_task, pure=True)(*g))
+        merged = tree_merge(parts, lambda g: dask.delayed(_merge_task, pure=False)(*g))
         return dask.compute(merged)[0]
 
 
