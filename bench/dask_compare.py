@@ -12,8 +12,8 @@
    float32 on the two workers; the build time, a stats call, a few sampler steps and each
    worker's resident memory.
 
-    python bench/dask_compare.py [--d 64] [--n 200000] [--m 512] [--limit-mb 768]
-                                 [--factor 1.25] [--steps 10] [--dir /tmp]
+    python bench/dask_compare.py [--d 64] [--n 200000] [--m 512] [--limit-mb 2048]
+                                 [--factor 1.1] [--steps 10] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def throughput(a, X, x, sch):
         for name, t in (("single process (2 threads)", t1), (f"Dask, {a.shards} shards", t2)):
             print(f"| {name} | {t:.3f} | {a.m * a.n / t:.3g} | {t1 / t:.2f}x |")
         print(f"max |denoised diff| / max|X| = {dev:.2g}, identical argmax: {same}")
-        sampler_overhead(a, X, single, model)
+        if "2" in a.parts:
+            sampler_overhead(a, X, single, model)
 
 
 def sampler_overhead(a, X, single, model):
@@ -116,7 +117,7 @@ def beyond_one_worker(a, sch):
     limit = a.limit_mb
     n_total = int(a.factor * limit * 2**20 / (8 * a.d))
     with tempfile.TemporaryDirectory(dir=a.dir) as folder:
-        paths, n_total = write_shards(folder, n_total, a.d, 8)
+        paths, n_total = write_shards(folder, n_total, a.d, a.files)
         size_mb = n_total * a.d * 8 / 2**20
         cfg = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}
         with dask.config.set(cfg):
@@ -128,13 +129,13 @@ def beyond_one_worker(a, sch):
                 x = np.asarray(head[: a.m], np.float32)  # training points 3 * rows + i
                 model.stats(x, 1e-3)
                 t_stats, st = timed(lambda: model.stats(x, 1e-3), a.repeats)
-                ok = bool(np.array_equal(st.argmax, 3 * (n_total // 8) + np.arange(a.m)))
+                ok = bool(np.array_equal(st.argmax, 3 * (n_total // a.files) + np.arange(a.m)))
                 kw = dict(sampler="ddpm", steps=3, seed=0, progress=False)
                 t_samp, _ = timed(lambda: ms.sample(model, 64, **kw))
                 rss = worker_rss_mb(client)
     print(
         f"\n3. beyond one worker: N = {n_total}, D = {a.d}: {size_mb:.0f} MiB of float64 "
-        f".npy shards (8 files), worker memory limit {limit} MiB (spilling off), computed "
+        f".npy shards ({a.files} files), worker memory limit {limit} MiB (spilling off), computed "
         f"in float32 (each worker holds its shards twice: the shard and the centred copy)"
     )
     print(f"worker RSS before / after: {base} / {rss} MiB")
@@ -152,14 +153,16 @@ def main():
     p.add_argument("--m", type=int, default=512)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--limit-mb", type=int, default=768)
-    p.add_argument("--factor", type=float, default=1.25, help="training set / memory limit")
+    p.add_argument("--limit-mb", type=int, default=2048)
+    p.add_argument("--factor", type=float, default=1.1, help="training set / memory limit")
+    p.add_argument("--files", type=int, default=16, help=".npy shards of section 3")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dir", default=None, help="where the .npy shards are written")
+    p.add_argument("--parts", default="123", help="which sections to run, e.g. 3")
     a = p.parse_args()
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load "
-        f"{os.getloadavg()[0]:.1f}; engine variant {_core.simd_variant()}; "
+        f"{os.getloadavg()[0]:.1f}; engine {_core.isa()}, {_core.max_threads()} threads; "
         f"dask {dask.__version__}"
     )
     rng = np.random.default_rng(0)
@@ -167,8 +170,10 @@ def main():
     x = X[rng.integers(0, a.n, a.m)] + np.float32(0.3) * rng.standard_normal((a.m, a.d)).astype(
         np.float32
     )
-    throughput(a, X, x, ms.VP())
-    beyond_one_worker(a, ms.VP())
+    if "1" in a.parts or "2" in a.parts:
+        throughput(a, X, x, ms.VP())
+    if "3" in a.parts:
+        beyond_one_worker(a, ms.VP())
 
 
 if __name__ == "__main__":

@@ -189,6 +189,23 @@ def _raise_first_error(persisted) -> None:
             f.result()
 
 
+def _homes(n: int) -> list[dict]:
+    """Where each of n shards is prepared: with a ``dask.distributed`` client, consecutive
+    shards in equal runs on its workers (an even spread by design, and each merge group mostly
+    on one worker); Dask may still move a shard when a worker dies (allow_other_workers)."""
+    try:
+        from distributed import get_client
+
+        workers = sorted(get_client().ncores())
+    except (ImportError, ValueError):  # no distributed client: Dask's local scheduler
+        workers = []
+    if not workers:
+        return [{}] * n
+    return [
+        {"workers": [workers[j * len(workers) // n]], "allow_other_workers": True} for j in range(n)
+    ]
+
+
 class Shards:
     """The shard models of one training set, persisted where Dask runs them, and the fixed
     map-and-merge over them."""
@@ -199,11 +216,14 @@ class Shards:
         sizes = [int(c) for c in train.chunks[0]]
         self.offsets = row_offset + np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         build = dask.delayed(_build_shard, pure=False)
+        blocks = train.to_delayed().ravel()
+        homes = _homes(len(blocks))
         models = []
-        for j, block in enumerate(train.to_delayed().ravel()):
+        for j, block in enumerate(blocks):
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
             w = None if weights is None else weights[a - row_offset : b - row_offset]
-            models.append(build(kind, block, w, a, j, options))
+            with dask.annotate(**homes[j]):
+                models.append(build(kind, block, w, a, j, options))
         self.models = dask.persist(*models)  # prepared once, kept on the workers
         _raise_first_error(self.models)
 
