@@ -74,6 +74,21 @@ def test_sharded_stats_equal_single_process_float64(client, layout, weighted):
             np.testing.assert_array_equal(got[name], v, err_msg=f"{name}, sigma {sigma}")
 
 
+def test_each_shard_model_lives_on_one_worker_and_is_not_copied(client):
+    """A worker holds only its shards: the models are spread evenly and stay where they were
+    prepared across calls. The scheduler knows their size (about 13 MB each here), so moving
+    one to run a task elsewhere never pays; it would think them a few hundred bytes otherwise.
+    (Dask may still copy a small shard to balance load.)"""
+    X = rng(12).standard_normal((200_000, 32))
+    model = ms.EmpiricalScore(da.from_array(X, chunks=25_000), sigma_schedule())
+    for j in range(6):
+        model.stats(X[j * 10 : j * 10 + 16] + 0.1, 0.3)
+    who = client.who_has(distributed.futures_of(model.backend.shards.models))
+    homes = [tuple(w) for w in who.values()]
+    assert all(len(h) == 1 for h in homes), homes
+    assert sorted(homes.count(h) for h in set(homes)) == [4, 4]
+
+
 def test_sharded_float32_within_1e6(client):
     d, chunks = 8, (50, 1, 0, 149)
     X = rng(4).standard_normal((200, d)).astype(np.float32)

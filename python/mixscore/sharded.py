@@ -142,11 +142,39 @@ def _merge_task(*parts):
     return merge(parts)
 
 
+def _nbytes(obj) -> int:
+    """Bytes of the NumPy arrays a shard model holds (its attributes and theirs, each array
+    once): what ``dask.sizeof`` reports, so the scheduler runs tasks where the model is
+    instead of copying it (by default it would count a few hundred bytes)."""
+    seen, total, todo = set(), 0, [(obj, 0)]
+    while todo:
+        o, depth = todo.pop()
+        values = o.values() if isinstance(o, dict) else getattr(o, "__dict__", {}).values()
+        for v in values:
+            if isinstance(v, np.ndarray) and id(v) not in seen:
+                seen.add(id(v))
+                total += v.nbytes
+            elif depth < 2 and (isinstance(v, dict) or hasattr(v, "__dict__")):
+                todo.append((v, depth + 1))
+    return total
+
+
+def _register_sizeof() -> None:
+    from dask.sizeof import sizeof
+
+    from .empirical import EmpiricalScore
+    from .nearest import NearestIndex
+
+    for cls in (EmpiricalScore, NearestIndex):
+        sizeof.register(cls)(_nbytes)
+
+
 def _build_shard(kind: str, block, weights, offset: int, index: int, options: dict):
     """Runs on a worker: one shard's single-machine model, with errors naming the shard."""
     from .empirical import EmpiricalScore
     from .nearest import NearestIndex
 
+    _register_sizeof()
     try:
         if kind == "score":
             return EmpiricalScore(
@@ -217,7 +245,7 @@ class Shards:
         self.offsets = row_offset + np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         build = dask.delayed(_build_shard, pure=False)
         blocks = train.to_delayed().ravel()
-        homes = _homes(len(blocks))
+        self.homes = homes = _homes(len(blocks))
         models = []
         for j, block in enumerate(blocks):
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
@@ -236,7 +264,10 @@ class Shards:
         dask, _ = _dask()
         args = [dask.delayed(a, pure=False) if isinstance(a, np.ndarray) else a for a in args]
         task = dask.delayed(fn, pure=False)
-        parts = [task(m, *args) for m in self.models]
+        parts = []
+        for m, home in zip(self.models, self.homes, strict=True):
+            with dask.annotate(**home):  # where the model is: never copy it to run a task
+                parts.append(task(m, *args))
         merged = tree_merge(parts, lambda g: dask.delayed(_merge_task, pure=False)(*g))
         return dask.compute(merged)[0]
 
