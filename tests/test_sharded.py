@@ -2,6 +2,7 @@
 samples equal the single-process ones; the same chunk layout gives the same bits; a killed
 worker is recomputed, never a wrong answer."""
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -177,9 +178,22 @@ def test_killed_worker_is_recomputed_not_wrong(client):
         da.from_array(X, chunks=(1500, 32)), sigma_schedule(), backend="numpy"
     )  # the slow reference: about a second a call
     want = ms.EmpiricalScore(X, sigma_schedule()).stats(x, 0.5).as_dict()
+    got = kill_during_call(client, model, x, 0.5).result().as_dict()
+    assert_close(got, want, 1e-12, 1e-12, "after a killed worker", 32)
+    assert_close(model.stats(x, 0.5).as_dict(), want, 1e-12, 1e-12, "next call", 32)
+
+
+def stats_with(client, model, x, t):
+    with client.as_current():  # (a thread does not inherit the caller's current client)
+        return model.stats(x, t)
+
+
+def kill_during_call(client, model, x, t):
+    """Start model.stats(x, t), SIGKILL a worker while a shard task runs on it, return the
+    finished call (a concurrent.futures.Future)."""
     pids = client.run(os.getpid)
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(model.stats, x, 0.5)
+        pending = pool.submit(stats_with, client, model, x, t)
         busy, deadline = [], time.monotonic() + 20
         while not busy and time.monotonic() < deadline and not pending.done():
             busy = [
@@ -190,9 +204,37 @@ def test_killed_worker_is_recomputed_not_wrong(client):
             time.sleep(0.01)
         assert busy, "no shard task was seen running"
         os.kill(pids[busy[0]], signal.SIGKILL)
-        got = pending.result(timeout=120).as_dict()
-    assert_close(got, want, 1e-12, 1e-12, "after a killed worker", 32)
-    assert_close(model.stats(x, 0.5).as_dict(), want, 1e-12, 1e-12, "next call", 32)
+        concurrent.futures.wait([pending], timeout=120)
+    return pending
+
+
+def test_killed_worker_when_dask_gives_up_is_an_error_not_an_answer():
+    """With no retries allowed (allowed-failures = 0) the call raises Dask's KilledWorker,
+    which names the task and the dead worker; it never returns partial statistics. (Should
+    the kill land after the task finished, the lost models are recomputed: then the answer
+    must be exact.)"""
+    import dask
+
+    X = rng(13).standard_normal((4000, 32))
+    x = X[:48] + 0.3
+    want = ms.EmpiricalScore(X, sigma_schedule()).stats(x, 0.5).as_dict()
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+        c.as_current(),
+    ):
+        model = ms.EmpiricalScore(
+            da.from_array(X, chunks=(1000, 32)), sigma_schedule(), backend="numpy"
+        )
+        done = kill_during_call(c, model, x, 0.5)
+        if done.exception() is None:
+            assert_close(done.result().as_dict(), want, 1e-12, 1e-12, "not killed in time", 32)
+        else:
+            with pytest.raises(distributed.KilledWorker, match="died"):
+                done.result()
 
 
 def test_bad_sharded_input(client, tmp_path):
