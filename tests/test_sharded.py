@@ -80,10 +80,10 @@ def test_each_shard_model_lives_on_one_worker_and_is_not_copied(client):
     prepared across calls. The scheduler knows their size (about 13 MB each here), so moving
     one to run a task elsewhere never pays; it would think them a few hundred bytes otherwise.
     (Dask may still copy a small shard to balance load.)"""
-    X = rng(12).standard_normal((200_000, 32))
-    model = ms.EmpiricalScore(da.from_array(X, chunks=25_000), sigma_schedule())
+    X = da.random.default_rng(12).standard_normal((200_000, 32), chunks=25_000)  # on workers
+    model = ms.EmpiricalScore(X, sigma_schedule())
     for j in range(6):
-        model.stats(X[j * 10 : j * 10 + 16] + 0.1, 0.3)
+        model.stats(X[j * 10 : j * 10 + 16].compute() + 0.1, 0.3)
     who = client.who_has(distributed.futures_of(model.backend.shards.models))
     homes = [tuple(w) for w in who.values()]
     assert all(len(h) == 1 for h in homes), homes
