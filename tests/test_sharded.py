@@ -90,6 +90,20 @@ def test_each_shard_model_lives_on_one_worker_and_is_not_copied(client):
     assert sorted(homes.count(h) for h in set(homes)) == [4, 4]
 
 
+def test_local_dask_scheduler_gives_the_same_bits():
+    """Without a distributed cluster (Dask's threads) the same layout gives the same bits."""
+    import dask
+
+    X = rng(14).standard_normal((90, 6))
+    chunks = (30, 1, 0, 59)
+    x = X[:4] + 0.1
+    with dask.config.set(scheduler="threads"):
+        got = ms.EmpiricalScore(da.from_array(X, chunks=(chunks, 6)), sigma_schedule())
+        got = got.stats(x, 0.2).as_dict()
+    for name, v in local_tree(X, None, chunks, x, 0.2).items():
+        np.testing.assert_array_equal(got[name], v, err_msg=name)
+
+
 def test_sharded_float32_within_1e6(client):
     d, chunks = 8, (50, 1, 0, 149)
     X = rng(4).standard_normal((200, d)).astype(np.float32)

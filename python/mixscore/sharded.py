@@ -93,7 +93,7 @@ def as_dask_train(train, dtype=None, name: str = "train"):
                 if isinstance(s, (str, os.PathLike))
                 else (s if _is_dask_array(s) else da.from_array(np.asarray(s), chunks=np.shape(s)))
             )
-            if p.shape[1] != pieces[0].shape[1] if pieces else False:
+            if pieces and p.shape[1] != pieces[0].shape[1]:
                 raise ValueError(
                     f"{name}[{j}] has {p.shape[1]} columns, {name}[0] has "
                     f"{pieces[0].shape[1]}; every shard must have the same D"
@@ -122,7 +122,7 @@ def as_dask_train(train, dtype=None, name: str = "train"):
     return train.rechunk({1: -1}) if train.numblocks[1] != 1 else train
 
 
-def tree_merge(parts: Sequence, combine: Callable = None, split_every: int = SPLIT_EVERY):
+def tree_merge(parts: Sequence, combine: Callable | None = None, split_every: int = SPLIT_EVERY):
     """Merge partial states in the fixed tree: groups of ``split_every`` consecutive items,
     left to right, level by level. ``combine(group)`` merges one group (default
     ``mixscore.merge``, i.e. locally); the sharded models pass a Dask task."""
