@@ -183,6 +183,24 @@ def test_sampler_on_sharded_set_gives_the_same_samples(client, sampler):
     np.testing.assert_allclose(got.samples, want.samples, rtol=1e-10, atol=1e-12)
 
 
+def test_exact_start_reads_only_the_drawn_rows(client, tmp_path):
+    """start="exact" fetches the drawn training rows, not the whole set: a shard file that no
+    start draws from may be gone once the shard models are built."""
+    X = rng(15).standard_normal((40, 3))
+    w = np.where(np.arange(40) >= 30, 1e-12, 1.0)  # rows 30..39 are never drawn
+    paths = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    np.save(paths[0], X[:30])
+    np.save(paths[1], X[30:])
+    model = ms.EmpiricalScore(paths, ms.VP(), w)
+    os.remove(paths[1])  # its shard model lives on a worker already
+    kw = dict(n=12, sampler="ddpm", steps=4, start="exact", seed=2)
+    got = ms.sample(model, **kw)
+    want = ms.sample(ms.EmpiricalScore(X, ms.VP(), w), **kw)
+    assert got.start_index.max() < 30
+    np.testing.assert_array_equal(got.start_index, want.start_index)
+    np.testing.assert_allclose(got.samples, want.samples, rtol=1e-10, atol=1e-12)
+
+
 def test_killed_worker_is_recomputed_not_wrong(client):
     """SIGKILL a worker while the shards' partials are being computed: Dask recomputes the
     lost shard models from the graph and the answer is the exact one."""
