@@ -4,6 +4,7 @@ worker is recomputed, never a wrong answer."""
 
 import concurrent.futures
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -129,6 +130,22 @@ def test_partial_of_sharded_model_merges_with_other_parts(client):
     want = ms.EmpiricalScore(X, sigma_schedule()).stats(x, 0.2).as_dict()
     assert_close(ms.merge([part, rest]).finalize(), want, 1e-12, 1e-12, "partial", 5)
     assert list(want["argmax"]) == [3, 100]
+
+
+def test_sharded_models_pickle(client):
+    """A sharded model or index pickles as its Dask array and options, and is prepared again
+    on unpickling (on the current client)."""
+    X = rng(16).standard_normal((120, 4))
+    x = X[:3] + 0.1
+    model = ms.EmpiricalScore(da.from_array(X, chunks=40), sigma_schedule())
+    index = ms.NearestIndex(da.from_array(X, chunks=40))
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.backend.name == "dask" and clone.backend is not model.backend
+    np.testing.assert_array_equal(clone.denoise(x, 0.2), model.denoise(x, 0.2))
+    iclone = pickle.loads(pickle.dumps(index))
+    assert iclone.shards is not index.shards
+    for a, b in zip(iclone.search(x, 2), index.search(x, 2), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_list_of_arrays_and_npy_paths(client, tmp_path):
