@@ -39,12 +39,12 @@ def client():
         yield c
 
 
-def local_tree(X, w, chunks, x, t, dtype=None, **kw):
+def local_tree(X, w, chunks, x, t):
     """The same shards and tree merge, in this process, one after the other."""
     cuts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
     parts = [
         ms.EmpiricalScore(
-            X[a:b], sigma_schedule(), None if w is None else w[a:b], dtype=dtype, row_offset=a, **kw
+            X[a:b], sigma_schedule(), None if w is None else w[a:b], row_offset=a
         ).partial(x, t)
         for a, b in zip(cuts[:-1], cuts[1:], strict=True)
     ]
