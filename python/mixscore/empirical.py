@@ -31,6 +31,7 @@ from .posterior import evaluate, posterior_op
 from .regularizers import as_regularizers
 from .scales import schedule_warning
 from .schedules import Schedule
+from .sharded import DaskScoreBackend, as_dask_train, is_sharded
 
 
 @dataclass
@@ -153,7 +154,9 @@ class EmpiricalScore:
         formulas and what ``denoised`` means then.
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
-    and Dask.
+    and Dask. ``train`` may also be a Dask array or a list of shards (arrays or .npy paths):
+    each shard is prepared on a Dask worker and the statistics merge exactly
+    (``mixscore.sharded``; ``backend`` then picks the shards' engine).
 
     Warns (RuntimeWarning) when the data's scale does not fit the schedule: a variance-
     preserving schedule (VP, Cosine, OU) assumes unit-scale data, so 0..255 pixels must be
@@ -169,21 +172,33 @@ class EmpiricalScore:
                             f"got {type(schedule).__name__}")
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
-        self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
-        self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
+        sharded = is_sharded(train)
+        if sharded:
+            self.train = as_dask_train(train, dtype)
+        else:
+            self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
+            self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
-        if self.train.shape[0] == 0:
-            backend = "numpy"  # nothing to prepare: an empty shard only contributes a partial
-        self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
-                                            num_threads=check_threads(num_threads),
-                                            row_offset=self.row_offset)
+        if sharded:
+            if labels is not None:
+                raise NotImplementedError("labels= with a sharded (Dask) training set is not "
+                                          "supported yet; condition on a label by sharding "
+                                          "that label's points")
+            self.backend = DaskScoreBackend(self.train, self.weights, schedule,
+                                            row_offset=self.row_offset, **self._options)
+        else:
+            if self.train.shape[0] == 0:
+                backend = "numpy"  # nothing to prepare: an empty shard only gives a partial
+            self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
+                                                num_threads=check_threads(num_threads),
+                                                row_offset=self.row_offset)
         self.regularizers = as_regularizers(regularizer, self)
         self.labels = None if labels is None else check_labels(labels, self.n)
         self.label_groups = None if labels is None else LabelGroups(self.labels)
-        why = schedule_warning(self.train, schedule) if self.train.size else None
+        why = schedule_warning(self.train, schedule) if self.train.size and not sharded else None
         if why is not None:
             warnings.warn(why, RuntimeWarning, stacklevel=2)
 

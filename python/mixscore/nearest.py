@@ -27,6 +27,7 @@ from .backends import get_backend
 from .backends.numpy_ref import neighbors_partial
 from .empirical import check_row_offset
 from .partial import NeighborsPartial
+from .sharded import is_sharded
 
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
@@ -86,8 +87,16 @@ class NearestIndex:
         For a shard of a larger training set: the global index of this shard's first row, used
         by ``partial`` (whose indices are global). A shard may be empty.
 
-    Indexes pickle and copy (the prepared state is rebuilt).
+    Indexes pickle and copy (the prepared state is rebuilt). A Dask array or a list of shards
+    (``mixscore.sharded``) gives a ``ShardedNearestIndex``: each shard searched on its worker.
     """
+
+    def __new__(cls, train=None, *args, **kwargs):
+        if cls is NearestIndex and is_sharded(train):
+            from .sharded_nearest import ShardedNearestIndex
+
+            cls = ShardedNearestIndex
+        return super().__new__(cls)
 
     def __init__(self, train: ArrayLike, *, backend: str = "auto", num_threads: int = 0,
                  name: str = "train", row_offset: int = 0):
@@ -205,8 +214,11 @@ def nearest(queries: ArrayLike, train: ArrayLike, k: int = 2, *, backend: str = 
     Neighbors(distances (M, k) float64, indices (M, k) int64), ascending by distance, lower index
     first among equal distances. The GEMM stage runs in float32 when every value is exactly a
     float32 number (see NearestIndex), else in float64; the distances are exact float64 either
-    way.
+    way. ``train`` may be sharded (a Dask array or a list of shards, ``mixscore.sharded``).
     """
+    if is_sharded(train):
+        index = NearestIndex(train, backend=backend, num_threads=num_threads, name=train_name)
+        return index.search(queries, k, name=queries_name)
     x = as_float_matrix(as_points(train, train_name)[0], train_name)
     as_points(queries, queries_name, x.shape[1],  # shape errors before the preparation
               f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]})")

@@ -364,7 +364,7 @@ def _start(start, n, den, seed, t0: float):
             raise ValueError("start='exact' needs an EmpiricalScore (it draws training points)")
         model = den.model
         idx = draw_index(model, _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX))
-        x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
+        x = al_T * np.asarray(model.train[idx], np.float64) + sig_T * z  # rows only (shards)
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
     arr = as_array(start, "start")
     if arr.ndim == 1:
