@@ -4,6 +4,7 @@
 
 #include "mixscore/engine.hpp"
 #include "mixscore/limits.hpp"
+#include "mixscore/prepared.hpp"
 
 namespace mixscore {
 
@@ -16,6 +17,7 @@ namespace mixscore {
 #define MIXSCORE_DECLARE_NOISE(isa) \
   namespace isa {                   \
   void fill_normals(uint64_t, int64_t, int64_t, uint32_t, int64_t, double*); \
+  template <typename T> void pack_train(const T*, int64_t, int64_t, T*, int); \
   }
 MIXSCORE_DECLARE_NOISE(generic)
 MIXSCORE_DECLARE_NOISE(avx2)
@@ -74,6 +76,19 @@ bool run_engine(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& ou
     default: return generic::run(tr, q, out, opt, stop);
   }
 }
+
+int isa_index() { return int(current()); }
+
+template <typename T>
+void pack_train_tiles(const T* Xc, int64_t N, int64_t D, T* out, int num_threads) {
+  switch (current()) {
+    case Isa::avx512: return avx512::pack_train(Xc, N, D, out, num_threads);
+    case Isa::avx2: return avx2::pack_train(Xc, N, D, out, num_threads);
+    default: return generic::pack_train(Xc, N, D, out, num_threads);
+  }
+}
+template void pack_train_tiles<float>(const float*, int64_t, int64_t, float*, int);
+template void pack_train_tiles<double>(const double*, int64_t, int64_t, double*, int);
 
 void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step, int64_t D,
                   double* z) {

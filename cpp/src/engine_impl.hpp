@@ -34,7 +34,6 @@ namespace mixscore {
 namespace MIXSCORE_ISA {
 
 constexpr int64_t kQueryTile = 128;   // fixed GEMM shape: results independent of batch split
-constexpr int64_t kTrainTile = 512;
 constexpr int64_t kLdP = kTrainTile + 16;  // P's row stride, padded against L1 set aliasing
 // When a query tile's logits for the whole training set fit in this many bytes (N <= 32768
 // for float32), the logit GEMM runs over all training tiles first and every query gets an
@@ -434,15 +433,15 @@ struct Worker {
     hint[il] = std::min(hint[il], lmin + tile_bound(il, alpha));
   }
 
-  // The logit GEMM for one training tile: Gout = xq . Xc_tile^T (tile packed into panels).
+  // The logit GEMM for one training tile: Gout = xq . Xc_tile^T (the tile packed once, in
+  // the prepared training set).
   void logits(int64_t n0, int64_t nt, T* Gout) {
     tile_ncmax = *std::max_element(tr.normc + n0, tr.normc + n0 + nt);
-    pack_b_transposed<T>(nt, D, tr.Xc + n0 * D, D, Bp.data());
     const T* ApD = Ap.data();
     const int64_t D_ = D;
     gemm_packed<T>(blocks.data(), nblk, (nt + NR - 1) / NR, D,
                    [ApD, D_](int32_t b) { return APacked<T>{ApD + int64_t(b) * D_ * MR}; },
-                   Bp.data(), Gout, kTrainTile);
+                   tr.packed + n0 * D, Gout, kTrainTile);
     Gcur = Gout;
   }
 
@@ -654,7 +653,7 @@ struct Worker {
     }
     if (out.tau2) out.tau2[i] = std::max(0.0, s.s2 / s.s0 - m2);
     if (out.max_weight) out.max_weight[i] = 1.0 / s.s0;
-    if (out.argmax) out.argmax[i] = s.best;
+    if (out.argmax) out.argmax[i] = tr.row_offset + s.best;
     if (out.n_eff) out.n_eff[i] = s.s0 * s.s0 / s.q;
     if (out.lam_min) out.lam_min[i] = s.lam;
     if (out.s0) out.s0[i] = s.s0;
@@ -751,19 +750,12 @@ struct Worker {
 template <typename T>
 bool run(const TrainSet<T>& tr, const Queries<T>& q, const Outputs<T>& out,
          const EngineOptions& opt, const StopFn& should_stop) {
-  double logsumw = std::log(double(tr.N));
-  if (tr.logw) {
-    double m = -kInf;
-    for (int64_t n = 0; n < tr.N; ++n) m = std::max(m, tr.logw[n]);
-    double acc = 0.0;
-    for (int64_t n = 0; n < tr.N; ++n) acc += std::exp(tr.logw[n] - m);
-    logsumw = m + std::log(acc);
-  }
+  const double logsumw = tr.logw_sum;
   // Entries more than log N + margin nats below the maximum carry a total relative weight below
   // e^-margin (2e-9 for float32, 4e-18 for float64): far below the output's rounding. The
   // float32 margin lets the weighted-sum GEMM skip most of a spread-out posterior's tail.
   EngineOptions o = opt;
-  o.cutoff = std::min(opt.cutoff, std::log(double(tr.N)) + (sizeof(T) == 4 ? 20.0 : 40.0));
+  o.cutoff = std::min(opt.cutoff, std::log(double(tr.global_n)) + (sizeof(T) == 4 ? 20.0 : 40.0));
   const int64_t ntiles = (q.M + kQueryTile - 1) / kQueryTile;
   std::atomic<bool> stop{false};
   std::exception_ptr error;

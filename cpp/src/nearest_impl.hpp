@@ -2,7 +2,7 @@
 // See cpp/include/mixscore/nearest.hpp for the contract.
 //
 // Error bound of the GEMM stage. Let q = fl_T(x - mu), p = fl_T(X_n - mu) (the packed rows),
-// a = |q|, b = |p|, G = fl_T(q.p) from micro_gemm (any summation order, with or without FMA),
+// a = |q|, b = |p|, G = fl_T(q.p) from gemm_packed (any summation order, with or without FMA),
 // u the unit roundoff of T and gamma = D u / (1 - D u). Then
 //   |G - q.p| <= gamma a b                                   (standard dot-product bound)
 //   | |x - X_n| - |q - p| | <= u'' (a + b),   u'' ~ u + 2^-52  (rounding of the centred inputs)
@@ -21,8 +21,8 @@
 
 #include <omp.h>
 
-#include "mixscore/microgemm.hpp"
 #include "mixscore/nearest.hpp"
+#include "mixscore/packgemm.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
@@ -30,8 +30,8 @@ namespace MIXSCORE_ISA {
 namespace nn {
 
 constexpr int64_t kQT = 256;  // queries per tile (any value gives the same results)
-constexpr int64_t kNT = kNearestTrainTile;
-constexpr int64_t kLd = kNearestTrainLd;  // row stride of packed tiles and of G
+constexpr int64_t kNT = kTrainTile;
+constexpr int64_t kLd = kTrainTile + 16;  // row stride of G (padded against L1 set aliasing)
 
 // Row stride of the query tile: an odd number of 64-byte lines (no L1 set aliasing at D = 2^k).
 template <typename T>
@@ -81,17 +81,20 @@ inline bool before(double d2a, int64_t na, double d2b, int64_t nb) {
 
 template <typename T>
 struct Worker {
-  const NearestTrain<T>& tr;
+  const TrainSet<T>& tr;
   const T* x;
   const int64_t k, D, ldq;
   double c_s = 0, c_ab2 = 0;  // bound: E = c_ab2 a b + c_s (a^2 + b^2)
-  std::vector<T> xq, G;
+  static constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  std::vector<T> xq;
+  AlignedVector<T> Ap, G;
+  std::vector<int32_t> blocks;
   std::vector<double> qn2, v, hi, bd;
   std::vector<int32_t> cand;
   std::vector<int64_t> bi, cnt;
   int64_t refined = 0;
 
-  Worker(const NearestTrain<T>& tr_, const T* x_, int64_t k_)
+  Worker(const TrainSet<T>& tr_, const T* x_, int64_t k_)
       : tr(tr_), x(x_), k(k_), D(tr_.D), ldq(query_ld<T>(tr_.D)) {
     const double u = std::numeric_limits<T>::epsilon() / 2;
     const double Du = double(D) * u;
@@ -100,7 +103,10 @@ struct Worker {
     c_s = 2.02 * u2 + double(D + 8) * 2.3e-16;
     c_ab2 = 2.02 * gamma + 2.0 * c_s;
     xq.resize(kQT * ldq);
+    Ap.resize(kQT * D);
     G.resize(kQT * kLd);
+    blocks.resize(kQT / MR);
+    for (int b = 0; b < int(kQT / MR); ++b) blocks[b] = b;
     qn2.resize(kQT);
     v.resize(kNT);
     hi.resize(kNT);
@@ -152,8 +158,8 @@ struct Worker {
     const double a2 = qn2[il], a = std::sqrt(a2);
     const double one_m = 1.0 - c_s, A0 = one_m * a2, beta = c_ab2 * a;
     const T* Grow = &G[il * kLd];
-    const double* nb2 = tr.norm2 + n0;
-    const double* nb = tr.norm + n0;
+    const double* nb2 = tr.norm2c + n0;
+    const double* nb = tr.normc + n0;
     double* V = v.data();
     double thr = threshold(il);
     // (1) lower bounds A - E; collect the entries not above the threshold (NaN included).
@@ -210,12 +216,17 @@ struct Worker {
   bool process(int64_t i0, int64_t mt, int64_t t0, int64_t t1, const std::atomic<bool>& stop,
                const StopFn* poll) {
     load(i0, mt);
-    const int64_t mrows = (mt + kRowBlock - 1) / kRowBlock * kRowBlock;
+    const int nblk = int((mt + MR - 1) / MR);
+    pack_a<T>(nblk, D, xq.data(), ldq, Ap.data());
+    const T* ApD = Ap.data();
+    const int64_t D_ = D;
     for (int64_t t = t0; t < t1; ++t) {
       if (poll && *poll && (*poll)()) return false;
       if (stop.load(std::memory_order_relaxed)) return false;
       const int64_t n0 = t * kNT, nt = std::min(kNT, tr.N - n0);
-      micro_gemm<T>(mrows, nt, D, xq.data(), ldq, tr.packed + t * D * kLd, kLd, G.data(), kLd);
+      gemm_packed<T>(blocks.data(), nblk, (nt + NR - 1) / NR, D,
+                     [ApD, D_](int32_t b) { return APacked<T>{ApD + int64_t(b) * D_ * MR}; },
+                     tr.packed + n0 * D, G.data(), kLd);
       for (int64_t il = 0; il < mt; ++il) row(il, i0 + il, n0, nt);
     }
     return true;
@@ -225,44 +236,7 @@ struct Worker {
 }  // namespace nn
 
 template <typename T>
-void nearest_pack(const T* X, int64_t N, int64_t D, const double* mu, T* packed, double* norm2,
-                  double* norm, int num_threads) {
-  using nn::kLd;
-  using nn::kNT;
-  constexpr int64_t B = 16;  // 16 x 16 blocks: contiguous reads and 16-element row writes
-  const int64_t ntiles = (N + kNT - 1) / kNT;
-  const int nthreads = num_threads > 0 ? num_threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t t = 0; t < ntiles; ++t) {
-    T* P = packed + t * D * kLd;
-    const int64_t n0 = t * kNT, nt = std::min(kNT, N - n0);
-    for (int64_t j0 = 0; j0 < kNT; j0 += B) {
-      const int64_t jn = std::max<int64_t>(0, std::min(B, nt - j0));  // real rows here
-      double s[B] = {};
-      for (int64_t d0 = 0; d0 < D; d0 += B) {
-        const int64_t dn = std::min(B, D - d0);
-        T buf[B][B] = {};
-        for (int64_t j = 0; j < jn; ++j) {
-          const T* Xn = X + (n0 + j0 + j) * D + d0;
-          for (int64_t e = 0; e < dn; ++e) {
-            T r = T(double(Xn[e]) - mu[d0 + e]);
-            buf[e][j] = r;
-            s[j] += double(r) * double(r);
-          }
-        }
-        for (int64_t e = 0; e < dn; ++e)
-          std::copy(buf[e], buf[e] + B, P + (d0 + e) * kLd + j0);
-      }
-      for (int64_t j = 0; j < jn; ++j) {
-        norm2[n0 + j0 + j] = s[j];
-        norm[n0 + j0 + j] = std::sqrt(s[j]);
-      }
-    }
-  }
-}
-
-template <typename T>
-bool nearest_search(const NearestTrain<T>& tr, const T* x, int64_t M, int64_t k, double* dist,
+bool nearest_search(const TrainSet<T>& tr, const T* x, int64_t M, int64_t k, double* dist,
                     int64_t* idx, const NearestOptions& opt, const StopFn& should_stop,
                     NearestCounters* counters) {
   using nn::kQT;
@@ -305,7 +279,7 @@ bool nearest_search(const NearestTrain<T>& tr, const T* x, int64_t M, int64_t k,
           if (nsplit == 1) {
             for (int64_t r = 0; r < k; ++r) {
               dist[i * k + r] = std::sqrt(w.bd[il * k + r]);
-              idx[i * k + r] = w.bi[il * k + r];
+              idx[i * k + r] = tr.row_offset + w.bi[il * k + r];
             }
           } else {
             const int64_t base = (s * M + i) * k;
@@ -337,7 +311,7 @@ bool nearest_search(const NearestTrain<T>& tr, const T* x, int64_t M, int64_t k,
       std::partial_sort(all.begin(), all.begin() + k, all.end());  // (d2, index) lexicographic
       for (int64_t r = 0; r < k; ++r) {
         dist[i * k + r] = std::sqrt(all[r].first);
-        idx[i * k + r] = all[r].second;
+        idx[i * k + r] = tr.row_offset + all[r].second;
       }
     }
   }

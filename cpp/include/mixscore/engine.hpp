@@ -15,12 +15,18 @@ constexpr int64_t kDirectMaxD = 16;
 // 256 measured), and within 3% of the untiled engine where nothing can be left out.
 constexpr int64_t kDirectTile = 512;
 
-// Training set prepared once (EmpiricalScore construction). T is float or double.
+// Training points per tile of the GEMM path (the column block of the logit GEMM).
+constexpr int64_t kTrainTile = 512;
+
+// A view of a prepared training set (mixscore/prepared.hpp builds it once). T is float or
+// double.
 template <typename T>
 struct TrainSet {
   const T* X = nullptr;         // N x D original data, row-major (exact refinement reads this)
-  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the GEMM stage reads this)
-  const double* norm2c = nullptr;  // |Xc_n|^2 (N)
+  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the weighted-sum GEMM)
+  const T* packed = nullptr;    // Xc in tiles of kTrainTile rows, each packed once into the
+                                // logit GEMM's panels for the running instruction set
+  const double* norm2c = nullptr;  // |Xc_n|^2 (N) of the rounded rows
   const double* normc = nullptr;   // |Xc_n| (N)
   const double* logw = nullptr;    // log pi_n (N) or nullptr for equal weights
   const double* mu = nullptr;      // D
@@ -30,6 +36,11 @@ struct TrainSet {
   const double* logw_tiled = nullptr; // log pi in tile order, or nullptr
   const double* box = nullptr;        // per tile: lo[D], hi[D], max log pi (stride 2 D + 1)
   int64_t N = 0, D = 0;
+  // Shards: indices are reported as row_offset + local index; the cutoff uses the global
+  // number of points, the log-density the global log sum pi.
+  int64_t row_offset = 0;
+  int64_t global_n = 0;
+  double logw_sum = 0.0;
 };
 
 // Per-query inputs: the query itself and alpha, sigma^2 at its time.

@@ -7,20 +7,32 @@ import numpy as np
 from .. import _core
 
 
+def prepare(train: np.ndarray, weights: np.ndarray | None = None, *, num_threads: int = 0):
+    """The training set prepared once in C++ (``_core.Prepared_f32`` / ``Prepared_f64``: mean,
+    centred rounded copy, norms, GEMM-packed tiles, log-weights, the small-D k-d layout), shared
+    by the statistics, the nearest search and the fused sampler. Picklable."""
+    if int(num_threads) < 0:
+        raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
+    cls = _core.Prepared_f32 if train.dtype == np.float32 else _core.Prepared_f64
+    logw = None if weights is None else np.ascontiguousarray(np.log(weights), dtype=np.float64)
+    return cls(np.ascontiguousarray(train), logw, num_threads=int(num_threads))
+
+
 class CpuBackend:
-    """Prepares the training set once (centred copy, norms; for small D the engine's tiled copy)."""
+    """The statistics of the C++ engine on a prepared training set (``prepare``)."""
 
     name = "cpu"
 
-    def __init__(self, train: np.ndarray, weights: np.ndarray | None, *, refine: str = "auto",
-                 num_threads: int = 0):
+    def __init__(
+        self,
+        train: np.ndarray,
+        weights: np.ndarray | None,
+        *,
+        refine: str = "auto",
+        num_threads: int = 0,
+        prepared=None,
+    ):
         self.dtype = train.dtype
-        self.X = train
-        self.mu = train.mean(axis=0, dtype=np.float64)
-        self.Xc = np.ascontiguousarray(train - self.mu, dtype=train.dtype)
-        self.norm2c = np.einsum("nd,nd->n", self.Xc, self.Xc, dtype=np.float64)
-        self.normc = np.sqrt(self.norm2c)
-        self.logw = None if weights is None else np.ascontiguousarray(np.log(weights))
         self.options = _core.EngineOptions()
         if refine == "all":  # every entry whose error bound matters is recomputed exactly
             self.options.approx_cap = 0.0
@@ -29,11 +41,15 @@ class CpuBackend:
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
         self.options.num_threads = int(num_threads)
-        suffix = "f32" if train.dtype == np.float32 else "f64"
-        self.prepared = getattr(_core, f"Train_{suffix}")(
-            self.X, self.Xc, self.norm2c, self.normc, self.logw, self.mu)
-        self._stats = getattr(_core, f"stats_{suffix}")
-        self.run_sampler = getattr(_core, f"sample_{suffix}")
+        self.prepared = (
+            prepared if prepared is not None else prepare(train, weights, num_threads=num_threads)
+        )
+        self.run_sampler = _core.sample
+
+    @property
+    def mu(self) -> np.ndarray:
+        """The training mean (float64) about which the GEMM stage expands."""
+        return self.prepared.mu
 
     def stats(self, x, alpha, sigma2, want):
-        return self._stats(self.prepared, x, alpha, sigma2, set(want), self.options)
+        return _core.stats(self.prepared, x, alpha, sigma2, set(want), self.options)
