@@ -5,7 +5,7 @@ import mixscore as ms
 import numpy as np
 import pytest
 from conftest import rng
-from mixscore.backends.nearest_numpy import exact_sq_distances, nearest_reference
+from mixscore.backends.numpy_ref import exact_sq_distances, nearest_reference
 
 BACKENDS = ms.available_backends()
 DIMS = [2, 64, 784, 3072]

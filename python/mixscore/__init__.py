@@ -5,6 +5,7 @@ from .backends import available as available_backends
 from .empirical import EmpiricalScore, ScoreStats
 from .memorization import MemorizationReport, memorization
 from .nearest import NearestIndex, Neighbors, nearest
+from .partial import NeighborsPartial, PosteriorPartial, merge
 from .sampling import SampleResult, sample
 from .schedules import (
     EDM,
@@ -25,5 +26,6 @@ __all__ = [
     "EmpiricalScore", "ScoreStats", "Schedule", "VP", "OU", "VE", "ExpDiffusionVE", "Brownian",
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
-    "MemorizationReport", "geometry", "__version__",
+    "MemorizationReport", "geometry", "merge", "PosteriorPartial", "NeighborsPartial",
+    "__version__",
 ]

@@ -7,12 +7,14 @@ below comes from the posterior w_n = p(n | x, t) in one streaming pass.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from ._validation import as_float_matrix, as_weights, per_query_times
 from .backends import STAT_NAMES, get_backend
+from .partial import PosteriorPartial
 from .schedules import Schedule
 
 
@@ -53,6 +55,27 @@ def _wanted(include) -> set:
     return want
 
 
+def check_row_offset(row_offset) -> int:
+    """A shard's global row offset: an int >= 0, or a clear error."""
+    try:
+        value = operator.index(row_offset)
+    except TypeError:
+        raise TypeError(f"row_offset must be an integer, got {row_offset!r}") from None
+    if value < 0:
+        raise ValueError(f"row_offset must be >= 0 (the shard's first global row), got {value}")
+    return value
+
+
+def _noise(alpha, sigma2) -> tuple[np.ndarray, np.ndarray]:
+    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    sigma2 = np.ascontiguousarray(sigma2, dtype=np.float64)
+    if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma2))
+            and np.all(sigma2 > 0)):
+        raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
+                         "gave other values at the requested t)")
+    return alpha, sigma2
+
+
 def _per_query(v, m: int, name: str) -> np.ndarray:
     arr = np.asarray(v, dtype=np.float64)
     if arr.ndim == 0:
@@ -84,20 +107,42 @@ class EmpiricalScore:
         bound exceeds 1e-9 nats (float64-exact logits, slower at large D).
     num_threads : int
         cpu backend only; 0 uses OpenMP's default. Results do not depend on it.
+    row_offset : int
+        For a shard of a larger training set: the global index of this shard's first row.
+        ``argmax`` and the partial states (``partial``) report global indices. A shard may be
+        empty (N = 0): its ``partial`` is the identity of ``mixscore.merge``; its statistics
+        are undefined (an error).
+
+    Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
+    and Dask.
     """
 
     def __init__(self, train, schedule: Schedule, weights=None, *, backend: str = "auto",
-                 dtype=None, refine: str = "auto", num_threads: int = 0):
+                 dtype=None, refine: str = "auto", num_threads: int = 0, row_offset: int = 0):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
-        self.train = as_float_matrix(train, "train", dtype=dtype)
+        self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
+        self.row_offset = check_row_offset(row_offset)
+        self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
+        if self.train.shape[0] == 0:
+            backend = "numpy"  # nothing to prepare: an empty shard only contributes a partial
         self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
-                                            num_threads=num_threads)
+                                            num_threads=num_threads,
+                                            row_offset=self.row_offset)
+
+    def __getstate__(self) -> dict:
+        # the prepared (C++) state is rebuilt on unpickling rather than serialized
+        return {"train": self.train, "schedule": self.schedule, "weights": self.weights,
+                "row_offset": self.row_offset, "options": self._options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["train"], state["schedule"], state["weights"],
+                      row_offset=state["row_offset"], **state["options"])
 
     @property
     def n(self) -> int:
@@ -112,8 +157,9 @@ class EmpiricalScore:
         return self.train.dtype
 
     def __repr__(self) -> str:
+        shard = f", row_offset={self.row_offset}" if self.row_offset else ""
         return (f"EmpiricalScore(N={self.n}, D={self.dim}, dtype={self.dtype}, "
-                f"schedule={self.schedule!r}, backend={self.backend.name!r})")
+                f"schedule={self.schedule!r}, backend={self.backend.name!r}{shard})")
 
     # --- evaluation ------------------------------------------------------------------------
     def _queries(self, x):
@@ -146,13 +192,22 @@ class EmpiricalScore:
         return self._stats(xq, single, _per_query(alpha, m, "alpha"),
                            _per_query(sigma2, m, "sigma2"), want)
 
+    def partial(self, x, t) -> PosteriorPartial:
+        """What this training set (or shard) contributes to the statistics at queries ``x``
+        (M, D) and time ``t`` (scalar or (M,)): a ``PosteriorPartial`` (running maximum,
+        float64 sums about the best point, global indices, the log-weight sum). Merge the
+        partials of all shards with ``mixscore.merge`` and call ``.finalize()`` for the
+        statistics ``stats`` gives."""
+        xq, _ = self._queries(x)
+        ts = per_query_times(t, xq.shape[0], self.schedule.T)
+        alpha, sigma2 = _noise(self.schedule.alpha(ts), self.schedule.sigma2(ts))
+        return self.backend.partial(xq, alpha, sigma2)
+
     def _stats(self, xq, single, alpha, sigma2, want) -> ScoreStats:
-        alpha = np.ascontiguousarray(alpha, dtype=np.float64)
-        sigma2 = np.ascontiguousarray(sigma2, dtype=np.float64)
-        if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma2))
-                and np.all(sigma2 > 0)):
-            raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
-                             "gave other values at the requested t)")
+        alpha, sigma2 = _noise(alpha, sigma2)
+        if self.n == 0:
+            raise ValueError("this EmpiricalScore has no training points (an empty shard): "
+                             "only partial() is defined; merge it with the other shards")
         out = self.backend.stats(xq, alpha, sigma2, want)
         if single:
             out = {k: v[0] for k, v in out.items()}

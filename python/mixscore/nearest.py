@@ -23,6 +23,9 @@ import numpy as np
 
 from ._validation import as_float_matrix, describe
 from .backends import get_backend
+from .backends.numpy_ref import neighbors_partial
+from .empirical import check_row_offset
+from .partial import NeighborsPartial
 
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
@@ -83,14 +86,21 @@ class NearestIndex:
         cpu backend only; 0 uses OpenMP's default. Results do not depend on it.
     name : str
         How the training set is called in error messages.
+    row_offset : int
+        For a shard of a larger training set: the global index of this shard's first row, used
+        by ``partial`` (whose indices are global). A shard may be empty.
+
+    Indexes pickle and copy (the prepared state is rebuilt).
     """
 
     def __init__(self, train, *, backend: str = "auto", num_threads: int = 0,
-                 name: str = "train"):
+                 name: str = "train", row_offset: int = 0):
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
         self.name = name
-        train = as_float_matrix(train, name)
+        self.row_offset = check_row_offset(row_offset)
+        self._backend_name = backend
+        train = as_float_matrix(train, name, allow_empty=True)
         m = _max_abs(train)
         if m > _F64_MAX_ABS:
             raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
@@ -103,7 +113,23 @@ class NearestIndex:
         self._prepared = {}
         f32 = m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
-        self._last = self._prepare(self.dtype)
+        self._last = self._prepare(self.dtype) if self.n else None
+
+    def __repr__(self) -> str:
+        shard = f", row_offset={self.row_offset}" if self.row_offset else ""
+        return (f"NearestIndex(N={self.n}, D={self.dim}, dtype={self.dtype}, "
+                f"backend={self.backend!r}{shard})")
+
+    def __getstate__(self) -> dict:
+        # the packed (C++) state is rebuilt on unpickling rather than serialized
+        return {"train": self.train, "backend": self._backend_name,
+                "num_threads": self._num_threads, "name": self.name,
+                "row_offset": self.row_offset}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["train"], backend=state["backend"],
+                      num_threads=state["num_threads"], name=state["name"],
+                      row_offset=state["row_offset"])
 
     def _prepare(self, dtype):
         dtype = np.dtype(dtype)
@@ -123,14 +149,31 @@ class NearestIndex:
     @property
     def n_refined(self) -> int:
         """Entries recomputed from direct differences in the last search (diagnostic)."""
-        return self._last.n_refined
+        return self._last.n_refined if self._last is not None else 0
 
-    def search(self, queries, k: int = 2, *, name: str = "queries") -> Neighbors:
-        """The k nearest training points of each query (exact; see the module docstring)."""
+    def _checked_queries(self, queries, name: str) -> np.ndarray:
         q = as_float_matrix(queries, name)
         if q.shape[1] != self.dim:
             raise ValueError(f"{name} must have shape (M, {self.dim}) to match {self.name} "
                              f"(N = {self.n}, D = {self.dim}), got {describe(q)}")
+        return q
+
+    def partial(self, queries, k: int = 2, *, name: str = "queries") -> NeighborsPartial:
+        """This training set's (or shard's) k nearest points of each query as a mergeable
+        partial state: exact squared distances and global indices (``row_offset`` added); a
+        shard with fewer than k points gives all of them. ``mixscore.merge`` the shards'
+        partials and ``.finalize()``: the result equals ``search`` on the whole set bit for
+        bit."""
+        q = self._checked_queries(queries, name)
+        k = check_k(k, np.iinfo(np.int64).max, why="any positive number of neighbours")
+        kk = min(k, self.n)
+        idx = (self.search(q, kk, name=name).indices if kk
+               else np.zeros((q.shape[0], 0), np.int64))
+        return neighbors_partial(q, self.train, idx, k, self.row_offset, self.dtype)
+
+    def search(self, queries, k: int = 2, *, name: str = "queries") -> Neighbors:
+        """The k nearest training points of each query (exact; see the module docstring)."""
+        q = self._checked_queries(queries, name)
         k = check_k(k, self.n)
         m = _max_abs(q)
         if m > _F64_MAX_ABS:

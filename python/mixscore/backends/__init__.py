@@ -1,7 +1,7 @@
-"""Backends implement one protocol: ``Backend(train, weights)`` then
-``backend.stats(x, alpha, sigma2, want) -> dict`` with the keys of ``STAT_NAMES`` in ``want``.
+"""Backends implement the protocol of ``backends.base`` and declare their capabilities
+(``stats``, ``partial``, ``fused_sample`` for scores; ``search`` for nearest neighbours).
 
-``numpy``  the readable float64-capable reference (the oracle in tests);
+``numpy``  the readable float64 references, score and nearest side by side (the test oracle);
 ``cpu``    the C++ engine (mixscore._core).
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
+
+from .base import FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
 
 STAT_NAMES = ("logpdf", "denoised", "score", "eps", "tau2", "max_weight", "argmax", "n_eff")
 VECTOR_STATS = ("denoised", "score", "eps")
@@ -30,7 +32,7 @@ _CLASSES = {
     ("score", "cpu"): ("cpu", "CpuBackend"),
     ("score", "numpy"): ("numpy_ref", "NumpyBackend"),
     ("nearest", "cpu"): ("nearest_cpu", "CpuNearest"),
-    ("nearest", "numpy"): ("nearest_numpy", "NumpyNearest"),
+    ("nearest", "numpy"): ("numpy_ref", "NumpyNearest"),
 }
 
 
@@ -48,3 +50,7 @@ def get_backend(name: str, what: str = "score"):
         raise ValueError(f"backend must be 'auto', 'cpu' or 'numpy', got {name!r}")
     module, cls = _CLASSES[(what, name)]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+__all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
+           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "SEARCH"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..partial import POSTERIOR_FIELDS, PosteriorPartial
+from .base import FUSED_SAMPLE, PARTIAL, STATS
+from .numpy_ref import log_weight_sum
 
 
 def prepare(train: np.ndarray, weights: np.ndarray | None = None, *, num_threads: int = 0):
@@ -19,9 +22,11 @@ def prepare(train: np.ndarray, weights: np.ndarray | None = None, *, num_threads
 
 
 class CpuBackend:
-    """The statistics of the C++ engine on a prepared training set (``prepare``)."""
+    """The statistics, partial states and fused sampler of the C++ engine on a training set
+    prepared once (``prepare``; pass ``prepared`` to share one with a nearest index)."""
 
     name = "cpu"
+    capabilities = frozenset({STATS, PARTIAL, FUSED_SAMPLE})
 
     def __init__(
         self,
@@ -30,9 +35,15 @@ class CpuBackend:
         *,
         refine: str = "auto",
         num_threads: int = 0,
+        row_offset: int = 0,
         prepared=None,
     ):
         self.dtype = train.dtype
+        self.n = train.shape[0]
+        self.row_offset = int(row_offset)
+        self.log_weight_sum = log_weight_sum(
+            None if weights is None else np.log(weights), train.shape[0]
+        )
         self.options = _core.EngineOptions()
         if refine == "all":  # every entry whose error bound matters is recomputed exactly
             self.options.approx_cap = 0.0
@@ -44,7 +55,6 @@ class CpuBackend:
         self.prepared = (
             prepared if prepared is not None else prepare(train, weights, num_threads=num_threads)
         )
-        self.run_sampler = _core.sample
 
     @property
     def mu(self) -> np.ndarray:
@@ -53,3 +63,50 @@ class CpuBackend:
 
     def stats(self, x, alpha, sigma2, want):
         return _core.stats(self.prepared, x, alpha, sigma2, set(want), self.options)
+
+    def partial(self, x, alpha, sigma2) -> PosteriorPartial:
+        acc = self.stats(x, alpha, sigma2, {*POSTERIOR_FIELDS, "argmax"})
+        return PosteriorPartial.from_arrays(
+            acc,
+            x=x,
+            alpha=alpha,
+            sigma2=sigma2,
+            best=acc["argmax"] + self.row_offset,
+            log_weight_sum=self.log_weight_sum,
+            n=self.n,
+            dtype=self.dtype,
+        )
+
+    def fused_sample(
+        self,
+        x: np.ndarray,
+        first_sample: int,
+        plan,
+        seed: int,
+        save_steps: np.ndarray,
+        saved: np.ndarray | None,
+        end_denoise: bool,
+        on_step,
+        every: int,
+    ) -> tuple[np.ndarray, int]:
+        """The whole sampler loop in one C++ call (GIL released, Ctrl-C checked between and
+        within steps) on a copy of x; returns (x, the step after which the state was NaN/Inf
+        or -1)."""
+        x = np.array(x, dtype=x.dtype, order="C", copy=True)
+        bad = _core.sample(
+            self.prepared,
+            x,
+            plan.coef,
+            plan.alpha,
+            plan.sigma2,
+            plan.predictor,
+            seed,
+            first_sample,
+            end_denoise,
+            np.ascontiguousarray(save_steps, dtype=np.int64),
+            saved,
+            self.options,
+            on_step,
+            every,
+        )
+        return x, bad

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .base import SEARCH
 from .cpu import prepare
 
 
@@ -14,6 +15,7 @@ class CpuNearest:
     backend when given as ``prepared``); search() is repeatable."""
 
     name = "cpu"
+    capabilities = frozenset({SEARCH})
 
     def __init__(self, train: np.ndarray, *, num_threads: int = 0, prepared=None):
         self.train = train

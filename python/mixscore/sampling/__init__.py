@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _core
 from .._validation import as_float_matrix
+from ..backends import FUSED_SAMPLE, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
@@ -310,10 +311,10 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
 
 
 def _use_fused(fused, den) -> bool:
-    can = isinstance(den, ModelDenoiser) and den.model.backend.name == "cpu"
+    can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
     if fused and not can:
-        raise ValueError("fused=True needs an EmpiricalScore on the cpu backend and a "
-                         "fixed-grid sampler")
+        raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
+                         "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
     return can if fused is None else bool(fused)
 
 

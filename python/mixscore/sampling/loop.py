@@ -55,12 +55,9 @@ def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray
 def run_fused(backend, x: np.ndarray, first_sample: int, plan: Plan, seed: int,
               save_steps: np.ndarray, saved: np.ndarray | None, end_denoise: bool,
               on_step, every: int) -> np.ndarray:
-    """The same loop in one C++ call (GIL released, Ctrl-C checked between and within steps)."""
-    x = np.array(x, dtype=x.dtype, order="C", copy=True)
-    bad = backend.run_sampler(backend.prepared, x, plan.coef, plan.alpha, plan.sigma2,
-                              plan.predictor, seed, first_sample, end_denoise,
-                              np.ascontiguousarray(save_steps, dtype=np.int64), saved,
-                              backend.options, on_step, every)
+    """The same loop in one backend call (a backend with the ``fused_sample`` capability)."""
+    x, bad = backend.fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
+                                  on_step, every)
     if bad >= 0:
         raise NonFiniteState(bad)
     return x

@@ -1,0 +1,52 @@
+"""The backend protocol: what a backend offers is declared in ``capabilities``, never inferred
+from its name.
+
+A score backend is built once per training set, ``Backend(train, weights, row_offset=..., ...)``
+(the preparation: centring, packing, norms), and offers some of
+
+* ``stats``        ``stats(x, alpha, sigma2, want) -> dict`` of the names in ``STAT_NAMES``;
+* ``partial``      ``partial(x, alpha, sigma2) -> PosteriorPartial`` (mergeable, see
+                   ``mixscore.partial``);
+* ``fused_sample`` ``fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
+                   on_step, every) -> x`` (the whole fixed-grid sampler loop in one call).
+
+A nearest backend, ``Backend(train, num_threads=...)``, offers ``search``:
+``search(queries, k) -> (distances, indices)`` (exact, ascending by (distance, index)).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+STATS = "stats"
+PARTIAL = "partial"
+FUSED_SAMPLE = "fused_sample"
+SEARCH = "search"
+
+
+@runtime_checkable
+class ScoreBackend(Protocol):
+    name: str
+    capabilities: frozenset
+    dtype: np.dtype
+
+    def stats(self, x: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray,
+              want: set) -> dict: ...
+
+    def partial(self, x: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray): ...
+
+
+@runtime_checkable
+class NearestBackend(Protocol):
+    name: str
+    capabilities: frozenset
+    n_refined: int
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def has(backend, capability: str) -> bool:
+    """Whether ``backend`` declares ``capability``."""
+    return capability in getattr(backend, "capabilities", frozenset())
