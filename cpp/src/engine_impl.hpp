@@ -26,7 +26,9 @@
 
 #include <omp.h>
 
+#include "mixscore/bound.hpp"
 #include "mixscore/engine.hpp"
+#include "mixscore/exact.hpp"
 #include "mixscore/fastexp.hpp"
 #include "mixscore/packgemm.hpp"
 
@@ -96,6 +98,8 @@ struct Worker {
   std::vector<double> xd, xnorm2, lam, w, s1, c, zeros;
   std::vector<int32_t> status, active, idx, blocks, wblocks;
   std::vector<QueryState> st;
+  std::vector<ExpansionBound> bnd;  // each query's bound of the GEMM expansion
+  std::vector<double> lanes;  // direct path: the exact routine's 8 lane buffers
   int nblk = 0;  // row blocks holding this tile's queries
   double tile_ncmax = 0;  // largest |Xc_n| in the current training tile
   const T* Gcur = nullptr;  // the current tile's logit dot products (row stride kTrainTile)
@@ -103,10 +107,13 @@ struct Worker {
   std::vector<double> hint;  // lookahead: an upper bound on each query's final minimum
   std::vector<uint64_t> keep_tile;  // direct path: [query][tile] bits, the tiles visited
   std::vector<double> box_lb;   // direct path: each tile's box lower bound, one query
+  double mu_norm = 0;  // |mu|
 
   Worker(const TrainSet<T>& tr_, const Queries<T>& q_, const EngineOptions& o)
       : tr(tr_), q(q_), opt(o), D(tr_.D), direct(tr_.D < kDirectMaxD),
         Dpad((tr_.D + NR - 1) / NR * NR) {
+    for (int64_t d = 0; d < D; ++d) mu_norm += tr_.mu[d] * tr_.mu[d];
+    mu_norm = std::sqrt(mu_norm);
     const int64_t QT = kQueryTile, NT = kTrainTile;
     xd.resize(QT * D);
     xnorm2.resize(QT);
@@ -117,10 +124,12 @@ struct Worker {
     s1.resize(QT * D);
     c.resize(QT * D);
     st.resize(QT);
+    bnd.resize(QT);
     if (direct) {
       const int64_t ntiles = (tr_.N + kDirectTile - 1) / kDirectTile;
       keep_tile.resize(QT * ((ntiles + 63) / 64));
       box_lb.resize(ntiles);
+      lanes.resize(8 * kDirectTile);
     } else {
       hint.resize(QT);
     }
@@ -145,17 +154,10 @@ struct Worker {
     return (v <= 1e300) ? v : 1e300;  // sigma -> 0: hard assignment, never inf * 0
   }
 
-  // Exact lam_n from direct float64 differences with the original data.
-  double exact_lam(int64_t i, int64_t n, double alpha, double sigma2) const {
-    const T* Xn = tr.X + n * D;
-    const T* xi = q.x + i * D;
-    double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t d = 0; d < D; ++d) {
-      double diff = double(xi[d]) - alpha * double(Xn[d]);
-      acc += diff * diff;
-    }
-    return acc - (tr.logw ? 2.0 * sigma2 * tr.logw[n] : 0.0);
+  // Exact lam_n (exact.hpp) from the original data.
+  double exact(int64_t i, int64_t n, double alpha, double sigma2) const {
+    return exact_lam(q.x + i * D, tr.X + n * D, alpha, D,
+                     tr.logw ? 2.0 * sigma2 * tr.logw[n] : 0.0);
   }
 
   // Lower the running minimum to (lam_new, idx): rescale and re-centre the accumulators.
@@ -204,59 +206,22 @@ struct Worker {
     s.s2 += wn * sq;
   }
 
-  // Direct path (D < kDirectMaxD), on the tiled layout of direct_layout.hpp. lam of the points
-  // at tile positions [p0, p0 + nt) into L, from float64 differences; returns their minimum.
-  // DC = D for D <= 3 (one fused pass), 0 for any D (one pass per dimension).
+  // Direct path (D < kDirectMaxD), on the tiled layout of direct_layout.hpp: lam of the
+  // points at tile positions [p0, p0 + nt) into L, with the bits of the exact row routine
+  // (exact.hpp); returns their minimum. DC = D for D <= 3 (one fused pass), else 0.
   template <int DC>
-  double direct_lam(int64_t il, int64_t i, int64_t p0, int64_t nt, double* L) const {
+  double direct_lam(int64_t il, int64_t i, int64_t p0, int64_t nt, double* L) {
     // without weights the log-weight term is 0 * 0 (2 sigma^2 may overflow: never inf * 0)
-    const double alpha = q.alpha[i], tws = tr.logw_tiled ? 2.0 * q.sigma2[i] : 0.0;
-    const double* xi = &xd[il * D];
+    const double tws = tr.logw_tiled ? 2.0 * q.sigma2[i] : 0.0;
     const double* lw = tr.logw_tiled ? tr.logw_tiled + p0 : zeros.data();
-    double lmin = kInf;
-    if constexpr (DC > 0) {
-      const double* c0 = tr.XT + p0;
-      const double* c1 = DC > 1 ? c0 + tr.N : c0;
-      const double* c2 = DC > 2 ? c0 + 2 * tr.N : c0;
-      const double x0 = xi[0], x1 = DC > 1 ? xi[1] : 0.0, x2 = DC > 2 ? xi[2] : 0.0;
-#pragma omp simd reduction(min : lmin)
-      for (int64_t k = 0; k < nt; ++k) {
-        double d0 = x0 - alpha * c0[k], l = d0 * d0 - tws * lw[k];
-        if constexpr (DC > 1) {
-          double d1 = x1 - alpha * c1[k];
-          l += d1 * d1;
-        }
-        if constexpr (DC > 2) {
-          double d2 = x2 - alpha * c2[k];
-          l += d2 * d2;
-        }
-        L[k] = l;
-        lmin = std::min(lmin, l);
-      }
-    } else {
-      for (int64_t k = 0; k < nt; ++k) L[k] = 0.0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double* col = tr.XT + d * tr.N + p0;
-        const double xv = xi[d];
-#pragma omp simd
-        for (int64_t k = 0; k < nt; ++k) {
-          double diff = xv - alpha * col[k];
-          L[k] += diff * diff;
-        }
-      }
-#pragma omp simd reduction(min : lmin)
-      for (int64_t k = 0; k < nt; ++k) {
-        L[k] -= tws * lw[k];
-        lmin = std::min(lmin, L[k]);
-      }
-    }
-    return lmin;
+    return exact_lam_columns<DC>(&xd[il * D], q.alpha[i], tr.XT + p0, tr.N, nt, D, tws, lw,
+                                 lanes.data(), zeros.data(), L);
   }
 
   // A lower bound on lam over direct tile t, as direct_lam computes it: the squared distance
-  // from x to the tile's scaled bounding box, less the largest log-weight term. Each distance
-  // gives up 2^-52 of the box's scale, because direct_lam may form x - alpha X with one rounding
-  // (FMA) where alpha b[d] here is rounded first; the sum gives up a relative 1e-12.
+  // from x to the tile's scaled bounding box, less the largest log-weight term. Rounding is
+  // monotone, so fl(alpha X) stays in the rounded box; as a margin each distance still gives up
+  // 2^-52 of the box's scale and the sum a relative 1e-12.
   double box_lower_bound(int64_t il, int64_t i, int64_t t) const {
     const double alpha = q.alpha[i];
     const double* b = tr.box + t * (2 * D + 1);
@@ -411,13 +376,9 @@ struct Worker {
     return true;
   }
 
-  // Rigorous error bound of every approximate lam in the current tile (dot products:
-  // gamma_{D+2} |x'||Xc|, increasing in |Xc|, taken at the tile's largest |Xc|).
-  double tile_bound(int64_t il, double alpha) const {
-    const double u = std::numeric_limits<T>::epsilon() / 2;
-    const double xn = std::sqrt(xnorm2[il]), ncm = tile_ncmax, mag = xn + alpha * ncm;
-    return 2.0 * alpha * u * ncm * (double(D + 3) * xn + 2.0 * alpha * ncm) + 1e-15 * mag * mag;
-  }
+  // Rigorous error bound of every approximate lam in the current tile (bound.hpp, at the
+  // tile's largest |Xc|).
+  double tile_bound(int64_t il, double alpha) const { return bnd[il](std::abs(alpha) * tile_ncmax); }
 
   // Lookahead: lower hint[il] to this tile's smallest approximate lam plus its error bound.
   void update_hint(int64_t il, int64_t i, int64_t n0, int64_t nt) {
@@ -536,7 +497,7 @@ struct Worker {
     }
     if (nmust > 0 || refine_dominant) {
       for_flagged(nt, [S](int64_t k) { return (S[k] == kExact) | (S[k] == kRefined); },
-                  [&](int64_t k) { L[k] = exact_lam(i, n0 + k, alpha, sigma2); });
+                  [&](int64_t k) { L[k] = exact(i, n0 + k, alpha, sigma2); });
       lmin = kInf;  // (3) the refined values change the minimum
 #pragma omp simd reduction(min : lmin)
       for (int64_t k = 0; k < nt; ++k) {
@@ -684,6 +645,8 @@ struct Worker {
         if (!direct) xq[il * D + d] = T(xc);
       }
       xnorm2[il] = n2;
+      bnd[il] = ExpansionBound::make(std::sqrt(n2), std::abs(alpha) * mu_norm, D,
+                                     std::numeric_limits<T>::epsilon() / 2);
     }
     if (direct) {
       const bool done = out.wants_moments() ? with_fixed_d([&](auto dc) {

@@ -1,15 +1,7 @@
 // Exact k-nearest-neighbour search, compiled once per instruction set (nearest_variant.cpp).
-// See cpp/include/mixscore/nearest.hpp for the contract.
-//
-// Error bound of the GEMM stage. Let q = fl_T(x - mu), p = fl_T(X_n - mu) (the packed rows),
-// a = |q|, b = |p|, G = fl_T(q.p) from gemm_packed (any summation order, with or without FMA),
-// u the unit roundoff of T and gamma = D u / (1 - D u). Then
-//   |G - q.p| <= gamma a b                                   (standard dot-product bound)
-//   | |x - X_n| - |q - p| | <= u'' (a + b),   u'' ~ u + 2^-52  (rounding of the centred inputs)
-// so with A = a^2 + b^2 - 2 G the true squared distance d^2 satisfies |d^2 - A| <= E,
-//   E = 1.01 (2 gamma a b + 2 u'' (a + b)^2) + (D + 8) 2.3e-16 (a + b)^2,
-// the last term covering the float64 arithmetic of the norms and of A itself. Entries with
-// A - E above the current k-th best exact squared distance cannot enter the top-k.
+// See cpp/include/mixscore/nearest.hpp for the contract. The GEMM expansion A of each squared
+// distance and its error bound E are those of bound.hpp (alpha = 1); entries with A - E above
+// the current k-th best exact squared distance cannot enter the top-k.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -21,6 +13,8 @@
 
 #include <omp.h>
 
+#include "mixscore/bound.hpp"
+#include "mixscore/exact.hpp"
 #include "mixscore/nearest.hpp"
 #include "mixscore/packgemm.hpp"
 
@@ -44,37 +38,6 @@ int64_t query_ld(int64_t D) {
 constexpr int64_t kChunk = 64;  // entries per vectorized "any candidate?" test
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The exact squared distance: float64 differences, squares summed into 8 interleaved partial
-// sums (lane j takes d = j, j + 8, j + 16, ... in increasing order), combined as
-//   ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)).
-// No FMA contraction (GCC attribute / Clang pragma), so every instruction set gives the same
-// bits (tests/test_nearest.py switches variants), and so does the NumPy reference
-// (python/mixscore/backends/nearest_numpy.py), which follows the same order.
-#if defined(__clang__)
-#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline))
-#define MIXSCORE_NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
-#else
-#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline, optimize("fp-contract=off")))
-#define MIXSCORE_NO_CONTRACT_BODY
-#endif
-template <typename T>
-MIXSCORE_NO_CONTRACT_ATTR double exact_sq_distance(const T* __restrict a, const T* __restrict b,
-                                                   int64_t D) {
-  MIXSCORE_NO_CONTRACT_BODY
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 8 <= D; d += 8)
-    for (int j = 0; j < 8; ++j) {
-      double t = double(a[d + j]) - double(b[d + j]);
-      s[j] += t * t;
-    }
-  for (int j = 0; d + j < D; ++j) {
-    double t = double(a[d + j]) - double(b[d + j]);
-    s[j] += t * t;
-  }
-  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
-}
-
 inline bool before(double d2a, int64_t na, double d2b, int64_t nb) {
   return d2a < d2b || (d2a == d2b && na < nb);
 }
@@ -84,24 +47,22 @@ struct Worker {
   const TrainSet<T>& tr;
   const T* x;
   const int64_t k, D, ldq;
-  double c_s = 0, c_ab2 = 0;  // bound: E = c_ab2 a b + c_s (a^2 + b^2)
+  double mu_norm = 0;  // |mu|
   static constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
   std::vector<T> xq;
   AlignedVector<T> Ap, G;
   std::vector<int32_t> blocks;
   std::vector<double> qn2, v, hi, bd;
+  std::vector<ExpansionBound> bnd;
   std::vector<int32_t> cand;
   std::vector<int64_t> bi, cnt;
   int64_t refined = 0;
 
   Worker(const TrainSet<T>& tr_, const T* x_, int64_t k_)
       : tr(tr_), x(x_), k(k_), D(tr_.D), ldq(query_ld<T>(tr_.D)) {
-    const double u = std::numeric_limits<T>::epsilon() / 2;
-    const double Du = double(D) * u;
-    const double gamma = Du < 0.5 ? Du / (1.0 - Du) : kInf;
-    const double u2 = (u + 2.3e-16) * (1.0 + 2.0 * u);
-    c_s = 2.02 * u2 + double(D + 8) * 2.3e-16;
-    c_ab2 = 2.02 * gamma + 2.0 * c_s;
+    for (int64_t d = 0; d < D; ++d) mu_norm += tr.mu[d] * tr.mu[d];
+    mu_norm = std::sqrt(mu_norm);
+    bnd.resize(kQT);
     xq.resize(kQT * ldq);
     Ap.resize(kQT * D);
     G.resize(kQT * kLd);
@@ -127,11 +88,13 @@ struct Worker {
       const T* xi = x + (i0 + il) * D;
       double n2 = 0.0;
       for (int64_t d = 0; d < D; ++d) {
-        T r = T(double(xi[d]) - tr.mu[d]);
-        row[d] = r;
-        n2 += double(r) * double(r);
+        const double xc = double(xi[d]) - tr.mu[d];
+        row[d] = T(xc);
+        n2 += xc * xc;
       }
       qn2[il] = n2;
+      bnd[il] = ExpansionBound::make(std::sqrt(n2), mu_norm, D,
+                                     std::numeric_limits<T>::epsilon() / 2);
     }
   }
 
@@ -155,8 +118,9 @@ struct Worker {
 
   // One query against one training tile whose dot products are in G.
   void row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
-    const double a2 = qn2[il], a = std::sqrt(a2);
-    const double one_m = 1.0 - c_s, A0 = one_m * a2, beta = c_ab2 * a;
+    // A - E = (a^2 - k0) + (1 - k2) |p|^2 - k1 |p| - 2 G,  A + E = (A - E) + 2 E(|p|)
+    const ExpansionBound& E = bnd[il];
+    const double A0 = qn2[il] - E.k0, one_m = 1.0 - E.k2, beta = E.k1;
     const T* Grow = &G[il * kLd];
     const double* nb2 = tr.norm2c + n0;
     const double* nb = tr.normc + n0;
@@ -183,10 +147,9 @@ struct Worker {
     // (2) many candidates (top-k not yet full, or a crowded tile): the k-th smallest upper
     // bound A + E among them is an upper bound on the final k-th distance.
     if (nc >= k && nc > k + 32) {
-      const double c2 = 2.0 * c_s * a2;
       for (int64_t c = 0; c < nc; ++c) {
         const int64_t j = cand[c];
-        hi[c] = V[j] + 2.0 * (c_ab2 * a * nb[j] + c_s * nb2[j]) + c2;
+        hi[c] = V[j] + 2.0 * E(nb[j]);
       }
       std::nth_element(hi.begin(), hi.begin() + (k - 1), hi.begin() + nc);
       const double t = hi[k - 1];
@@ -207,7 +170,7 @@ struct Worker {
       const int64_t j = cand[c];
       if (V[j] > std::min(bound, threshold(il))) continue;
       const int64_t n = n0 + j;
-      insert(il, exact_sq_distance<T>(xi, tr.X + n * D, D), n);
+      insert(il, exact_lam(xi, tr.X + n * D, 1.0, D, 0.0), n);
       ++refined;
     }
   }

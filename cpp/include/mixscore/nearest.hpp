@@ -11,7 +11,7 @@
 // Because the result is the top-k of the exact distances under that total order, it does not
 // depend on the tiling, the number of threads, the batch split or the query order, and it is
 // bit-identical to the NumPy reference, which sums the squared differences in the same fixed
-// order (see exact_sq_distance in cpp/src/nearest_impl.hpp).
+// order (exact_lam in cpp/include/mixscore/exact.hpp).
 #pragma once
 #include <cstdint>
 
