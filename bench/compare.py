@@ -8,7 +8,7 @@ the same run: every (query, training point) pair needs its logit (a 2 D-flop pro
 fraction `frac` of pairs that carry weight (logit within the engine's cutoff, log N + 20 nats,
 of the query's maximum; measured densely in float64 on 256 of the row's queries) also needs one
 float32 exp and its 2 D-flop share of the weighted sum. With every flop at the peak float32 FMA
-rate (register-resident chains, `_core.fma_peak_gflops`) and every exp at the faster of our and
+rate (register-resident chains, `_bench.fma_peak_gflops`) and every exp at the faster of our and
 NumPy's float32 exp rates on in-cache data:
 
     limit_s = (2 M N D + 2 frac M N D) / peak_flops + frac M N / exp32_rate
@@ -80,9 +80,12 @@ EXP_RATES = ("ours float32", "ours float64", "numpy float32", "numpy float64")
 def measure_limits(core, threads, best=None):
     """Peak float32 FMA flop/s and exp/s (ours and NumPy's), each the best of a few calls and of
     `best` (an earlier measurement): a shared machine only ever makes a measurement slower."""
-    now = {"peak": max(core.fma_peak_gflops() for _ in range(3)) * 1e9}
+    from mixscore import _bench
+
+    isa = core.isa()  # measure the instruction set the engine runs
+    now = {"peak": max(_bench.fma_peak_gflops(isa=isa) for _ in range(3)) * 1e9}
     for dt in ("float32", "float64"):
-        now[f"ours {dt}"] = max(core.exp_throughput(dt) for _ in range(3))
+        now[f"ours {dt}"] = max(_bench.exp_throughput(dt, isa=isa) for _ in range(3))
         now[f"numpy {dt}"] = numpy_exp_rate(dt, threads)
     return now if best is None else {k: max(v, best[k]) for k, v in now.items()}
 

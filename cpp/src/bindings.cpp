@@ -15,7 +15,6 @@
 
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
-#include "mixscore/limits.hpp"
 #include "mixscore/nearest.hpp"
 #include "mixscore/philox.hpp"
 #include "mixscore/prepared.hpp"
@@ -317,29 +316,4 @@ PYBIND11_MODULE(_core, m) {
     for (py::ssize_t k = 0; k < x.size(); ++k) out[k] = exp_nonpositive(x.data()[k]);
     return y;
   }, "The engine's exp on [-700, 0] (exposed for accuracy tests).");
-  // Benchmark helpers measuring the machine's limits (bench/compare.py).
-  auto check_run = [](int threads, double seconds) {
-    if (threads < 0 || threads > 4096)
-      throw py::value_error("threads must be in [0, 4096] (0: all OpenMP threads), got " +
-                            std::to_string(threads));
-    if (!(seconds > 0 && seconds <= 60)) throw py::value_error("seconds must be in (0, 60]");
-  };
-  m.def("fma_peak_gflops", [check_run](int threads, double seconds) {
-    check_run(threads, seconds);
-    py::gil_scoped_release nogil;
-    return fma_peak_gflops(threads, seconds);
-  }, py::arg("threads") = 0, py::arg("seconds") = 0.2,
-     "Benchmark helper measuring the machine's limit: float32 FMA throughput in GFLOP/s\n"
-     "(2 flops per lane) with register-resident chains on `threads` threads (0: all), run for\n"
-     "about `seconds`, with the instruction set the engine uses.");
-  m.def("exp_throughput", [check_run](const std::string& dtype, int threads, double seconds) {
-    if (dtype != "float32" && dtype != "float64")
-      throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
-    check_run(threads, seconds);
-    py::gil_scoped_release nogil;
-    return exp_throughput(dtype == "float32", threads, seconds);
-  }, py::arg("dtype") = "float32", py::arg("threads") = 0, py::arg("seconds") = 0.2,
-     "Benchmark helper measuring the machine's limit: exps per second of the engine's own exp\n"
-     "(float32 or float64) on an L1-resident buffer of gaps in [-30, 0], vectorized as in the\n"
-     "engine, on `threads` threads (0: all), run for about `seconds`.");
 }
