@@ -131,7 +131,7 @@ def main():
     limits = None
     print(f"M = {args.m} queries, N = {args.n} points, float32, VP schedule, denoiser; "
           "times are the best of the runs")
-    # The float32 engine's cutoff (engine_impl.hpp): min(60, log N + 20) nats.
+    # The float32 engine's cutoff (cpp/src/posterior.hpp, run): min(60, log N + 20) nats.
     cut = min(60.0, np.log(args.n) + 20.0)
     keops = keops_denoiser()
     rng = np.random.default_rng(0)

@@ -1,10 +1,9 @@
 // One instruction-set variant (compiled once per ISA by CMakeLists.txt with
 // -DMIXSCORE_ISA=<name>): the engine, the nearest search and the packing of the prepared
 // training set, collected in this variant's dispatch table (mixscore/variant.hpp).
-#include "engine_impl.hpp"
-#include "mixscore/packgemm.hpp"
 #include "mixscore/variant.hpp"
-#include "nearest_impl.hpp"
+#include "posterior.hpp"
+#include "topk.hpp"
 
 #define MIXSCORE_STR2(x) #x
 #define MIXSCORE_STR(x) MIXSCORE_STR2(x)

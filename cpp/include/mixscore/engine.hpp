@@ -8,7 +8,7 @@
 namespace mixscore {
 
 // Below this dimension every logit is computed directly in float64 (no GEMM stage), from the
-// training set's direct layout (TrainSet::XT, order, box: see cpp/src/direct_layout.hpp).
+// training set's direct layout (TrainSet::XT, order, box: see mixscore/direct_layout.hpp).
 constexpr int64_t kDirectMaxD = 16;
 // The direct path's tiles of training points. Smaller tiles are left out more often at small
 // sigma but cost more per tile: 512 was fastest at every sigma for D <= 3 (N = 20000; 128 and
@@ -103,7 +103,7 @@ template <typename T>
 bool run_engine(const TrainSet<T>& train, const Queries<T>& q, const Outputs<T>& out,
                 const EngineOptions& opt, const StopFn& should_stop);
 
-// Instruction-set variants (cpp/src/engine_variant.cpp compiled once per ISA).
+// Instruction-set variants (cpp/src/variant.cpp compiled once per ISA; dispatch.cpp).
 const char* selected_isa();
 bool set_isa(const char* name);  // "avx512", "avx2", "generic" or "auto"
 
