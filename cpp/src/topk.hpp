@@ -23,6 +23,7 @@ inline bool before(double d2a, int64_t na, double d2b, int64_t nb) {
 template <typename T>
 struct TopKHandler {
   static constexpr int64_t kQueryTile = 256;  // any value gives the same results
+  static constexpr bool kDynamicCut = true;  // the k-th distance tightens: boxes tested again
   static constexpr bool kLookahead = false, kSplit = true;
   static constexpr int64_t kChunk = 64;  // entries per vectorized "any candidate?" test
 

@@ -4,9 +4,11 @@
 //     s_j  = sum of t_d^2 over d = j, j + 8, j + 16, ... in increasing d, j = 0..7
 //     d^2  = ((s_0 + s_4) + (s_2 + s_6)) + ((s_1 + s_5) + (s_3 + s_7))
 //     lam  = d^2 - (2 sigma^2) * log pi_n               (weighted sets only)
-// with no FMA contraction (GCC attribute / Clang pragma), so every instruction set gives the
+// with no FMA contraction (the bodies are compiled only in cpp/src/exact_variant.cpp, with
+// -ffp-contract=off and the variant's full optimisation), so every instruction set gives the
 // same bits, the column routine below gives the bits of the row routine, and for alpha = 1 the
-// NumPy reference (backends/numpy_ref.py) gives them too.
+// NumPy reference (backends/numpy_ref.py) gives them too. (A per-function optimize attribute
+// also stopped GCC from vectorizing these loops: 4x slower direct path.)
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -16,23 +18,30 @@
 #error "exact.hpp is compiled once per instruction set: define MIXSCORE_ISA"
 #endif
 
-#if defined(__clang__)
-#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline))
-#define MIXSCORE_NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
-#else
-#define MIXSCORE_NO_CONTRACT_ATTR __attribute__((noinline, optimize("fp-contract=off")))
-#define MIXSCORE_NO_CONTRACT_BODY
-#endif
-
 namespace mixscore {
 namespace MIXSCORE_ISA {
 
-// One row: x and X_n of length D (any float types). Subtract tw_logw = (2 sigma^2) log pi_n
+// One row: x and X_n of length D. Subtract tw_logw = (2 sigma^2) log pi_n
 // (0 for equal weights: d^2 - 0 is d^2).
-template <typename T, typename U>
-MIXSCORE_NO_CONTRACT_ATTR double exact_lam(const T* __restrict x, const U* __restrict Xn,
-                                           double alpha, int64_t D, double tw_logw) {
-  MIXSCORE_NO_CONTRACT_BODY
+template <typename T>
+double exact_lam(const T* __restrict x, const T* __restrict Xn, double alpha, int64_t D,
+                 double tw_logw);
+
+// The same values for nt points stored column-wise (D < 16): column d of point k at
+// XT[d * ld + k]. xi is the query in double, tws = 2 sigma^2 (0 without weights), lw the
+// points' log pi (zeros without weights). Writes L[k] and returns min_k L[k]. DC = D for
+// D <= 3 (one fused pass); DC = 0 for any D < 16 through 8 lane buffers of nt (lanes,
+// scratch) and zeros (nt zeros): a lane that gets no dimension adds +0, which changes no bit.
+template <int DC>
+double exact_lam_columns(const double* __restrict xi, double alpha, const double* __restrict XT,
+                         int64_t ld, int64_t nt, int64_t D, double tws,
+                         const double* __restrict lw, double* __restrict lanes,
+                         const double* __restrict zeros, double* __restrict L);
+
+#ifdef MIXSCORE_EXACT_DEFINITIONS
+template <typename T>
+double exact_lam(const T* __restrict x, const T* __restrict Xn, double alpha, int64_t D,
+                 double tw_logw) {
   double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t d = 0;
   for (; d + 8 <= D; d += 8)
@@ -47,20 +56,11 @@ MIXSCORE_NO_CONTRACT_ATTR double exact_lam(const T* __restrict x, const U* __res
   return (((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))) - tw_logw;
 }
 
-// The same values for nt points stored column-wise (D < 16): column d of point k at
-// XT[d * ld + k]. xi is the query in double, tws = 2 sigma^2 (0 without weights), lw the
-// points' log pi (zeros without weights). Writes L[k] and returns min_k L[k]. DC = D for
-// D <= 3 (one fused pass); DC = 0 for any D < 16 through 8 lane buffers of nt (lanes,
-// scratch) and zeros (nt zeros): a lane that gets no dimension adds +0, which changes no bit.
 template <int DC>
-MIXSCORE_NO_CONTRACT_ATTR double exact_lam_columns(const double* __restrict xi, double alpha,
-                                                   const double* __restrict XT, int64_t ld,
-                                                   int64_t nt, int64_t D, double tws,
-                                                   const double* __restrict lw,
-                                                   double* __restrict lanes,
-                                                   const double* __restrict zeros,
-                                                   double* __restrict L) {
-  MIXSCORE_NO_CONTRACT_BODY
+double exact_lam_columns(const double* __restrict xi, double alpha, const double* __restrict XT,
+                         int64_t ld, int64_t nt, int64_t D, double tws,
+                         const double* __restrict lw, double* __restrict lanes,
+                         const double* __restrict zeros, double* __restrict L) {
   double lmin = std::numeric_limits<double>::infinity();
   if constexpr (DC > 0) {
     const double* c0 = XT;
@@ -115,6 +115,7 @@ MIXSCORE_NO_CONTRACT_ATTR double exact_lam_columns(const double* __restrict xi, 
   }
   return lmin;
 }
+#endif  // MIXSCORE_EXACT_DEFINITIONS
 
 }  // namespace MIXSCORE_ISA
 }  // namespace mixscore
