@@ -177,7 +177,8 @@ class Driver {
         if (!direct) xq[il * D + d] = T(xc);
       }
       qt.xnorm2[il] = n2;
-      qt.bnd[il] = ExpansionBound::make(std::sqrt(n2), std::abs(alpha) * mu_norm, D, eps / 2);
+      if (!direct)
+        qt.bnd[il] = ExpansionBound::make(std::sqrt(n2), std::abs(alpha) * mu_norm, D, eps / 2);
     }
   }
 
@@ -228,11 +229,14 @@ class Driver {
   // lam of query il over the direct tile at positions [p0, p0 + nt) into qt.lam; its minimum.
   template <int DC>
   double direct_lam(int64_t il, int64_t i, int64_t p0, int64_t nt) {
-    // without weights the log-weight term is 0 * 0 (2 sigma^2 may overflow: never inf * 0)
-    const double tws = tr.logw_tiled ? 2.0 * q.sigma2[i] : 0.0;
-    const double* lw = tr.logw_tiled ? tr.logw_tiled + p0 : qt.zeros.data();
-    return exact_lam_columns<DC>(&qt.xd[il * D], q.alpha[i], tr.XT + p0, tr.N, nt, D, tws, lw,
-                                 lanes.data(), qt.zeros.data(), qt.lam.data());
+    // without weights no log-weight term (2 sigma^2 may overflow: never inf * 0)
+    const double* xi = &qt.xd[il * D];
+    if (tr.logw_tiled)
+      return exact_lam_columns<DC, true>(xi, q.alpha[i], tr.XT + p0, tr.N, nt, D,
+                                         2.0 * q.sigma2[i], tr.logw_tiled + p0, lanes.data(),
+                                         qt.zeros.data(), qt.lam.data());
+    return exact_lam_columns<DC, false>(xi, q.alpha[i], tr.XT + p0, tr.N, nt, D, 0.0, nullptr,
+                                        lanes.data(), qt.zeros.data(), qt.lam.data());
   }
 
   // A lower bound on lam over direct tile t: the squared distance from x to the tile's scaled

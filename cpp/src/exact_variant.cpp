@@ -9,7 +9,10 @@ namespace MIXSCORE_ISA {
 template double exact_lam<float>(const float*, const float*, double, int64_t, double);
 template double exact_lam<double>(const double*, const double*, double, int64_t, double);
 #define MIXSCORE_COLUMNS(DC)                                                                  \
-  template double exact_lam_columns<DC>(const double*, double, const double*, int64_t,       \
+  template double exact_lam_columns<DC, false>(const double*, double, const double*, int64_t, \
+                                               int64_t, int64_t, double, const double*,      \
+                                               double*, const double*, double*);             \
+  template double exact_lam_columns<DC, true>(const double*, double, const double*, int64_t,       \
                                         int64_t, int64_t, double, const double*, double*,    \
                                         const double*, double*);
 MIXSCORE_COLUMNS(0)

@@ -28,11 +28,12 @@ double exact_lam(const T* __restrict x, const T* __restrict Xn, double alpha, in
                  double tw_logw);
 
 // The same values for nt points stored column-wise (D < 16): column d of point k at
-// XT[d * ld + k]. xi is the query in double, tws = 2 sigma^2 (0 without weights), lw the
-// points' log pi (zeros without weights). Writes L[k] and returns min_k L[k]. DC = D for
+// XT[d * ld + k]. xi is the query in double; with weights (W) tws = 2 sigma^2 and lw the
+// points' log pi (without, d^2 - 0 = d^2: the term is left out). Writes L[k] and returns
+// min_k L[k]. DC = D for
 // D <= 3 (one fused pass); DC = 0 for any D < 16 through 8 lane buffers of nt (lanes,
 // scratch) and zeros (nt zeros): a lane that gets no dimension adds +0, which changes no bit.
-template <int DC>
+template <int DC, bool W>
 double exact_lam_columns(const double* __restrict xi, double alpha, const double* __restrict XT,
                          int64_t ld, int64_t nt, int64_t D, double tws,
                          const double* __restrict lw, double* __restrict lanes,
@@ -56,7 +57,7 @@ double exact_lam(const T* __restrict x, const T* __restrict Xn, double alpha, in
   return (((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))) - tw_logw;
 }
 
-template <int DC>
+template <int DC, bool W>
 double exact_lam_columns(const double* __restrict xi, double alpha, const double* __restrict XT,
                          int64_t ld, int64_t nt, int64_t D, double tws,
                          const double* __restrict lw, double* __restrict lanes,
@@ -79,7 +80,7 @@ double exact_lam_columns(const double* __restrict xi, double alpha, const double
         const double t1 = x1 - alpha * c1[k], t2 = x2 - alpha * c2[k];
         sq = (sq + t2 * t2) + t1 * t1;
       }
-      const double l = sq - tws * lw[k];
+      const double l = W ? sq - tws * lw[k] : sq;
       L[k] = l;
       lmin = std::min(lmin, l);
     }
@@ -108,7 +109,7 @@ double exact_lam_columns(const double* __restrict xi, double alpha, const double
     for (int64_t k = 0; k < nt; ++k) {
       const double sq = ((s[0][k] + s[4][k]) + (s[2][k] + s[6][k])) +
                         ((s[1][k] + s[5][k]) + (s[3][k] + s[7][k]));
-      const double l = sq - tws * lw[k];
+      const double l = W ? sq - tws * lw[k] : sq;
       L[k] = l;
       lmin = std::min(lmin, l);
     }
