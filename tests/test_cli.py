@@ -150,3 +150,32 @@ def test_plot_without_matplotlib_fails_first(data, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     _assert_error(capsys, ["--samples", d / "S.npy", "--train", d / "X.npy", "--json",
                            d / "o.json", "--plot", d / "o.png"], "needs matplotlib", d)
+
+
+def test_png_samples_against_unit_range_train_are_refused_then_mapped(tmp_path, capsys):
+    """Issue 11, item 1: PNG samples (0..255) against a training set in [-1, 1]."""
+    Image = pytest.importorskip("PIL.Image")
+    g = rng(2)
+    X = g.integers(0, 256, (50, 8, 8)).astype(np.float64) / 127.5 - 1  # exactly 8-bit levels
+    (tmp_path / "pngs").mkdir()
+    for i in range(20):
+        pixels = np.round((X[i] + 1) * 127.5).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "pngs" / f"{i:03d}.png")
+    np.save(tmp_path / "train.npy", X)
+    np.save(tmp_path / "samples.npy", X[:20])
+    args = ["--samples", tmp_path / "pngs", "--train", tmp_path / "train.npy"]
+    out = tmp_path / "r.json"
+    assert _run(*args, "--json", out) == 2
+    err = capsys.readouterr().err
+    assert "samples span [0, 255] but train spans [-1, 1]" in err
+    assert "--samples-range 0 255" in err and "--no-scale-check" in err
+    assert not out.exists()
+    # mapped explicitly: the same answer as the samples saved as .npy in the training units
+    assert _run(*args, "--samples-range", 0, 255, "--json", out) == 0
+    mapped = json.loads(out.read_text())
+    assert _run("--samples", tmp_path / "samples.npy", "--train", tmp_path / "train.npy",
+                "--json", tmp_path / "npy.json") == 0
+    npy = json.loads((tmp_path / "npy.json").read_text())
+    assert mapped["fraction_ratio"] == npy["fraction_ratio"] == 1.0
+    assert mapped["inputs"]["samples"]["path"] == str(tmp_path / "pngs")
+    assert mapped["inputs"]["samples_range"] == {"from": [0.0, 255.0], "to": [-1.0, 1.0]}

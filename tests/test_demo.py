@@ -61,3 +61,25 @@ def test_info(capsys):
     assert "engine instruction set" in capsys.readouterr().out
     assert main(["info", "--json"]) == 0
     assert "backends" in json.loads(capsys.readouterr().out)
+
+
+def test_info_says_what_gpu_support_is_usable(capsys, monkeypatch):
+    import importlib.util
+
+    import mixscore as ms
+    from mixscore import system
+
+    d = system.info()
+    gpu_backends = [b for b in ms.available_backends() if b not in ("cpu", "numpy")]
+    assert d["gpu"]["usable"] == bool(gpu_backends)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "cupy" else real(name, *a))
+    monkeypatch.setattr(system, "available", lambda: ["cpu", "numpy"])
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("GPU"))
+    assert "not usable: this version has no GPU backend (CuPy present but unused)" in line
+    monkeypatch.setattr(system, "available", lambda: ["cuda", "cpu", "numpy"])
+    assert main(["info", "--json"]) == 0
+    gpu = json.loads(capsys.readouterr().out)["gpu"]
+    assert gpu["usable"] and gpu["backends"] == ["cuda"] and gpu["cupy_installed"]

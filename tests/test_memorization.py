@@ -8,7 +8,7 @@ import mixscore as ms
 import numpy as np
 import pytest
 from conftest import rng
-from mixscore.memorization import bootstrap_ci, gammaincc
+from mixscore.memorization import bootstrap_ci, gammaincc, wilson_ci
 
 
 def _direct(S, X):
@@ -129,7 +129,8 @@ def test_bootstrap_coverage():
         assert 0.90 <= hits / reps <= 0.985, (p_true, hits / reps)
 
 
-def test_bootstrap_end_to_end_coverage():
+@pytest.mark.parametrize("interval", ["wilson", "bootstrap"])
+def test_end_to_end_coverage(interval):
     """Synthetic draws: each sample is a copy with probability 0.4, else fresh noise."""
     g = rng(5)
     X = g.standard_normal((300, 4))
@@ -137,15 +138,15 @@ def test_bootstrap_end_to_end_coverage():
     for r in range(reps):
         copy = g.random(100) < 0.4
         S = np.where(copy[:, None], X[g.integers(0, 300, 100)], 3 * g.standard_normal((100, 4)))
-        rep = ms.memorization(S, X, n_boot=300, seed=r)
+        rep = ms.memorization(S, X, n_boot=300, seed=r, interval=interval)
         hits += rep.ci_ratio[0] <= 0.4 <= rep.ci_ratio[1]
     assert 0.88 <= hits / reps <= 0.99
 
 
 def test_seeded_bootstrap_is_reproducible():
     S, X = _synthetic(6)
-    a = ms.memorization(S, X, tau=0.1, seed=7)
-    b = ms.memorization(S, X, tau=0.1, seed=7)
+    a = ms.memorization(S, X, tau=0.1, seed=7, interval="bootstrap")
+    b = ms.memorization(S, X, tau=0.1, seed=7, interval="bootstrap")
     assert a.ci_ratio == b.ci_ratio and a.ci_tau == b.ci_tau
 
 
@@ -174,7 +175,7 @@ def test_serialization_and_summary(tmp_path):
     rep.to_json(out)
     assert json.loads(out.read_text())["tau"] == 0.05
     text = rep.summary()
-    for needle in ["ratio rule d1/d2 < 0.3333", "absolute rule d1 < 0.05", "95% CI",
+    for needle in ["ratio rule d1/d2 < 0.3333", "absolute rule d1 < 0.05", "95% Wilson score CI",
                    "0..255 pixel units", "distinct training points", "chi2 ="]:
         assert needle in text
     assert str(rep) == text
@@ -214,3 +215,84 @@ def test_input_errors():
         ms.memorization(np.zeros((2, 3)), np.zeros((0, 3)))
     with pytest.raises(ValueError, match="samples contains NaN or Inf"):
         ms.memorization(np.array([[0.0, np.nan, 0.0]]), X)
+
+
+# --- intervals that stay honest at the edges (issue 11, item 7) -------------------------------
+
+@pytest.mark.parametrize("k, m", [(500, 500), (0, 500), (1, 1), (0, 1), (37, 120), (3, 10)])
+def test_wilson_interval_matches_scipy_and_stays_open_at_the_edges(k, m):
+    stats = pytest.importorskip("scipy.stats")
+    flags = np.arange(m) < k
+    lo, hi = wilson_ci(flags, 0.95)
+    want = stats.binomtest(k, m).proportion_ci(0.95, method="wilson")
+    assert (lo, hi) == pytest.approx((want.low, want.high), abs=1e-12)
+    assert lo < hi  # never a point: 500/500 is not [1, 1], one sample is not an interval of 0
+    rep = ms.memorization(np.zeros((m, 2)) + np.where(flags, 0.0, 0.45)[:, None],
+                          np.array([[0.0, 0.0], [1.0, 1.0]]), confidence=0.95)
+    assert rep.fraction_ratio == k / m
+    assert rep.ci_ratio == pytest.approx((want.low, want.high), abs=1e-12)
+    assert "Wilson score CI" in rep.summary() and rep.to_dict()["interval"] == "wilson"
+
+
+# --- samples and training data on different scales (issue 11, item 1) -------------------------
+
+def _pixels():
+    X = ms.datasets.digits()[:200]                 # [-1, 1]
+    S = X[:40] + 0.01                             # near-copies, in the training units
+    return S, X, (S + 1) * 127.5                  # the same samples as 0..255 pixels
+
+
+def test_samples_on_another_scale_are_refused_with_both_ranges_and_the_option():
+    S, X, S255 = _pixels()
+    with pytest.raises(ValueError, match=r"samples span \[.*\] but train spans \[-1, 1\].*"
+                                         r"samples_range=\(0, 255\).*check_scale=False"):
+        ms.memorization(S255, X)
+    with pytest.raises(ValueError, match="samples span"):  # the other way round too
+        ms.memorization(S / 1000, X)
+
+
+def test_samples_range_maps_pixels_onto_the_training_range():
+    S, X, S255 = _pixels()
+    want = ms.memorization(S, X)
+    assert want.fraction_ratio == 1.0
+    got = ms.memorization(S255, X, samples_range=(0, 255))
+    assert got.fraction_ratio == want.fraction_ratio
+    np.testing.assert_allclose(got.d1, want.d1, rtol=1e-9, atol=1e-12)
+    assert got.inputs["samples_range"] == {"from": [0.0, 255.0], "to": [-1.0, 1.0]}
+    # the check can be turned off for data whose scales truly differ
+    off = ms.memorization(S255, X, check_scale=False)
+    assert off.fraction_ratio == 0.0
+
+
+# --- one input convention (item 5) and saved reports (item 12) --------------------------------
+
+def test_image_stacks_and_one_point_are_accepted():
+    S, X = _synthetic(8, D=6)
+    flat = ms.memorization(S, X)
+    img = ms.memorization(S.reshape(-1, 2, 3), X.reshape(-1, 2, 3))
+    np.testing.assert_array_equal(img.distances, flat.distances)
+    np.testing.assert_array_equal(img.indices, flat.indices)
+    one = ms.memorization(S[0], X)
+    assert one.n_samples == 1 and one.d1[0] == flat.d1[0]
+    with pytest.raises(ValueError, match=r"images of shape \(3, 2\).*\(2, 3\)"):
+        ms.memorization(S.reshape(-1, 3, 2), X.reshape(-1, 2, 3))
+
+
+def test_report_round_trips_through_json_with_version_and_inputs(tmp_path):
+    S, X = _synthetic(9)
+    rep = ms.memorization(S.astype(np.float32), X, k=3, tau=0.05, scale="pixels255")
+    path = tmp_path / "r.json"
+    rep.to_json(path)
+    d = json.loads(path.read_text())
+    assert d["mixscore"] == ms.__version__
+    assert d["inputs"]["samples"] == {"shape": list(S.shape), "dtype": "float32"}
+    assert d["inputs"]["train"] == {"shape": list(X.shape), "dtype": "float64"}
+    back = ms.MemorizationReport.from_json(path)
+    for name in ("distances", "indices", "ratio", "memorized_ratio", "memorized_tau"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(rep, name))
+    np.testing.assert_array_equal(back.copies.counts, rep.copies.counts)
+    assert back.summary() == rep.summary()
+    assert back.to_dict() == rep.to_dict()
+    assert ms.MemorizationReport.from_json(rep.to_json()).ci_tau == rep.ci_tau
+    with pytest.raises(ValueError, match="no per-sample values"):
+        ms.MemorizationReport.from_json(rep.to_json(per_sample=False))

@@ -211,7 +211,7 @@ def test_dtypes_and_large_values():
 
 @pytest.mark.parametrize("q, x, k, exc, match", [
     (np.zeros((3, 4)), np.zeros((5, 3)), 1, ValueError,
-     r"queries must have shape \(M, 3\) to match train \(N = 5, D = 3\), got shape \(3, 4\)"),
+     r"queries must have shape \(M, 3\) to match train \(N = 5, D = 3\).*got shape \(3, 4\)"),
     (np.zeros((0, 3)), np.zeros((5, 3)), 1, ValueError, "queries is empty"),
     (np.zeros((2, 3)), np.zeros((0, 3)), 1, ValueError, "train is empty"),
     (np.array([[0.0, np.nan]]), np.zeros((5, 2)), 1, ValueError,
@@ -221,7 +221,10 @@ def test_dtypes_and_large_values():
     (np.zeros((2, 2)), np.zeros((5, 2)), 0, ValueError, r"1 <= k <= N = 5.*got k = 0"),
     (np.zeros((2, 2)), np.zeros((5, 2)), 6, ValueError, r"1 <= k <= N = 5.*got k = 6"),
     (np.zeros((2, 2)), np.zeros((5, 2)), 1.5, TypeError, "k must be an integer"),
-    (np.zeros(2), np.zeros((5, 2)), 1, ValueError, "queries must be a 2-d array"),
+    (np.zeros(3), np.zeros((5, 2)), 1, ValueError,
+     r"queries must have shape \(M, 2\) to match train.*got shape \(3,\)"),
+    (np.float64(1.0), np.zeros((5, 2)), 1, ValueError, "queries must be a 2-d array"),
+    (np.zeros((2, 2)), np.zeros(5), 1, ValueError, "train must be a 2-d array"),
 ])
 def test_errors(q, x, k, exc, match, backend):
     with pytest.raises(exc, match=match):
@@ -235,3 +238,29 @@ def test_other_errors():
         ms.nearest(np.zeros((1, 2)), np.zeros((3, 2)), k=1, num_threads=-1)
     with pytest.raises(ValueError, match="overflow float64"):
         ms.nearest(np.zeros((1, 2)), np.full((3, 2), 1e200), k=1)
+
+
+def test_one_point_and_image_stacks_follow_the_denoise_convention(backend):
+    g = np.random.default_rng(3)
+    X = g.standard_normal((40, 12))
+    q = g.standard_normal((5, 12))
+    d, i = ms.nearest(q, X, k=3, backend=backend)
+    d1, i1 = ms.nearest(q[2], X, k=3, backend=backend)  # one point (D,), as denoise accepts
+    assert d1.shape == i1.shape == (3,)
+    assert np.array_equal(d1, d[2]) and np.array_equal(i1, i[2])
+    # image stacks (M, H, W[, C]) are flattened per row, as the CLI does
+    di, ii = ms.nearest(q.reshape(5, 2, 3, 2), X.reshape(40, 2, 6), k=3, backend=backend)
+    assert np.array_equal(di, d) and np.array_equal(ii, i)
+    index = ms.NearestIndex(X.reshape(40, 3, 4), backend=backend)
+    assert np.array_equal(index.search(q[0], 3).indices, i[0])
+
+
+def test_num_threads_must_be_an_integer_and_index_repr():
+    with pytest.raises(TypeError, match=r"num_threads must be an integer >= 0.*got 2.5"):
+        ms.NearestIndex(np.zeros((3, 2)), num_threads=2.5)
+    with pytest.raises(TypeError, match="num_threads must be an integer"):
+        ms.EmpiricalScore(np.zeros((3, 2)), ms.VP(), num_threads=2.5)
+    text = repr(ms.NearestIndex(np.zeros((3, 2), np.float32), backend="numpy", num_threads=1))
+    assert "object at" not in text
+    for part in ("N=3", "D=2", "float32", "'numpy'"):
+        assert part in text

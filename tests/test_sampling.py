@@ -4,12 +4,14 @@ import mixscore as ms
 import numpy as np
 import pytest
 from mixscore.sampling import SAMPLERS
+from mixscore.sampling.methods import POSTERIOR_SAMPLERS
 
 scipy_stats = pytest.importorskip("scipy.stats")
 # short grids in the error tests are stiff on purpose; the warning has its own test
 pytestmark = pytest.mark.filterwarnings("ignore:.*stiffness rho:RuntimeWarning")
 
-FIXED_GRID = [s for s in SAMPLERS if s != "rk45"]
+# the fused fixed-grid samplers (naive, effective, kde: tests/test_variance_samplers.py)
+FIXED_GRID = [s for s in SAMPLERS if s not in ("rk45", "kde", *POSTERIOR_SAMPLERS)]
 ODE = ["euler", "heun", "ddim", "rk45"]
 
 
@@ -210,6 +212,7 @@ def test_result_records_settings():
     for key in ("sampler", "steps", "grid", "t_end", "start", "end", "seed", "a2", "fused"):
         assert key in d["settings"]
     assert d["settings"]["grid"] == "karras" and len(d["times"]) == 11
+    assert d["mixscore"] == ms.__version__
     assert res.nfev == 20
 
 
@@ -246,8 +249,10 @@ def model():
     (dict(sampler="leapfrog"), "unknown sampler 'leapfrog'"),
     (dict(steps=0), "steps must be >= 1"),
     (dict(grid=[1.0, 0.5, 0.7]), "strictly decreasing"),
-    (dict(grid=[2.0, 0.5]), r"grid must lie in \(0, T\]"),
-    (dict(grid=[1.0, 0.0]), r"grid must lie in \(0, T\]"),
+    (dict(grid=[2.0, 0.5]), r"grid\[0\] = 2.0 is outside \(0, T\]"),
+    (dict(grid=[1.0, -0.1]), r"grid\[1\] = -0.1 is outside \(0, T\]"),
+    (dict(grid=[1.0, 0.0, 0.5]), r"grid\[1\] = 0.0 is outside \(0, T\].*grid\[2\], may be 0"),
+    (dict(grid=[1.0, 0.0], end="denoised"), "end='denoised' needs a last time > 0"),
     (dict(grid="cubic"), "grid must be one of"),
     (dict(end="clean"), "end must be one of"),
     (dict(start="uniform"), "start must be one of"),
@@ -305,7 +310,7 @@ def test_unstable_step_stops_with_step_and_time():
 
 def test_stiff_grid_warns_and_names_the_step(model):
     grid = np.array([1.0, 0.999, 0.5, 1e-4])
-    with pytest.warns(RuntimeWarning, match=r"rho = g\^2 h / sigma\^2 > 2.*first step 1"):
+    with pytest.warns(RuntimeWarning, match=r"stiffness rho > 2 \(steps 1, 2; first step 1"):
         ms.sample(model, 2, sampler="euler_maruyama", grid=grid)
     with warnings_as_errors():
         ms.sample(model, 2, sampler="ddpm", grid=grid)  # exponential integrators are stable
@@ -326,3 +331,166 @@ def warnings_as_errors():
             ctx.__exit__(*exc)
 
     return _Exit()
+
+
+# --- issue 11: stiffness (item 8), grids ending at 0 (item 2), seeds (item 4) ----------------
+
+@pytest.mark.parametrize("sampler", ["euler_maruyama", "euler", "heun", "splitting"])
+def test_stiffness_is_the_steps_factor_and_the_warning_fires_exactly_above_2(sampler):
+    """rho = 1 - A where one step maps x to A x when the denoiser is frozen at 0: measured
+    directly by a one-step run with a zero denoiser and no noise, on steps of growing size."""
+    sch = ms.VP()
+    zero = lambda x, t: np.zeros_like(x)  # noqa: E731
+    for t_b in (0.9, 0.7, 0.5, 0.2, 0.01):
+        grid = np.array([1.0, t_b])
+        with warnings_recorded() as w:
+            res = ms.sample(zero, start=np.ones((1, 3)), schedule=sch, output="denoised",
+                            sampler=sampler, grid=grid, end="no_noise_last")
+        factor = res.samples[0, 0]
+        if sampler == "heun":  # Heun's stiffness is that of its predictor, an Euler step
+            factor = ms.sample(zero, start=np.ones((1, 3)), schedule=sch, output="denoised",
+                               sampler="euler", grid=grid).samples[0, 0]
+        rho = res.settings["stiffness_max"]
+        assert rho == pytest.approx(1 - factor, rel=1e-12)
+        assert bool(w) == (rho > 2), (t_b, rho, w)
+
+
+def test_default_grids_do_not_warn_where_nothing_diverges():
+    model = ms.EmpiricalScore(ms.datasets.digits()[:300], ms.VP())
+    for sampler in ("euler_maruyama", "euler", "heun"):
+        with warnings_as_errors():
+            res = ms.sample(model, 8, sampler=sampler, steps=50, seed=0)
+        assert res.settings["stiffness_max"] < 2
+        assert np.abs(res.samples).max() < 1.5
+
+
+def warnings_recorded():
+    import warnings
+
+    ctx = warnings.catch_warnings(record=True)
+
+    class _Rec:
+        def __enter__(self):
+            w = ctx.__enter__()
+            warnings.simplefilter("always")
+            return w
+
+        def __exit__(self, *exc):
+            ctx.__exit__(*exc)
+
+    return _Rec()
+
+
+def _karras_to_zero(n=12, smin=0.002, smax=80.0, rho=7.0):
+    """k-diffusion's get_sigmas_karras: n Karras sigmas and a final 0 (written out here)."""
+    ramp = np.linspace(0, 1, n)
+    sig = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    return np.append(sig, 0.0)
+
+
+@pytest.mark.parametrize("sampler", FIXED_GRID)
+def test_grids_ending_at_zero_never_evaluate_the_score_at_zero(sampler):
+    sch = ms.EDM()
+    grid = _karras_to_zero()
+    X = five_points()
+    model = ms.EmpiricalScore(X, sch)
+    if sampler == "splitting":  # VP/OU only: the same check on a VP grid to 0
+        sch = ms.VP()
+        grid = np.append(sch.grid(40), 0.0)
+        model = ms.EmpiricalScore(X, sch)
+    seen = []
+
+    def den(x, t):
+        seen.append(float(np.min(t)))
+        assert np.all(np.asarray(t) > 0), "evaluated at t = 0"
+        return model.denoise(x, t)
+
+    a = ms.sample(den, start="prior", n=50, schedule=sch, dim=2, output="denoised",
+                  sampler=sampler, grid=grid, seed=3)
+    assert min(seen) == grid[-2] and a.settings["t_end"] == 0.0
+    b = ms.sample(model, 50, sampler=sampler, grid=grid, seed=3)  # the fused C++ loop
+    np.testing.assert_allclose(a.samples, b.samples, rtol=1e-9, atol=1e-9)
+    if sampler in ("ddim", "ddpm"):  # to 0 they return the denoiser at the left end
+        c = ms.sample(model, 50, sampler=sampler, grid=grid[:-1], end="denoised", seed=3)
+        np.testing.assert_allclose(b.samples, c.samples, rtol=0, atol=1e-12)
+        assert nearest(b.samples, X)[1].max() < 1e-6
+
+
+def test_heun_to_zero_takes_an_euler_last_step():
+    sch, grid = ms.EDM(), _karras_to_zero(6)
+    model = ms.EmpiricalScore(five_points(), sch)
+    x0 = np.random.default_rng(0).standard_normal((20, 2)) * 80
+    full = ms.sample(model, sampler="heun", grid=grid, start=x0)
+    head = ms.sample(model, sampler="heun", grid=grid[:-1], start=x0)
+    last = ms.sample(model, sampler="euler", grid=grid[-2:], start=head.samples)
+    np.testing.assert_allclose(full.samples, last.samples, rtol=1e-12, atol=1e-12)
+
+
+def test_seed_none_and_generator_are_recorded_and_repeatable():
+    model = ms.EmpiricalScore(five_points(), ms.VP())
+    a = ms.sample(model, 6, sampler="ddpm", steps=20, seed=None)
+    b = ms.sample(model, 6, sampler="ddpm", steps=20, seed=None)
+    assert a.settings["seed"] != b.settings["seed"] and not np.array_equal(a.samples, b.samples)
+    again = ms.sample(model, 6, sampler="ddpm", steps=20, seed=a.settings["seed"])
+    np.testing.assert_array_equal(again.samples, a.samples)
+    g1 = ms.sample(model, 6, sampler="ddpm", steps=20, seed=np.random.default_rng(5))
+    g2 = ms.sample(model, 6, sampler="ddpm", steps=20, seed=np.random.default_rng(5))
+    np.testing.assert_array_equal(g1.samples, g2.samples)
+    assert g1.settings["seed"] == g2.settings["seed"]
+    with pytest.raises(TypeError, match="seed must be an int, None or a numpy Generator"):
+        ms.sample(model, 2, seed=1.5)
+
+
+def test_start_as_tensor_or_image_stack_and_errors_that_describe_it():
+    sch = ms.VP()
+    score = lambda x, t: -x  # noqa: E731
+    imgs = np.random.default_rng(1).standard_normal((4, 1, 8, 8))
+    res = ms.sample(score, start=imgs, schedule=sch, sampler="ddim", steps=5)
+    assert res.samples.shape == (4, 64)  # (n, ...) is one flattened row per sample
+    flat = ms.sample(score, start=imgs.reshape(4, 64), schedule=sch, sampler="ddim", steps=5)
+    np.testing.assert_array_equal(res.samples, flat.samples)
+    with pytest.raises(ValueError, match=r"got dim=None and start='prior'"):
+        ms.sample(score, 3, schedule=sch)
+    with pytest.raises(ValueError, match=r"start array must have shape \(n, 8\).*"
+                                         r"got shape \(4, 1, 8, 8\)"):
+        ms.sample(score, start=imgs, schedule=sch, dim=8)
+
+    class CpuTensor:  # what a CPU torch tensor offers NumPy: __array__ and a shape
+        shape = imgs.shape
+
+        def __array__(self, dtype=None, copy=None):
+            return imgs
+
+    t = ms.sample(score, start=CpuTensor(), schedule=sch, sampler="ddim", steps=5)
+    np.testing.assert_array_equal(t.samples, res.samples)
+
+    class GpuTensor:  # a CUDA tensor refuses NumPy conversion
+        shape, device = (4, 64), "cuda:0"
+
+        def __array__(self, dtype=None, copy=None):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    with pytest.raises(TypeError, match=r"start must be .*GpuTensor on device cuda:0 with "
+                                        r"shape \(4, 64\).*start.detach\(\).cpu\(\).numpy\(\)"):
+        ms.sample(score, start=GpuTensor(), schedule=sch)
+    torch = pytest.importorskip("torch")
+    t = ms.sample(score, start=torch.from_numpy(imgs), schedule=sch, sampler="ddim", steps=5)
+    np.testing.assert_array_equal(t.samples, res.samples)
+
+
+def test_sample_result_repr_save_and_load(tmp_path):
+    model = ms.EmpiricalScore(five_points(), ms.VP())
+    res = ms.sample(model, 7, sampler="ddpm", steps=12, start="exact", save_steps=[0, 6],
+                    seed=4)
+    text = repr(res)
+    assert f"samples={res.samples.shape}" in text and "sampler='ddpm'" in text
+    assert "seed=4" in text and "\n" not in text and len(text) < 400
+    path = tmp_path / "run.npz"
+    res.save(path)
+    back = ms.SampleResult.load(path)
+    for name in ("samples", "times", "saved", "save_steps", "start_index"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(res, name))
+    assert back.settings == res.settings and back.nfev == res.nfev
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(ValueError, match="not a mixscore SampleResult file"):
+        ms.SampleResult.load(tmp_path / "other.npz")

@@ -95,6 +95,7 @@ def _each_isa(fn):
         _core.set_isa(best)
 
 
+@pytest.mark.filterwarnings("ignore:train has root-mean-square:RuntimeWarning")
 def test_box_bound_holds_with_fused_multiply_add():
     """Duplicated pixel values at sigma^2 = 1e-20 with alpha = 0.99: the box bound must stay
     below lam even where the engine forms x - alpha X with one rounding (FMA builds)."""

@@ -13,19 +13,42 @@ def describe(a) -> str:
     return f"shape {a.shape} and dtype {a.dtype}"
 
 
+def as_plain_array(a, name: str) -> np.ndarray:
+    """``np.asarray(a)``, refusing masked arrays with masked entries.
+
+    ``np.asarray`` drops a ``numpy.ma.MaskedArray``'s mask, so masked entries would be used as
+    values. mixscore does not guess whether a mask means "drop these rows" or "fill these
+    values": the caller says so. A masked array with nothing masked is read as its data."""
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        if masked.any():
+            rows = "" if masked.ndim < 2 else f" in {int(masked.any(axis=-1).sum())} rows"
+            raise ValueError(
+                f"{name} is a masked array with {int(masked.sum())} masked entries{rows}; "
+                f"mixscore would read masked entries as values. Drop the masked rows "
+                f"({name}[~np.ma.getmaskarray({name}).any(axis=-1)]) or fill them "
+                f"({name}.filled(value)) first"
+            )
+        a = np.ma.getdata(a)
+    return np.asarray(a)
+
+
 def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> np.ndarray:
     """A C-contiguous 2-d float32/float64 array without NaN/Inf.
 
     Integer and boolean arrays are converted to float64 (or ``dtype``); float16 is promoted to
-    float32; other kinds are refused."""
-    arr = np.asarray(a)
+    float32; other kinds, and masked arrays with masked entries, are refused."""
+    arr = as_plain_array(a, name)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be a real numeric array, got {describe(arr)}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-d array (points x dimensions), got {describe(arr)}")
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else (
-            np.float32 if arr.dtype == np.float16 else np.float64)
+        dtype = (
+            arr.dtype
+            if arr.dtype in FLOAT_DTYPES
+            else (np.float32 if arr.dtype == np.float16 else np.float64)
+        )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty ({describe(arr)}); expected at least one row")
@@ -39,31 +62,36 @@ def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> n
 
 def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
     """Positive finite float64 weights of length n."""
-    arr = np.asarray(w)
+    arr = as_plain_array(w, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one per training point), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape ({n},) (one per training point), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or Inf")
     if np.any(arr <= 0):
         i = int(np.argmax(arr <= 0))
-        raise ValueError(f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
-                         f"{name}[{i}] = {arr[i]}")
+        raise ValueError(
+            f"{name} must be > 0 (duplicates are weights, drop unwanted points); "
+            f"{name}[{i}] = {arr[i]}"
+        )
     return arr
 
 
 def as_times(t, T: float, *, name: str = "t") -> np.ndarray:
     """Times as a float64 array, all finite and in (0, T]."""
-    arr = np.asarray(t)
+    arr = as_plain_array(t, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.asarray(arr, dtype=np.float64)
     bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= T))
     if np.any(bad):
         v = arr[bad].flat[0]
+        if np.isinf(T):
+            raise ValueError(f"{name} must be finite and > 0; got {v!r}")
         raise ValueError(f"{name} must lie in (0, T] = (0, {T}]; got {v!r}")
     return arr
 
@@ -74,6 +102,90 @@ def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
     if arr.ndim == 0:
         return np.full(m, float(arr))
     if arr.shape != (m,):
-        raise ValueError(f"{name} must be a scalar or have shape ({m},) (one per query), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({m},) (one per query), got shape {arr.shape}"
+        )
     return np.ascontiguousarray(arr)
+
+
+def as_array(a, name: str) -> np.ndarray:
+    """``a`` as a NumPy array, or an error that says what was given (a torch tensor on a GPU,
+    a ragged list, ...)."""
+    if isinstance(a, np.ndarray):
+        return as_plain_array(a, name)  # masked arrays with masked entries are refused
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError, RuntimeError) as e:
+        device = getattr(a, "device", None)
+        where = f" on device {device}" if device is not None else ""
+        raise TypeError(f"{name} must be an array-like of numbers (a NumPy array or a CPU "
+                        f"tensor), got {type(a).__module__}.{type(a).__name__}{where} with "
+                        f"shape {tuple(getattr(a, 'shape', ()))} ({e}); pass "
+                        f"{name}.detach().cpu().numpy() for a GPU tensor or one that "
+                        f"requires grad") from None
+
+
+def as_points(a, name: str, dim: int | None = None,
+              against: str = "") -> tuple[np.ndarray, bool]:
+    """The one input convention for points: (rows as an (M, D) array, single).
+
+    Accepted: an (M, D) array; one point (D,) when ``dim`` is known and matches (``single`` is
+    then True: results drop the row axis, as ``EmpiricalScore.denoise`` does); and image stacks
+    (M, H, W) or (M, H, W, C) (any (M, ...)), flattened row by row to (M, H W [C]). The dtype
+    and finiteness are checked by ``as_float_matrix`` afterwards. ``against`` names what fixes
+    ``dim`` in error messages (e.g. "train (N = 5, D = 3)")."""
+    given = arr = as_array(a, name)
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim == 0 or (arr.ndim == 1 and dim is None):
+        raise ValueError(f"{name} must be a 2-d array (points x dimensions) or an image stack "
+                         f"(M, ...), got {describe(arr)}")
+    single = arr.ndim == 1
+    if dim is not None and arr.shape[-1] != dim:
+        ctx = f" to match {against}" if against else ""
+        raise ValueError(f"{name} must have shape (M, {dim}){ctx} (or ({dim},) for one point, "
+                         f"or an image stack with {dim} values per image), got "
+                         f"{describe(given)}")
+    return (arr[None, :] if single else arr), single
+
+
+def check_threads(num_threads, name: str = "num_threads") -> int:
+    """A thread count: an integer >= 0 (0 = OpenMP's default)."""
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads,
+                                                                   (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0 (0 = all cores), got "
+                        f"{num_threads!r} ({type(num_threads).__name__})")
+    if num_threads < 0:
+        raise ValueError(f"{name} must be >= 0 (0 = all cores), got {num_threads}")
+    return int(num_threads)
+
+
+# Squared distances must not overflow, and the float32 GEMM stage's products must not underflow
+# (its error bound is relative): the largest |value|, and the smallest spread about the training
+# mean, the engines handle. (float64 sums of squares that underflow only matter at sigma^2 below
+# their own size, where every weight is decided by the float64 refinement anyway.)
+_MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
+_MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
+
+
+def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True) -> float:
+    """Refuse data whose squared distances would overflow, or float32 data whose spread (largest
+    deviation from the mean) is below 1e-15, where the float32 products underflow, with the
+    remedy; returns the largest |value|."""
+    dtype = np.dtype(dtype)
+    top = float(np.max(np.abs(arr))) if arr.size else 0.0
+    limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
+    if top > limit:
+        hint = " or use dtype=np.float64" if dtype == np.float32 else ""
+        raise ValueError(f"{name} has values up to {top:.3g}: squared distances would overflow "
+                         f"{dtype} (limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); "
+                         f"rescale the data{hint}")
+    if spread and arr.shape[0] > 1:
+        dev = float(np.max(np.abs(arr - arr.mean(axis=0, dtype=np.float64))))
+        # (a spread at the mean's rounding, 1e-9 of the values, is identical points: no products)
+        if 1e-9 * top < dev < _MIN_SPREAD[dtype]:
+            hint = " or use dtype=np.float64" if dtype == np.float32 else ""
+            raise ValueError(f"{name} varies by at most {dev:.3g}: {dtype} products of values "
+                             f"this small underflow (limit {_MIN_SPREAD[dtype]:g}); rescale "
+                             f"the data (distances scale linearly){hint}")
+    return top

@@ -66,11 +66,19 @@ def load_data(name: str) -> tuple[np.ndarray, tuple[int, int] | None, str]:
     return x.astype(np.float32), None, f"{name}"
 
 
-def check_output_folder(out: Path) -> None:
-    """Refuse an output folder that cannot be written, before any work is done."""
+OUTPUT_NAMES = {"json": "report.json", "markdown": "summary.md", "figure": "memorization.png"}
+
+
+def check_output_folder(out: Path, force: bool = False) -> None:
+    """Refuse an output folder that cannot be written, or that already holds the demo's files
+    unless ``force``, before any work is done."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [n for n in OUTPUT_NAMES.values() if os.path.lexists(out / n)]
+    if existing and not force:
+        raise FileExistsError(f"--out {str(out)!r} already holds {', '.join(existing)}; add "
+                              f"--force to replace them (nothing was written)")
     parent = out
     while not parent.exists():
         parent = parent.parent
@@ -116,7 +124,7 @@ def run(settings: DemoSettings, progress: bool | None = None):
             "end_rule": "denoiser E[X_0 | x(t_end), t_end] at each t_end (same trajectories)",
             "n_samples": settings.n, "seed": settings.seed, "quick": settings.quick,
             "memorization_rule": f"d1/d2 < {RATIO:.4g} (exact Euclidean distances, data units)",
-            "bootstrap": "percentile, 1000 resamples, 95%",
+            "interval": "Wilson score, 95%",
         },
         "results": rows,
         "sampling_seconds": seconds,
@@ -124,20 +132,33 @@ def run(settings: DemoSettings, progress: bool | None = None):
     return report, finals, X, shape
 
 
-def write(report: dict, finals: dict, X, shape, out: Path) -> dict:
-    """The JSON report, the Markdown summary and the figure, written atomically into ``out``."""
+def write(report: dict, finals: dict, X, shape, out: Path, force: bool = False,
+          plot: bool = True) -> dict:
+    """The JSON report, the Markdown summary and (when ``plot`` and matplotlib is installed)
+    the figure, written atomically into ``out``; existing ones are replaced only with
+    ``force``. Returns {kind: path}; without the figure, ``"figure"`` maps to None and
+    ``"figure_note"`` says why and how to get it."""
     out = Path(out)
-    check_output_folder(out)
+    check_output_folder(out, force)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    names = {"json": "report.json", "markdown": "summary.md", "figure": "memorization.png"}
+    names = dict(OUTPUT_NAMES)
+    note = None
+    if not plot:
+        note = "figure skipped (--no-plot)"
+    elif not has_matplotlib():
+        note = ("figure skipped: matplotlib is not installed; pip install 'mixscore[plot]' "
+                "(or pip install matplotlib) and run again for memorization.png")
+    if note is not None:
+        del names["figure"]
     tmp = Path(tempfile.mkdtemp(prefix=".mixscore-demo-", dir=out))
     try:
         (tmp / names["json"]).write_text(json.dumps(report, indent=1))
         (tmp / names["markdown"]).write_text(markdown(report))
-        fig = figure(report, finals, X, shape)
-        fig.savefig(tmp / names["figure"], dpi=110)
-        _close(fig)
+        if "figure" in names:
+            fig = figure(report, finals, X, shape)
+            fig.savefig(tmp / names["figure"], dpi=110)
+            _close(fig)
         for name in names.values():
             os.replace(tmp / name, out / name)
     except BaseException:
@@ -146,12 +167,36 @@ def write(report: dict, finals: dict, X, shape, out: Path) -> dict:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
-    return {k: str(out / v) for k, v in names.items()}
+    files = {k: str(out / v) for k, v in names.items()}
+    if note is not None:
+        files["figure"] = None
+        files["figure_note"] = note
+    return files
+
+
+def has_matplotlib() -> bool:
+    try:
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def settings_text(report: dict) -> str:
+    """The run's settings, one per line (printed before the table)."""
+    s, d = report["settings"], report["data"]
+    rows = [("data", f"{d['description']} (N = {d['n_train']}, D = {d['dim']})"),
+            ("schedule", s["schedule"]), ("sampler", s["sampler"]), ("grid", s["grid"]),
+            ("start", s["start"]), ("returned", s["end_rule"]),
+            ("samples / seed", f"{s['n_samples']} / {s['seed']}"),
+            ("memorized if", s["memorization_rule"]), ("interval", s["interval"])]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:>{width}}: {v}" for k, v in rows)
 
 
 def table(report: dict) -> str:
     lines = ["| t_end | sigma(t_end) | memorized (d1/d2 < 1/3) | 95% CI | median d1 | "
-             "distinct digits copied |", "|---|---|---|---|---|---|"]
+             "distinct training points copied |", "|---|---|---|---|---|---|"]
     for r in report["results"]:
         lo, hi = r["ci95"]
         lines.append(f"| {r['t_end']:.4g} | {r['sigma']:.3f} | {r['memorized_fraction']:.3f} "
@@ -170,38 +215,62 @@ def markdown(report: dict) -> str:
         f"{s['grid']}; start {s['start']}; {s['n_samples']} samples, seed {s['seed']}. "
         f"Returned: {s['end_rule']}. Rule: {s['memorization_rule']}.", "",
         table(report), "",
-        "Stopping at a small t_end returns training digits (memorized fraction near 1); "
-        "stopping earlier returns posterior means that blend several digits. Results depend on "
+        "Stopping at a small t_end returns training points (memorized fraction near 1); "
+        "stopping earlier returns posterior means that blend several of them. Results depend on "
         "the sampler, grid, step count, t_end and end rule, all recorded in report.json.", ""])
 
 
 def figure(report, finals, X, shape):
-    from .plotting import _plt, plot_nearest_grid
+    """Memorized fraction against t_end; then, for three end times, the d1/d2 histogram and
+    either generated images over their nearest training images (distance under each pair) or,
+    for 2-D data, a scatter of the samples over the training points."""
+    from .plotting import _plt, plot_nearest_grid, plot_ratio_histogram
 
     plt = _plt()
     rows = report["results"]
+    name = report["data"]["name"]
     t = [r["t_end"] for r in rows]
     frac = np.array([r["memorized_fraction"] for r in rows])
     ci = np.array([r["ci95"] for r in rows])
-    show = [t[0], t[len(t) // 2], t[-1]] if shape is not None else []
-    fig = plt.figure(figsize=(10, 3.2 + 2.4 * len(show)))
-    subs = fig.subfigures(1 + len(show), 1, height_ratios=[1.3] + [1] * len(show))
-    subs = np.atleast_1d(subs)
+    sigma = {r["t_end"]: r["sigma"] for r in rows}
+    show = [t[0], t[len(t) // 2], t[-1]] if shape is not None or X.shape[1] == 2 else []
+    fig = plt.figure(figsize=(12, 3.4 + 2.9 * len(show)), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(1 + len(show), 1, height_ratios=[1.2] + [1] * len(show)))
     ax = subs[0].subplots()
-    subs[0].subplots_adjust(bottom=0.22)
     ax.errorbar(t, frac, yerr=[frac - ci[:, 0], ci[:, 1] - frac], marker="o", capsize=3)
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("end time t_end (log scale)")
+    ax.set_xticks(t, [f"{te:.3g}\n(sigma {sigma[te]:.3g})" for te in t], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("end time t_end (noise level sigma(t_end)), log scale")
     ax.set_ylabel("memorized fraction\n(d1/d2 < 1/3)")
-    ax.set_title("Exact empirical score on the digits: memorization against the end time")
+    ax.set_title(f"Exact empirical score on {name}: memorization against the end time "
+                 f"({report['settings']['interval']} intervals)")
     for sub, te in zip(subs[1:], show, strict=True):
         samples, rep = finals[te]
-        plot_nearest_grid(samples, X, rep.nn_index, shape, n=10, fig=sub,
-                          value_range=(-1.0, 1.0))
-        sub.suptitle(f"t_end = {te:.3g}: generated (top) and nearest training digit (bottom), "
-                     f"memorized {rep.fraction_ratio:.2f}", fontsize=9)
+        left, right = sub.subfigures(1, 2, width_ratios=[1.2, 3])
+        hist = plot_ratio_histogram(rep, left.subplots(), bins=25)
+        hist.set_xlabel("d1 / d2 (nearest / second nearest)", fontsize=8)
+        hist.legend(loc="upper center", fontsize=7)
+        sub.suptitle(f"t_end = {te:.3g}, sigma(t_end) = {sigma[te]:.3g}: memorized "
+                     f"{rep.fraction_ratio:.2f}", fontsize=10)
+        if shape is not None:
+            below = [f"d1 = {d:.2f}" for d in rep.d1[:10]]
+            plot_nearest_grid(samples, X, rep.nn_index, shape, n=10, fig=right,
+                              value_range=(-1.0, 1.0), labels=False, below=below)
+        else:
+            scatter_over_train(samples, X, right.subplots())
     return fig
+
+
+def scatter_over_train(samples, X, ax):
+    """2-D samples (colour) over the training points (grey)."""
+    ax.scatter(X[:, 0], X[:, 1], s=6, c="0.6", label=f"training points ({len(X)})")
+    ax.scatter(samples[:, 0], samples[:, 1], s=5, c="#c03030", alpha=0.6,
+               label=f"samples ({len(samples)})")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(loc="upper right", fontsize=7)
+    return ax
 
 
 def _close(fig) -> None:

@@ -8,13 +8,28 @@ below comes from the posterior w_n = p(n | x, t) in one streaming pass.
 from __future__ import annotations
 
 import operator
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_weights, per_query_times
+from ._validation import (
+    as_float_matrix,
+    as_plain_array,
+    as_weights,
+    check_magnitudes,
+    check_threads,
+    per_query_times,
+)
 from .backends import STAT_NAMES, get_backend
+from .conditional import LabelGroups, by_label, check_labels
+from .covariance import EXTRA_STATS
 from .partial import PosteriorPartial
+from .posterior import evaluate, posterior_op
+from .regularizers import as_regularizers
+from .scales import schedule_warning
 from .schedules import Schedule
 
 
@@ -30,6 +45,8 @@ class ScoreStats:
     max_weight  max_n w_n
     argmax      argmax_n w_n (lowest index among exact ties)
     n_eff       effective number of points 1 / sum_n w_n^2
+    trace_cov   tr C = alpha^2 tau2 / sigma^4, C the posterior (proxy-score) covariance
+    entropy     posterior entropy -sum_n w_n log w_n (nats; only when in ``include``)
     """
 
     logpdf: np.ndarray | None = None
@@ -40,18 +57,33 @@ class ScoreStats:
     max_weight: np.ndarray | None = None
     argmax: np.ndarray | None = None
     n_eff: np.ndarray | None = None
+    trace_cov: np.ndarray | None = None
+    entropy: np.ndarray | None = None
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None}
 
+    def __repr__(self) -> str:
+        parts = [f"{k}={_brief(v)}" for k, v in self.as_dict().items()]
+        return f"ScoreStats({', '.join(parts)})"
+
+
+def _brief(v) -> str:
+    """An array as its shape and dtype (a scalar as its value): reprs stay one line."""
+    a = np.asarray(v)
+    return repr(a.item()) if a.ndim == 0 else f"<{a.dtype} array {a.shape}>"
+
 
 def _wanted(include) -> set:
-    want = set(STAT_NAMES if include is None else include)
-    unknown = want - set(STAT_NAMES)
+    if isinstance(include, str):  # one name, not a sequence of letters
+        include = (include,)
+    names = STAT_NAMES + EXTRA_STATS
+    want = set(STAT_NAMES + ("trace_cov",) if include is None else include)
+    unknown = want - set(names)
     if unknown:
         raise ValueError(f"include has unknown statistics {sorted(unknown)}; "
-                         f"expected a subset of {list(STAT_NAMES)}")
+                         f"expected a subset of {list(names)}")
     return want
 
 
@@ -112,19 +144,33 @@ class EmpiricalScore:
         ``argmax`` and the partial states (``partial``) report global indices. A shard may be
         empty (N = 0): its ``partial`` is the identity of ``mixscore.merge``; its statistics
         are undefined (an error).
+    labels : (N,) array, optional
+        One label per training point: ``stats/score/denoise(x, t, y=...)`` then give the
+        conditional statistics of the points with label y (``mixscore.conditional``).
+    regularizer : Regularizer or list, optional
+        ``mixscore.regularizers`` policies (Tikhonov, EmpiricalBayes, Smoothing,
+        Perturbation) applied to every statistic and sampler; see that module for the
+        formulas and what ``denoised`` means then.
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
     and Dask.
+
+    Warns (RuntimeWarning) when the data's scale does not fit the schedule: a variance-
+    preserving schedule (VP, Cosine, OU) assumes unit-scale data, so 0..255 pixels must be
+    mapped to [-1, 1] first (``mixscore.datasets`` loaders take ``value_range``) or noised with
+    VE / EDM and a large enough sigma_max (see ``mixscore.scales.schedule_warning``).
     """
 
-    def __init__(self, train, schedule: Schedule, weights=None, *, backend: str = "auto",
-                 dtype=None, refine: str = "auto", num_threads: int = 0, row_offset: int = 0):
+    def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
+                 *, backend: str = "auto", dtype=None, refine: str = "auto",
+                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
         self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
+        self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
         self.schedule = schedule
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
@@ -132,17 +178,32 @@ class EmpiricalScore:
         if self.train.shape[0] == 0:
             backend = "numpy"  # nothing to prepare: an empty shard only contributes a partial
         self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
-                                            num_threads=num_threads,
+                                            num_threads=check_threads(num_threads),
                                             row_offset=self.row_offset)
+        self.regularizers = as_regularizers(regularizer, self)
+        self.labels = None if labels is None else check_labels(labels, self.n)
+        self.label_groups = None if labels is None else LabelGroups(self.labels)
+        why = schedule_warning(self.train, schedule) if self.train.size else None
+        if why is not None:
+            warnings.warn(why, RuntimeWarning, stacklevel=2)
 
     def __getstate__(self) -> dict:
         # the prepared (C++) state is rebuilt on unpickling rather than serialized
         return {"train": self.train, "schedule": self.schedule, "weights": self.weights,
-                "row_offset": self.row_offset, "options": self._options}
+                "row_offset": self.row_offset, "options": self._options,
+                "labels": self.labels, "regularizer": self.regularizers or None}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["train"], state["schedule"], state["weights"],
-                      row_offset=state["row_offset"], **state["options"])
+                      row_offset=state["row_offset"], labels=state.get("labels"),
+                      regularizer=state.get("regularizer"), **state["options"])
+
+    def subset(self, index) -> EmpiricalScore:
+        """The model of the training points ``index`` (same schedule, weights, regularizer,
+        options; no labels; local indices)."""
+        w = None if self.weights is None else self.weights[index]
+        return EmpiricalScore(self.train[index], self.schedule, w,
+                              regularizer=self.regularizers or None, **self._options)
 
     @property
     def n(self) -> int:
@@ -163,7 +224,7 @@ class EmpiricalScore:
 
     # --- evaluation ------------------------------------------------------------------------
     def _queries(self, x):
-        arr = np.asarray(x)
+        arr = as_plain_array(x, "x")
         single = arr.ndim == 1
         if single:
             if arr.shape[0] != self.dim:
@@ -173,24 +234,34 @@ class EmpiricalScore:
         elif arr.ndim != 2 or arr.shape[1] != self.dim:
             raise ValueError(f"x must have shape (M, {self.dim}) or ({self.dim},), "
                              f"got shape {arr.shape}")
-        return as_float_matrix(arr, "x", dtype=self.dtype, allow_empty=True), single
+        arr = as_float_matrix(arr, "x", dtype=self.dtype, allow_empty=True)
+        check_magnitudes(arr, "x", self.dtype, spread=False)
+        return arr, single
 
-    def stats(self, x, t, include=None) -> ScoreStats:
+    def stats(self, x: ArrayLike, t: ArrayLike, include: str | Sequence[str] | None = None,
+              y=None) -> ScoreStats:
         """All posterior statistics at queries ``x`` (M, D) and time ``t`` (scalar or (M,)),
-        from one pass over the training set. ``include`` limits the fields computed."""
+        from one pass over the training set. ``include`` limits the fields computed: one name
+        (``"logpdf"``) or a sequence of names from ``ScoreStats``; ``y`` (one label or one per
+        query) conditions on the points with that label."""
         want = _wanted(include)
         xq, single = self._queries(x)
-        ts = per_query_times(t, xq.shape[0], self.schedule.T)
-        return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want)
+        ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
+        return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want,
+                           ts, y)
 
-    def stats_at_noise(self, x, alpha, sigma2, include=None) -> ScoreStats:
+    def stats_at_noise(self, x: ArrayLike, alpha: ArrayLike, sigma2: ArrayLike,
+                       include: str | Sequence[str] | None = None, *, t=None,
+                       y=None) -> ScoreStats:
         """Like ``stats`` but at explicit noise levels: the mixture with means ``alpha X_n`` and
-        variance ``sigma2`` (scalars or one per query), whatever the schedule."""
+        variance ``sigma2`` (scalars or one per query), whatever the schedule. ``t`` (scalar
+        or (M,)) is needed only by time-dependent regularizers."""
         want = _wanted(include)
         xq, single = self._queries(x)
         m = xq.shape[0]
+        ts = None if t is None else _per_query(t, m, "t")
         return self._stats(xq, single, _per_query(alpha, m, "alpha"),
-                           _per_query(sigma2, m, "sigma2"), want)
+                           _per_query(sigma2, m, "sigma2"), want, ts, y)
 
     def partial(self, x, t) -> PosteriorPartial:
         """What this training set (or shard) contributes to the statistics at queries ``x``
@@ -199,38 +270,67 @@ class EmpiricalScore:
         partials of all shards with ``mixscore.merge`` and call ``.finalize()`` for the
         statistics ``stats`` gives."""
         xq, _ = self._queries(x)
-        ts = per_query_times(t, xq.shape[0], self.schedule.T)
+        ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
         alpha, sigma2 = _noise(self.schedule.alpha(ts), self.schedule.sigma2(ts))
         return self.backend.partial(xq, alpha, sigma2)
 
-    def _stats(self, xq, single, alpha, sigma2, want) -> ScoreStats:
+    def _stats(self, xq, single, alpha, sigma2, want, t=None, y=None) -> ScoreStats:
         alpha, sigma2 = _noise(alpha, sigma2)
         if self.n == 0:
             raise ValueError("this EmpiricalScore has no training points (an empty shard): "
                              "only partial() is defined; merge it with the other shards")
-        out = self.backend.stats(xq, alpha, sigma2, want)
+        if y is not None:
+            out = by_label(self, y, xq.shape[0], lambda sub, r: sub._stats(
+                xq[r], False, alpha[r], sigma2[r], want, None if t is None else t[r]
+            ).as_dict())
+        else:
+            out = evaluate(self, xq, alpha, sigma2, want, t)
         if single:
             out = {k: v[0] for k, v in out.items()}
         return ScoreStats(**out)
 
-    def _one(self, name, x, t):
-        return getattr(self.stats(x, t, include=(name,)), name)
+    def _one(self, name, x, t, y=None):
+        return getattr(self.stats(x, t, include=(name,), y=y), name)
 
-    def denoise(self, x, t) -> np.ndarray:
+    def denoise(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """Posterior mean E[X_0 | X_t = x] (the optimal x0-prediction / CEM target)."""
-        return self._one("denoised", x, t)
+        return self._one("denoised", x, t, y)
 
-    def score(self, x, t) -> np.ndarray:
+    def score(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """grad_x log p_t(x) = (alpha(t) denoise(x, t) - x) / sigma(t)^2."""
-        return self._one("score", x, t)
+        return self._one("score", x, t, y)
 
-    def eps(self, x, t) -> np.ndarray:
+    def eps(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """Noise prediction (x - alpha denoise) / sigma = -sigma score."""
-        return self._one("eps", x, t)
+        return self._one("eps", x, t, y)
 
-    def logpdf(self, x, t) -> np.ndarray:
+    def logpdf(self, x: ArrayLike, t: ArrayLike, y=None) -> np.ndarray:
         """log p_t(x), the log-density of the noised empirical distribution."""
-        return self._one("logpdf", x, t)
+        return self._one("logpdf", x, t, y)
 
-    def __call__(self, x, t) -> np.ndarray:
+    def __call__(self, x: ArrayLike, t: ArrayLike) -> np.ndarray:
         return self.score(x, t)
+
+    # --- posterior covariance (mixscore.covariance) -----------------------------------------
+    def cov_matvec(self, x, t, v, y=None) -> np.ndarray:
+        """C v for the posterior covariance C = (alpha^2/sigma^4) Cov_w(X_0) (generalization-
+        through-variance paper, Eq. 34), without a D x D matrix; v has the shape of x."""
+        return posterior_op(self, "cov_matvec", x, t, y, v=v)
+
+    def cov(self, x, t, y=None) -> np.ndarray:
+        """The full C (D x D per query, D <= 1024)."""
+        return posterior_op(self, "cov", x, t, y)
+
+    def hessian_logpdf(self, x, t, y=None) -> np.ndarray:
+        """Hessian of log p_t(x): -I / sigma^2 + C (D x D per query, D <= 1024)."""
+        return posterior_op(self, "hessian", x, t, y)
+
+    def posterior_draws(self, x, t, R: int, seed: int = 0, y=None) -> np.ndarray:
+        """(M, R) (or (R,)) training indices drawn from w_n(x, t) by Gumbel-max with
+        counter-based Philox noise (``mixscore.covariance`` documents the streams)."""
+        return posterior_op(self, "draws", x, t, y, R=R, seed=seed)
+
+    def cov_noise(self, x, t, seed: int = 0, y=None) -> np.ndarray:
+        """Gaussian noise with covariance Cov_w(X_0) per query, sum_n sqrt(w_n) zeta_n
+        (X_n - xhat0), without a D x D matrix."""
+        return posterior_op(self, "noise", x, t, y, seed=seed)

@@ -9,7 +9,8 @@ float64 differences, so an exact copy has d1 = 0) and applies the usual criteria
   the ratio is defined as 0: memorized.
 * absolute rule (Baptista et al.): memorized if d1 < tau, tau in the reported distance units.
 
-Fractions come with percentile-bootstrap confidence intervals. The copy histogram records which
+Fractions come with Wilson score confidence intervals (honest at 0% and 100%; a percentile
+bootstrap is available with ``interval="bootstrap"``). The copy histogram records which
 training point each memorized sample copies (its nearest one) and compares it with the uniform
 distribution or given weights (chi-squared, KL, total variation).
 
@@ -24,15 +25,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_weights
+from ._validation import as_float_matrix, as_points, as_weights
 from .nearest import NearestIndex, check_k
+from .scales import as_range, check_same_scale, map_range, nominal_range, value_range
 
 SCALES = ("data", "pixels255", "sqrt_dim")
 COPY_RULES = ("ratio", "tau", "all")
+INTERVALS = ("wilson", "bootstrap")
+INTERVAL_NAMES = {"wilson": "Wilson score", "bootstrap": "percentile bootstrap"}
 
 
 # ----------------------------------------------------------------------------------- statistics
@@ -83,12 +90,36 @@ def bootstrap_ci(flags: np.ndarray, n_boot: int, confidence: float,
     """Percentile-bootstrap CI of the mean of a 0/1 array.
 
     Resampling m indicators with replacement gives a sum distributed exactly as
-    Binomial(m, observed fraction), so that is drawn directly (same distribution, O(n_boot))."""
+    Binomial(m, observed fraction), so that is drawn directly (same distribution, O(n_boot)).
+    It collapses to a point at 0% and 100% (no resample can differ): prefer ``wilson_ci``."""
     m = flags.size
     p = float(np.mean(flags))
     boot = rng.binomial(m, p, size=n_boot) / m
     lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
+
+
+def wilson_ci(flags: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927, JASA 22, Eq. for
+    p = (p_hat + z^2/2m +- z sqrt(p_hat (1 - p_hat)/m + z^2/4m^2)) / (1 + z^2/m)).
+
+    Unlike the bootstrap it stays honest at the edges: 500/500 gives a lower end below 1
+    (m / (m + z^2)), and one sample gives a wide interval."""
+    m = flags.size
+    p = float(np.mean(flags))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z2m = z * z / m
+    center = (p + z2m / 2) / (1 + z2m)
+    half = z / (1 + z2m) * math.sqrt(p * (1 - p) / m + z2m / (4 * m))
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def proportion_ci(flags: np.ndarray, interval: str, confidence: float, n_boot: int,
+                  rng: np.random.Generator) -> tuple[float, float]:
+    """The confidence interval of a memorized fraction by the method ``interval``."""
+    if interval == "wilson":
+        return wilson_ci(flags, confidence)
+    return bootstrap_ci(flags, n_boot, confidence, rng)
 
 
 @dataclass
@@ -155,6 +186,16 @@ def copy_stats(nn_index: np.ndarray, flags: np.ndarray, n_train: int, rule: str,
 
 # --------------------------------------------------------------------------------------- scales
 
+def _infer_range(train: np.ndarray, why: str) -> tuple[float, float]:
+    """The nominal range of the training data ([0, 1], [-1, 1] or [0, 255]) or a clear error."""
+    lo, hi = value_range(train)
+    found = nominal_range(lo, hi)
+    if found is None:
+        raise ValueError(f"{why} cannot infer the data range: train spans [{lo:g}, {hi:g}], not "
+                         f"inside [0, 1], [-1, 1] or [0, 255]; pass data_range=(lo, hi)")
+    return found
+
+
 def scale_factor(scale: str, train: np.ndarray, data_range=None):
     """(factor, data_range or None): reported distance = factor * Euclidean distance."""
     if scale not in SCALES:
@@ -163,22 +204,8 @@ def scale_factor(scale: str, train: np.ndarray, data_range=None):
         return 1.0, None
     if scale == "sqrt_dim":
         return 1.0 / math.sqrt(train.shape[1]), None
-    if data_range is None:
-        lo, hi = float(train.min()), float(train.max())
-        for cand in ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)):
-            if cand[0] <= lo and hi <= cand[1]:
-                data_range = cand
-                break
-        else:
-            raise ValueError(f"scale='pixels255' cannot infer the data range: train spans "
-                             f"[{lo:g}, {hi:g}], not inside [0, 1], [-1, 1] or [0, 255]; pass "
-                             f"data_range=(lo, hi)")
-    try:
-        lo, hi = (float(v) for v in data_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"data_range must be a pair (lo, hi), got {data_range!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ValueError(f"data_range must be finite with hi > lo, got {data_range!r}")
+    lo, hi = (_infer_range(train, "scale='pixels255'") if data_range is None
+              else as_range(data_range, "data_range"))
     return 255.0 / (hi - lo), (lo, hi)
 
 
@@ -220,6 +247,9 @@ class MemorizationReport:
     n_boot: int
     seed: int | None
     backend: str
+    interval: str = "wilson"
+    inputs: dict = field(default_factory=dict)
+    version: str = ""
 
     @property
     def d1(self) -> np.ndarray:
@@ -252,15 +282,17 @@ class MemorizationReport:
             "ratio_threshold": self.ratio_threshold, "fraction_ratio": self.fraction_ratio,
             "ci_ratio": list(self.ci_ratio), "tau": self.tau, "fraction_tau": self.fraction_tau,
             "ci_tau": None if self.ci_tau is None else list(self.ci_tau),
-            "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed,
-            "backend": self.backend,
+            "confidence": self.confidence, "interval": self.interval, "n_boot": self.n_boot,
+            "seed": self.seed, "backend": self.backend, "mixscore": self.version,
+            "inputs": self.inputs,
             "d1_summary": _summary_stats(self.d1), "d2_summary": _summary_stats(self.d2),
             "copies": self.copies.to_dict(),
         }
         if per_sample:
             out["per_sample"] = {
                 "d1": self.d1.tolist(), "d2": self.d2.tolist(), "ratio": self.ratio.tolist(),
-                "nn_index": self.nn_index.tolist(),
+                "nn_index": self.nn_index.tolist(), "distances": self.distances.tolist(),
+                "indices": self.indices.tolist(),
                 "memorized_ratio": self.memorized_ratio.tolist(),
                 "memorized_tau": (None if self.memorized_tau is None
                                   else self.memorized_tau.tolist()),
@@ -275,10 +307,49 @@ class MemorizationReport:
                 f.write(text + "\n")
         return text
 
+    @classmethod
+    def from_dict(cls, d: dict) -> MemorizationReport:
+        """The report written by ``to_dict(per_sample=True)`` (or read back from its JSON)."""
+        ps = d.get("per_sample")
+        if not ps or "distances" not in ps:
+            raise ValueError("the report has no per-sample values (it was written with "
+                             "per_sample=False or by an older mixscore); cannot rebuild it")
+        c = d["copies"]
+        counts = np.zeros(d["n_train"], np.int64)
+        counts[np.asarray(c["copied_index"], np.int64)] = c["copied_count"]
+        copies = CopyStats(rule=c["rule"], counts=counts, n_copies=c["n_copies"],
+                           n_distinct=c["n_distinct"], reference=c["reference"],
+                           chi2=c["chi2"], dof=c["dof"], p_value=c["p_value"],
+                           reliable=c["reliable"], kl=c["kl"], tv=c["tv"])
+        pair = (lambda v: None if v is None else tuple(v))  # noqa: E731
+        mem_tau = ps["memorized_tau"]
+        return cls(
+            n_samples=d["n_samples"], n_train=d["n_train"], dim=d["dim"], k=d["k"],
+            scale=d["scale"], scale_factor=d["scale_factor"], data_range=pair(d["data_range"]),
+            distances=np.asarray(ps["distances"], np.float64).reshape(-1, d["k"]),
+            indices=np.asarray(ps["indices"], np.int64).reshape(-1, d["k"]),
+            ratio=np.asarray(ps["ratio"], np.float64), ratio_threshold=d["ratio_threshold"],
+            memorized_ratio=np.asarray(ps["memorized_ratio"], bool),
+            fraction_ratio=d["fraction_ratio"], ci_ratio=tuple(d["ci_ratio"]), tau=d["tau"],
+            memorized_tau=None if mem_tau is None else np.asarray(mem_tau, bool),
+            fraction_tau=d["fraction_tau"], ci_tau=pair(d["ci_tau"]), copies=copies,
+            confidence=d["confidence"], n_boot=d["n_boot"], seed=d["seed"],
+            backend=d["backend"], interval=d.get("interval", "bootstrap"),
+            inputs=d.get("inputs", {}), version=d.get("mixscore", ""))
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike) -> MemorizationReport:
+        """Read a report written by ``to_json`` (a file path, or the JSON text itself)."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
     def summary(self) -> str:
         """A readable table of the results."""
         c = self.copies
-        conf = f"{100 * self.confidence:g}% CI"
+        conf = f"{100 * self.confidence:g}% {INTERVAL_NAMES[self.interval]} CI"
         rows = [
             ("samples / train / D / k",
              f"{self.n_samples} / {self.n_train} / {self.dim} / {self.k}"),
@@ -325,11 +396,19 @@ def _three(a: np.ndarray) -> str:
 
 # ------------------------------------------------------------------------------------ the entry
 
-def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float | None = None,
-                 scale: str = "data", data_range=None, weights=None, copy_rule: str = "ratio",
-                 n_boot: int = 1000, confidence: float = 0.95, seed: int | None = 0,
-                 backend: str = "auto", num_threads: int = 0) -> MemorizationReport:
+def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: float = 1 / 3,
+                 tau: float | None = None, scale: str = "data",
+                 data_range: tuple[float, float] | None = None,
+                 samples_range: tuple[float, float] | None = None, check_scale: bool = True,
+                 weights: ArrayLike | None = None, copy_rule: str = "ratio",
+                 interval: str = "wilson", n_boot: int = 1000, confidence: float = 0.95,
+                 seed: int | np.random.Generator | None = 0, backend: str = "auto",
+                 num_threads: int = 0, scale_option: str = "samples_range=({lo}, {hi})",
+                 scale_off_option: str = "check_scale=False") -> MemorizationReport:
     """Memorization metrics of ``samples`` (M, D) against ``train`` (N, D).
+
+    ``samples`` and ``train`` follow one convention (as ``ms.nearest``): (M, D) rows, one
+    point (D,), or image stacks (M, H, W[, C]) flattened per row.
 
     Parameters
     ----------
@@ -342,21 +421,46 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
     scale : {"data", "pixels255", "sqrt_dim"}
         Units of the reported distances and of tau (see the module docstring).
     data_range : (lo, hi), optional
-        For ``scale="pixels255"``: the data range mapped to 0..255 (default: inferred).
+        The training data's value range: for ``scale="pixels255"`` the range mapped to 0..255,
+        and the target of ``samples_range`` (default: inferred, [0, 1], [-1, 1] or [0, 255]).
+    samples_range : (lo, hi), optional
+        The samples' value range; the samples are mapped linearly from it onto the training
+        data's range before any distance (e.g. (0, 255) for PNG samples of data in [-1, 1]).
+    check_scale : bool
+        Refuse (ValueError naming both ranges) samples and training data whose value extents
+        differ by more than 10x: distances across scales are meaningless (0..255 PNGs against
+        [-1, 1] data report 0% memorized). Pass False only if the scales truly differ.
     weights : (N,) array, optional
         Expected copy distribution (normalized) for the chi-squared / KL / TV comparison;
         default uniform.
     copy_rule : {"ratio", "tau", "all"}
         Which samples enter the copy histogram: memorized by the ratio rule, by the absolute
         rule (needs tau), or every sample (its nearest training point).
-    n_boot, confidence, seed
-        Percentile bootstrap: n_boot resamples, two-sided confidence level, numpy Generator seed.
+    interval : {"wilson", "bootstrap"}
+        Confidence interval of the fractions: Wilson score (default; stays honest at 0% and
+        100%) or percentile bootstrap (collapses to a point there).
+    n_boot, seed
+        Bootstrap resamples and the NumPy seed or Generator (``interval="bootstrap"`` only).
+    confidence : float
+        Two-sided confidence level of the intervals.
     backend, num_threads
         Passed to :func:`mixscore.nearest`.
+    scale_option, scale_off_option
+        How the scale-check error names ``samples_range`` and ``check_scale`` (the CLI passes
+        its option names).
     """
-    samples = as_float_matrix(samples, "samples")
-    train = as_float_matrix(train, "train")
+    from . import __version__
+
+    train_in, samples_in = train, samples
+    train = as_float_matrix(as_points(train, "train")[0], "train")
     n = train.shape[0]
+    rows = as_points(samples, "samples", train.shape[1],
+                     f"train (N = {n}, D = {train.shape[1]})")[0]
+    samples = as_float_matrix(rows, "samples")
+    if (np.ndim(samples_in) > 2 and np.ndim(train_in) > 2
+            and np.shape(samples_in)[1:] != np.shape(train_in)[1:]):
+        raise ValueError(f"samples are images of shape {np.shape(samples_in)[1:]} but train "
+                         f"images have shape {np.shape(train_in)[1:]}")
     k = check_k(k, n, low=2, why="d1 and d2 need two training points")
     ratio = float(ratio)
     if not 0.0 < ratio < 1.0:
@@ -370,6 +474,8 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
         raise ValueError(f"copy_rule must be one of {COPY_RULES}, got {copy_rule!r}")
     if copy_rule == "tau" and tau is None:
         raise ValueError("copy_rule='tau' needs tau")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
         raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
     confidence = float(confidence)
@@ -377,6 +483,16 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
     w = None if weights is None else as_weights(weights, n)
     factor, drange = scale_factor(scale, train, data_range)
+    inputs = {"samples": _describe_input(samples_in), "train": _describe_input(train_in),
+              "samples_range": None, "check_scale": bool(check_scale)}
+    if samples_range is not None:
+        src = as_range(samples_range, "samples_range")
+        dst = drange or (as_range(data_range, "data_range") if data_range is not None
+                         else _infer_range(train, "samples_range"))
+        samples = map_range(samples, src, dst)
+        inputs["samples_range"] = {"from": list(src), "to": list(dst)}
+    elif check_scale:
+        check_same_scale(samples, train, option=scale_option, off_option=scale_off_option)
 
     index = NearestIndex(train, backend=backend, num_threads=num_threads, name="train")
     res = index.search(samples, k, name="samples")
@@ -387,12 +503,12 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
     d1 = dist[:, 0]
     mem_ratio = r < ratio
     rng = np.random.default_rng(seed)
-    ci_ratio = bootstrap_ci(mem_ratio, int(n_boot), confidence, rng)
+    ci_ratio = proportion_ci(mem_ratio, interval, confidence, int(n_boot), rng)
     mem_tau = frac_tau = ci_tau = None
     if tau is not None:
         mem_tau = d1 < tau
         frac_tau = float(mem_tau.mean())
-        ci_tau = bootstrap_ci(mem_tau, int(n_boot), confidence, rng)
+        ci_tau = proportion_ci(mem_tau, interval, confidence, int(n_boot), rng)
     flags = {"ratio": mem_ratio, "tau": mem_tau, "all": np.ones_like(mem_ratio)}[copy_rule]
     copies = copy_stats(res.indices[:, 0], flags, n, copy_rule, w)
     return MemorizationReport(
@@ -400,5 +516,12 @@ def memorization(samples, train, *, k: int = 2, ratio: float = 1 / 3, tau: float
         scale_factor=factor, data_range=drange, distances=dist, indices=res.indices, ratio=r,
         ratio_threshold=ratio, memorized_ratio=mem_ratio, fraction_ratio=float(mem_ratio.mean()),
         ci_ratio=ci_ratio, tau=tau, memorized_tau=mem_tau, fraction_tau=frac_tau, ci_tau=ci_tau,
-        copies=copies, confidence=confidence, n_boot=int(n_boot), seed=seed,
-        backend=index.backend)
+        copies=copies, confidence=confidence, n_boot=int(n_boot),
+        seed=seed if seed is None or isinstance(seed, int | np.integer) else repr(seed),
+        backend=index.backend, interval=interval, inputs=inputs, version=__version__)
+
+
+def _describe_input(a) -> dict:
+    """Shape and dtype of an input as given (for the report's record of its inputs)."""
+    arr = np.asarray(a)
+    return {"shape": list(arr.shape), "dtype": str(arr.dtype)}

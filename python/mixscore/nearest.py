@@ -20,8 +20,9 @@ import operator
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, describe
+from ._validation import as_float_matrix, as_points, check_magnitudes, check_threads
 from .backends import get_backend
 from .backends.numpy_ref import neighbors_partial
 from .empirical import check_row_offset
@@ -30,7 +31,6 @@ from .partial import NeighborsPartial
 # Squared float32 dot products must stay far from overflow (max |value|^2 * D < 1e37); beyond
 # this, float32 inputs are searched with the float64 kernel (same exact results).
 _F32_SAFE = 1e37
-_F64_MAX_ABS = 1e150  # squared distances of float64 data must not overflow
 
 
 class Neighbors(NamedTuple):
@@ -53,10 +53,6 @@ def check_k(k, n: int, low: int = 1, why: str = "the number of training points")
     if not low <= k <= n:
         raise ValueError(f"k must satisfy {low} <= k <= N = {n} ({why}), got k = {k}")
     return k
-
-
-def _max_abs(a: np.ndarray) -> float:
-    return float(np.max(np.abs(a))) if a.size else 0.0
 
 
 def _is_float32_exact(a: np.ndarray, chunk: int = 1 << 20) -> bool:
@@ -93,25 +89,24 @@ class NearestIndex:
     Indexes pickle and copy (the prepared state is rebuilt).
     """
 
-    def __init__(self, train, *, backend: str = "auto", num_threads: int = 0,
+    def __init__(self, train: ArrayLike, *, backend: str = "auto", num_threads: int = 0,
                  name: str = "train", row_offset: int = 0):
-        if int(num_threads) < 0:
-            raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
+        num_threads = check_threads(num_threads)
         self.name = name
         self.row_offset = check_row_offset(row_offset)
         self._backend_name = backend
-        train = as_float_matrix(train, name, allow_empty=True)
-        m = _max_abs(train)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True)
+        m = check_magnitudes(train, name, np.float64)
         self.train = train
         self._max_abs = m
         self._cls = get_backend(backend, "nearest")
         self.backend = self._cls.name
         self._num_threads = int(num_threads)
         self._prepared = {}
-        f32 = m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
+        # float32 products of a tiny spread underflow (the bound does not cover that): float64
+        spread = float(np.max(np.abs(train - train.mean(axis=0)))) if self.n else 0.0
+        f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and not 0.0 < spread < 1e-15
+               and _is_float32_exact(train))
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
         self._last = self._prepare(self.dtype) if self.n else None
 
@@ -151,12 +146,11 @@ class NearestIndex:
         """Entries recomputed from direct differences in the last search (diagnostic)."""
         return self._last.n_refined if self._last is not None else 0
 
-    def _checked_queries(self, queries, name: str) -> np.ndarray:
-        q = as_float_matrix(queries, name)
-        if q.shape[1] != self.dim:
-            raise ValueError(f"{name} must have shape (M, {self.dim}) to match {self.name} "
-                             f"(N = {self.n}, D = {self.dim}), got {describe(q)}")
-        return q
+    def _checked_queries(self, queries, name: str) -> tuple[np.ndarray, bool]:
+        """(queries as (M, D) rows, whether one point (D,) was given); see ``as_points``."""
+        rows, single = as_points(queries, name, self.dim,
+                                 f"{self.name} (N = {self.n}, D = {self.dim})")
+        return as_float_matrix(rows, name), single
 
     def partial(self, queries, k: int = 2, *, name: str = "queries") -> NeighborsPartial:
         """This training set's (or shard's) k nearest points of each query as a mergeable
@@ -164,38 +158,40 @@ class NearestIndex:
         shard with fewer than k points gives all of them. ``mixscore.merge`` the shards'
         partials and ``.finalize()``: the result equals ``search`` on the whole set bit for
         bit."""
-        q = self._checked_queries(queries, name)
+        q = self._checked_queries(queries, name)[0]
         k = check_k(k, np.iinfo(np.int64).max, why="any positive number of neighbours")
         kk = min(k, self.n)
         idx = (self.search(q, kk, name=name).indices if kk
                else np.zeros((q.shape[0], 0), np.int64))
         return neighbors_partial(q, self.train, idx, k, self.row_offset, self.dtype)
 
-    def search(self, queries, k: int = 2, *, name: str = "queries") -> Neighbors:
-        """The k nearest training points of each query (exact; see the module docstring)."""
-        q = self._checked_queries(queries, name)
+    def search(self, queries: ArrayLike, k: int = 2, *, name: str = "queries") -> Neighbors:
+        """The k nearest training points of each query (exact; see the module docstring).
+
+        ``queries`` is (M, D), one point (D,) (then distances and indices have shape (k,)) or
+        an image stack (M, ...) with D values per image."""
+        q, single = self._checked_queries(queries, name)
         k = check_k(k, self.n)
-        m = _max_abs(q)
-        if m > _F64_MAX_ABS:
-            raise ValueError(f"{name} has values up to {m:.3g}; squared distances would "
-                             f"overflow float64 (limit |value| <= {_F64_MAX_ABS:g})")
+        m = check_magnitudes(q, name, np.float64, spread=False)
         dtype = self.dtype
         if dtype == np.float32 and ((m + self._max_abs) ** 2 * self.dim > _F32_SAFE
                                     or not _is_float32_exact(q)):
             dtype = np.dtype(np.float64)
         self._last = self._prepare(dtype)
         dist, idx = self._last.search(q.astype(dtype, copy=False), k)
-        return Neighbors(dist, idx)
+        return Neighbors(dist[0], idx[0]) if single else Neighbors(dist, idx)
 
 
-def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: int = 0,
-            queries_name: str = "queries", train_name: str = "train") -> Neighbors:
+def nearest(queries: ArrayLike, train: ArrayLike, k: int = 2, *, backend: str = "auto",
+            num_threads: int = 0, queries_name: str = "queries",
+            train_name: str = "train") -> Neighbors:
     """Exact k nearest training points of each query (Euclidean distance).
 
     Parameters
     ----------
-    queries : (M, D) array
-    train : (N, D) array
+    queries : (M, D) array, one point (D,) or an image stack (M, ...)
+        A single point gives distances and indices of shape (k,).
+    train : (N, D) array or an image stack (N, ...) (flattened per row)
     k : int
         Number of neighbours, 1 <= k <= N.
     backend : {"auto", "cpu", "numpy"}
@@ -211,11 +207,9 @@ def nearest(queries, train, k: int = 2, *, backend: str = "auto", num_threads: i
     float32 number (see NearestIndex), else in float64; the distances are exact float64 either
     way.
     """
-    q = as_float_matrix(queries, queries_name)
-    x = as_float_matrix(train, train_name)
-    if q.shape[1] != x.shape[1]:
-        raise ValueError(f"{queries_name} must have shape (M, {x.shape[1]}) to match "
-                         f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]}), got {describe(q)}")
+    x = as_float_matrix(as_points(train, train_name)[0], train_name)
+    as_points(queries, queries_name, x.shape[1],  # shape errors before the preparation
+              f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]})")
     check_k(k, x.shape[0])
     index = NearestIndex(x, backend=backend, num_threads=num_threads, name=train_name)
-    return index.search(q, k, name=queries_name)
+    return index.search(queries, k, name=queries_name)

@@ -66,11 +66,12 @@ def _as_image(row: np.ndarray, shape, lo: float, hi: float):
 
 
 def plot_nearest_grid(samples, train, indices, image_shape=None, n: int = 8, order=None,
-                      fig=None, value_range=None):
+                      fig=None, value_range=None, labels: bool = True, below=None):
     """Grid of ``n`` generated samples (top row) above their nearest training images (bottom
     row). ``indices`` are nearest-training indices (e.g. ``report.nn_index``); ``order``
     chooses which samples are shown (default: the n with the smallest d1/d2 if given as a
-    report's ratio, else the first n)."""
+    report's ratio, else the first n). ``labels`` puts "sample i" / "train j" above each
+    image; ``below`` is one caption per shown pair, written under it (e.g. its distance)."""
     plt = _plt()
     samples = np.asarray(samples)
     train = np.asarray(train)
@@ -98,8 +99,11 @@ def plot_nearest_grid(samples, train, indices, image_shape=None, n: int = 8, ord
                       vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[0][c].set_title(f"sample {int(i)}", fontsize=7)
-        axes[1][c].set_title(f"train {int(idx[i])}", fontsize=7)
+        if labels:
+            axes[0][c].set_title(f"sample {int(i)}", fontsize=7)
+            axes[1][c].set_title(f"train {int(idx[i])}", fontsize=7)
+        if below is not None:
+            axes[1][c].set_xlabel(below[c], fontsize=7)
     axes[0][0].set_ylabel("generated", fontsize=8)
     axes[1][0].set_ylabel("nearest train", fontsize=8)
     return fig

@@ -27,14 +27,24 @@ class Schedule:
     Attributes
     ----------
     T : float
-        Final (noisiest) time; queries and grids live in (0, T].
+        Final (noisiest) time; sampler grids live in (0, T].
     t_end : float
         Default end time of samplers (> 0: the score is singular at t = 0).
+    t_max : float
+        The largest time at which alpha and sigma are defined: queries of the score may lie in
+        (0, t_max]. T for schedules with a finite horizon (VP, OU, cosine, custom); infinite for
+        those that keep adding noise (VE, EDM, Brownian), whose samplers may evaluate above T
+        (e.g. k-diffusion's stochastic EDM sampler with s_churn).
     """
 
     T: float = 1.0
     t_end: float = 1e-3
     name: str = "schedule"
+    defined_beyond_T: bool = False
+
+    @property
+    def t_max(self) -> float:
+        return math.inf if self.defined_beyond_T else self.T
 
     # --- the four defining functions -------------------------------------------------------
     def alpha(self, t: ArrayLike) -> np.ndarray:
@@ -118,14 +128,27 @@ class Schedule:
         return ts
 
     def check_grid(self, ts, *, name: str = "grid") -> np.ndarray:
-        """Validate a user time grid: 1-d, strictly decreasing, inside (0, T]."""
-        ts = np.asarray(ts, dtype=np.float64)
+        """Validate a user time grid: 1-d, strictly decreasing, inside (0, T]; the last time
+        may be exactly 0 (k-diffusion's ``get_sigmas_karras`` and score_sde end there: the
+        samplers then never evaluate the score at 0, see ``mixscore.sampling``)."""
+        ts = np.asarray(ts)
+        if ts.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be numeric, got dtype {ts.dtype}")
+        ts = ts.astype(np.float64)
         if ts.ndim != 1 or ts.size < 2:
             raise ValueError(
                 f"{name} must be a 1-d array of at least 2 times, got shape {ts.shape}")
-        as_times(ts, self.T, name=name)
+        ok = np.isfinite(ts) & (ts > 0) & (ts <= self.T)
+        ok[-1] |= ts[-1] == 0
+        if not np.all(ok):
+            i = int(np.argmin(ok))
+            raise ValueError(f"{name}[{i}] = {float(ts[i])!r} is outside (0, T] = (0, {self.T}] "
+                             f"(only the last time, {name}[{ts.size - 1}], may be 0)")
         if not np.all(np.diff(ts) < 0):
-            raise ValueError(f"{name} must be strictly decreasing (from T towards 0)")
+            i = int(np.argmin(np.diff(ts) < 0))
+            raise ValueError(f"{name} must be strictly decreasing (from T towards 0); "
+                             f"{name}[{i}] = {float(ts[i])!r} then "
+                             f"{name}[{i + 1}] = {float(ts[i + 1])!r}")
         return ts
 
     def __repr__(self) -> str:
@@ -218,6 +241,7 @@ class VE(Schedule):
     sigma_min^2 so that the SDE started at t = 0 from the data is exact (sigma(0) = 0)."""
 
     name = "ve"
+    defined_beyond_T = True
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0,
                  t_end: float = 1e-5, exact: bool = False):
@@ -260,6 +284,7 @@ class ExpDiffusionVE(Schedule):
     """VE SDE dX = base^t dW: alpha = 1, sigma^2(t) = (base^{2t} - 1) / (2 ln base)."""
 
     name = "ve_exp_diffusion"
+    defined_beyond_T = True
 
     def __init__(self, base: float = 10.0, T: float = 1.0, t_end: float = 1e-3):
         if not (base > 1 and T > 0 and 0 < t_end < T):
@@ -285,6 +310,7 @@ class Brownian(Schedule):
     """Brownian motion dX = dW (VE with g = 1): alpha = 1, sigma^2 = t."""
 
     name = "brownian"
+    defined_beyond_T = True
 
     def __init__(self, T: float = 1.0, t_end: float = 1e-3):
         if not (T > 0 and 0 < t_end < T):
@@ -312,6 +338,7 @@ class EDM(Schedule):
     t_end = sigma_min; its natural grid is ``grid(n, "karras")`` with rho = 7."""
 
     name = "edm"
+    defined_beyond_T = True
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
         if not (0 < sigma_min < sigma_max):

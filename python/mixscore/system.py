@@ -41,12 +41,29 @@ def info() -> dict:
     except ImportError:
         out["engine_isa"] = None
         out["threads"] = None
-    out["cuda_extension"] = importlib.util.find_spec("mixscore._cuda") is not None
-    out["cupy"] = importlib.util.find_spec("cupy") is not None
+    out["gpu"] = gpu_status(out["backends"])
     out["optional"] = {name: importlib.util.find_spec(name) is not None
                        for name in ("scipy", "matplotlib", "tqdm", "PIL", "faiss", "sklearn",
                                     "pykeops", "torch")}
     return out
+
+
+def gpu_status(backends: list[str]) -> dict:
+    """What is there for GPUs and whether any of it is usable: a GPU backend must be among
+    ``backends``; a built CUDA extension or an installed CuPy alone do not make one."""
+    gpu = [b for b in backends if b not in ("cpu", "numpy")]
+    return {"usable": bool(gpu), "backends": gpu,
+            "cuda_extension_built": importlib.util.find_spec("mixscore._cuda") is not None,
+            "cupy_installed": importlib.util.find_spec("cupy") is not None}
+
+
+def format_gpu(g: dict) -> str:
+    if g["usable"]:
+        return f"usable: backend {', '.join(g['backends'])}"
+    present = [name for key, name in (("cuda_extension_built", "a CUDA extension"),
+                                      ("cupy_installed", "CuPy")) if g[key]]
+    note = f" ({' and '.join(present)} present but unused)" if present else ""
+    return f"not usable: this version has no GPU backend{note}"
 
 
 def format_info(d: dict) -> str:
@@ -55,8 +72,7 @@ def format_info(d: dict) -> str:
             ("engine instruction set", d["engine_isa"] or "not built"),
             ("CPU features", " ".join(d["cpu_features"]) or "unknown"),
             ("threads (OpenMP)", f"{d['threads']} of {d['cpu_count']} CPUs"),
-            ("CUDA extension", "yes" if d["cuda_extension"] else "not built"),
-            ("CuPy", "installed" if d["cupy"] else "not installed"),
+            ("GPU", format_gpu(d["gpu"])),
             ("optional packages", ", ".join(f"{k} {'yes' if v else 'no'}"
                                             for k, v in d["optional"].items()))]
     width = max(len(k) for k, _ in rows)

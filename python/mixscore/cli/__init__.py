@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixscore",
         description="Exact scores of the empirical distribution, nearest training examples and "
-                    "memorization metrics.")
+        "memorization metrics.",
+    )
     parser.add_argument("--version", action="version", version=f"mixscore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _commands():
@@ -54,6 +55,13 @@ def main(argv=None) -> int:
         return int(args.run(args) or 0)
     except (CliError, ValueError, TypeError, OSError, ImportError) as e:
         print(f"mixscore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        print(
+            f"mixscore {args.command}: error: out of memory ({e or 'MemoryError'}); the "
+            f"inputs or settings are too large for this machine",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"mixscore {args.command}: interrupted", file=sys.stderr)

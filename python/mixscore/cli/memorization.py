@@ -1,23 +1,30 @@
 """``mixscore memorization``: exact d1/d2 memorization metrics of samples against a training set.
 
     mixscore memorization --samples S.npy --train X.npy [--k 2] [--ratio 0.3333] [--tau T]
-                          [--scale data|pixels255|sqrt_dim] [--json OUT.json] [--plot OUT.png]
+                          [--scale data|pixels255|sqrt_dim] [--samples-range LO HI]
+                          [--json OUT.json] [--plot OUT.png]
 
 Inputs: .npy, .npz (``file.npz:key`` when it holds several arrays) or a folder of .png images
-(needs Pillow). Prints the summary table; --json writes the full report (per-sample values
+(needs Pillow). Samples and training data whose value ranges differ by more than 10x (0..255
+PNGs against data in [-1, 1]) are refused: map them with --samples-range (or --no-scale-check).
+Prints the summary table; --json writes the full report (per-sample values
 included), --plot the d1/d2 histogram (plus samples next to their nearest training images when
 the rows are images). Every input is checked, and the results computed, before any file is
-written: on error nothing is written.
+written: on error nothing is written. Inputs over --max-input-gb are refused from their declared
+size; PNG images are read at their stored bit depth (the summary says which range). Outputs never
+replace an input or each other; existing files are replaced only with --force.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
-import tempfile
 
 from . import CliError
-from ._io import load_array, load_points
+from ._io import input_path, load_array, load_points
+from ._limits import add_limit_option, limit_bytes
+from ._outputs import add_force_option, check_outputs, write_atomic
 
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
@@ -40,6 +47,16 @@ def add_parser(subparsers) -> None:
                         "sqrt_dim (divided by sqrt(D)); default data")
     p.add_argument("--data-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="data range for --scale pixels255 (default: inferred from the train set)")
+    p.add_argument("--samples-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="value range of the samples, mapped linearly onto the training data's "
+                        "range (--data-range or inferred), e.g. 0 255 for PNG samples of data "
+                        "in [-1, 1]")
+    p.add_argument("--no-scale-check", action="store_true",
+                   help="compare samples and training data even when their value ranges "
+                        "differ by more than 10x (refused by default)")
+    p.add_argument("--interval", choices=("wilson", "bootstrap"), default="wilson",
+                   help="confidence interval of the fractions (default wilson; bootstrap "
+                        "collapses to a point at 0%% and 100%%)")
     p.add_argument("--weights", metavar="PATH", default=None,
                    help="expected copy distribution (.npy of N positive weights); default uniform")
     p.add_argument("--copy-rule", choices=("ratio", "tau", "all"), default="ratio",
@@ -54,37 +71,20 @@ def add_parser(subparsers) -> None:
                    help="H W [C] of image rows, for --plot (default: from the input files)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
     p.add_argument("--backend", choices=("auto", "cpu", "numpy"), default="auto")
+    add_limit_option(p)
+    add_force_option(p)
     p.set_defaults(run=run)
-
-
-def _check_output(path: str, option: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise CliError(f"{option} {path!r}: the folder {parent!r} does not exist")
-    if os.path.isdir(path):
-        raise CliError(f"{option} {path!r} is a folder; give a file name")
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".mixscore-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def run(args) -> int:
     from ..memorization import memorization
 
     # 1. everything that can fail cheaply, before any work
-    if args.json:
-        _check_output(args.json, "--json")
+    limit = limit_bytes(args.max_input_gb)
+    inputs = {o: args_path and input_path(args_path) for o, args_path in
+              (("--samples", args.samples), ("--train", args.train), ("--weights", args.weights))}
+    check_outputs({"--json": args.json, "--plot": args.plot}, inputs, args.force)
     if args.plot:
-        _check_output(args.plot, "--plot")
         ext = os.path.splitext(args.plot)[1].lower()
         if ext not in PLOT_FORMATS:
             raise CliError(f"--plot {args.plot!r}: the file name must end in one of "
@@ -92,21 +92,29 @@ def run(args) -> int:
         from ..plotting import require_matplotlib
 
         require_matplotlib()
-    samples, s_shape = load_points(args.samples, "--samples")
-    train, t_shape = load_points(args.train, "--train")
-    weights = load_array(args.weights, "--weights") if args.weights else None
+    samples, s_shape, s_note = load_points(args.samples, "--samples", limit)
+    train, t_shape, t_note = load_points(args.train, "--train", limit)
+    weights = load_array(args.weights, "--weights", limit) if args.weights else None
+    notes = {o: n for o, n in (("--samples", s_note), ("--train", t_note)) if n}
 
     # 2. the computation (raises ValueError on bad values)
     report = memorization(samples, train, k=args.k, ratio=args.ratio, tau=args.tau,
                           scale=args.scale, data_range=args.data_range, weights=weights,
                           copy_rule=args.copy_rule, n_boot=args.n_boot,
                           confidence=args.confidence, seed=args.seed, backend=args.backend,
-                          num_threads=args.threads)
+                          num_threads=args.threads, samples_range=args.samples_range,
+                          check_scale=not args.no_scale_check, interval=args.interval,
+                          scale_option="--samples-range {lo} {hi}",
+                          scale_off_option="--no-scale-check")
+    report.inputs["samples"]["path"] = args.samples
+    report.inputs["train"]["path"] = args.train
+    report.inputs.update(notes)  # how each file was read, under its option's name
 
     # 3. render outputs in memory, then write them
     outputs = []
     if args.json:
-        outputs.append((args.json, (report.to_json() + "\n").encode()))
+        text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
+        outputs.append((args.json, (text + "\n").encode()))
     if args.plot:
         from ..plotting import memorization_figure
 
@@ -118,9 +126,10 @@ def run(args) -> int:
 
         plt.close(fig)
         outputs.append((args.plot, buf.getvalue()))
-    for path, data in outputs:
-        _write_atomic(path, data)
+    replaced = [write_atomic(path, data) for path, data in outputs]
+    for option, note in notes.items():
+        print(f"{option}: {note}")
     print(report.summary())
-    for path, _ in outputs:
-        print(f"wrote {path}")
+    for (path, _), old in zip(outputs, replaced, strict=True):
+        print(f"{'replaced' if old else 'wrote'} {path}")
     return 0

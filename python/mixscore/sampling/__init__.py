@@ -9,22 +9,26 @@ same arithmetic and the same Philox noise: noise of sample i at step k depends o
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _core
-from .._validation import as_float_matrix
+from .._validation import as_array, as_float_matrix
 from ..backends import FUSED_SAMPLE, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
 from .denoisers import CallableDenoiser, ModelDenoiser
 from .loop import NonFiniteState, run_fused, run_python
-from .methods import SAMPLERS, build_plan
+from .methods import POSTERIOR_SAMPLERS, SAMPLERS, build_plan
+from .variance import check_model, check_options, draw_index, sample_kde
 
 __all__ = ["sample", "SampleResult", "SAMPLERS", "START_KINDS", "END_RULES"]
 
@@ -54,10 +58,43 @@ class SampleResult:
     nfev: np.ndarray | int = 0
     settings: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        s = self.settings
+        keys = ("sampler", "steps", "grid", "t_end", "start", "end", "seed")
+        shown = ", ".join(f"{k}={s[k]!r}" for k in keys if k in s)
+        saved = "" if self.saved is None else f", saved={self.saved.shape}"
+        return (f"SampleResult(samples={self.samples.shape} {self.samples.dtype}{saved}, "
+                f"{shown})")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the arrays and the settings to one ``.npz`` file (``SampleResult.load``)."""
+        arrays = {k: v for k, v in (("samples", self.samples), ("times", self.times),
+                                    ("saved", self.saved), ("save_steps", self.save_steps),
+                                    ("start_index", self.start_index)) if v is not None}
+        meta = {"settings": self.settings, "mixscore": _version(),
+                "nfev": (self.nfev.tolist() if isinstance(self.nfev, np.ndarray)
+                         else int(self.nfev))}
+        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SampleResult:
+        """Read a result written by ``save``."""
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z or "samples" not in z:
+                raise ValueError(f"{str(path)!r} is not a mixscore SampleResult file (it holds "
+                                 f"{list(z.keys())})")
+            meta = json.loads(str(z["meta"]))
+            get = (lambda k: z[k] if k in z else None)  # noqa: E731
+            nfev = meta["nfev"]
+            return cls(samples=z["samples"], times=z["times"], saved=get("saved"),
+                       save_steps=get("save_steps"), start_index=get("start_index"),
+                       nfev=np.asarray(nfev) if isinstance(nfev, list) else nfev,
+                       settings=meta["settings"])
+
     def to_dict(self) -> dict:
         """The settings and grid as plain JSON-ready values (without the sample arrays)."""
         d = asdict(self)
-        out = {"settings": d["settings"], "times": self.times.tolist(),
+        out = {"mixscore": _version(), "settings": d["settings"], "times": self.times.tolist(),
                "n": int(self.samples.shape[0]), "dim": int(self.samples.shape[1])}
         out["nfev"] = (int(self.nfev) if np.ndim(self.nfev) == 0
                        else {"mean": float(np.mean(self.nfev)), "max": int(np.max(self.nfev))})
@@ -65,12 +102,15 @@ class SampleResult:
 
 
 def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
-           grid="geometric", t_end: float | None = None, start="prior", end: str = "as_is",
-           a2: float | None = None, seed: int = 0, schedule: Schedule | None = None,
-           dim: int | None = None, output: str = "score", dtype=None,
+           grid: str | ArrayLike = "geometric", t_end: float | None = None,
+           start: str | ArrayLike = "prior", end: str = "as_is", a2: float | None = None,
+           seed: int | np.random.Generator | None = 0, schedule: Schedule | None = None,
+           dim: int | None = None, output: str | None = None, dtype=None,
            save_steps=None, batch_size: int | None = None, rtol: float = 1e-5,
            atol: float = 1e-5, fused: bool | None = None, progress: bool | None = None,
-           callback: Callable | None = None, callback_every: int = 10) -> SampleResult:
+           callback: Callable | None = None, callback_every: int = 10,
+           y=None, R: int | None = None, kappa=None, bandwidth: float | None = None
+           ) -> SampleResult:
     """Integrate the reverse-time dynamics from T down to t_end for ``n`` samples.
 
     Parameters
@@ -78,22 +118,28 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     score : EmpiricalScore or callable
         An ``EmpiricalScore`` (the exact empirical score; on the cpu backend the whole loop runs
         in C++), or any ``fn(x, t)`` returning the score for x of shape (m, D) (``output=``
-        says if it returns the denoiser or eps instead). ``t`` is a float, or for rk45 an
-        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array).
+        says if it returns the denoiser, eps or v instead). ``t`` is a float, or for rk45 an
+        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array);
+        attributes ``schedule``, ``output`` and ``dim`` of the callable (as set by
+        ``mixscore.torch.as_score``) are the defaults.
     n : int
         Number of samples (may be omitted when ``start`` is an (n, D) array).
     sampler : str
         One of ``mixscore.sampling.SAMPLERS`` (euler_maruyama, euler, heun, ddim, ddpm,
-        splitting, rk45).
+        splitting, rk45; naive, effective and kde of the generalization-through-variance
+        paper, for an EmpiricalScore without regularizer, in the Python loop).
     steps, grid, t_end
         The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
         (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
-        array of times (then ``steps`` and ``t_end`` are taken from it). rk45 uses only
-        t_end.
-    start : "prior", "exact", (n, D) array or (D,) point
+        array of times (then ``steps`` and ``t_end`` are taken from it). The array's last
+        time may be 0, as k-diffusion's ``get_sigmas_karras`` grids are: the score is never
+        evaluated at 0 (explicit steps use their left end, DDIM/DDPM return the denoiser,
+        Heun takes an Euler last step). rk45 uses only t_end.
+    start : "prior", "exact", (n, D) array, (n, ...) image stack or (D,) point
         "prior": N(0, sigma(T)^2 I); "exact": the noised empirical measure at T (a training
         point drawn with its weight, times alpha(T), plus sigma(T) Z; needs an
-        EmpiricalScore); an array: the start states; a point: the same start for all samples.
+        EmpiricalScore); an array (NumPy, list or CPU tensor): the start states, image stacks
+        flattened per sample; a point: the same start for all samples.
         T is the first time of the grid (``schedule.T`` unless ``grid`` is an array).
     end : "as_is", "denoised" or "no_noise_last"
         Return x(t_end), the denoiser at (x(t_end), t_end), or x(t_end) with the last step
@@ -101,8 +147,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     a2 : float
         Noise level of the general family (euler_maruyama only; default 1, the reverse SDE;
         0 is the probability-flow ODE).
-    seed : int
-        Philox key; the noise of sample i at step k depends only on (seed, i, k).
+    seed : int, None or numpy.random.Generator
+        Philox key; the noise of sample i at step k depends only on (seed, i, k). None draws
+        a key from fresh entropy, a Generator draws one from its stream; the key used is
+        recorded in ``settings["seed"]`` so the run can be repeated.
     save_steps : sequence of int
         Step numbers (0 = start, steps = end) whose states are returned in ``saved``.
     batch_size : int
@@ -115,6 +163,23 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
         ``callback(step, t)`` every ``callback_every`` steps (per batch).
+    y : label or (n,) labels
+        Conditional sampling with a labelled EmpiricalScore (``labels=``): the score of the
+        points with sample i's label (fixed-grid samplers, Python loop).
+    R : int
+        sampler="naive" (generalization-through-variance paper, Prop. 4.1): posterior draws
+        per step (default 1); each step's denoiser is the mean of R training points drawn from
+        w(x, t) by Gumbel-max, Philox streams (seed, sample, step) (``mixscore.covariance``).
+        ``end="no_noise_last"`` takes the last step with the posterior mean itself.
+    kappa : float or callable kappa(t)
+        sampler="effective" (same paper, Prop. 3.1): Euler-Maruyama on the PF-ODE drift plus
+        noise of covariance kappa g^4/4 C per unit time (Ito), C = (alpha^2/sigma^4)
+        Cov_w(X_0). The naive sampler's per-step covariance is h^2 g^4/4 C / R (SCIENCE.md
+        section 9: the paper's Eq. 9 absorbs a factor dt), i.e. kappa = h / R on a grid of
+        step h.
+    bandwidth : float
+        sampler="kde": the Gaussian KDE's bandwidth h (data units); default
+        sigma(t_end)/alpha(t_end). ``mixscore.sampling.variance`` describes the draws.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
@@ -130,7 +195,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     if callback_every < 1:
         raise ValueError(f"callback_every must be >= 1, got {callback_every}")
 
+    options = check_options(sampler, R, kappa, bandwidth)
     den = _denoiser(score, schedule, output, dtype, dim, start)
+    check_model(sampler, den, fused)
     sch = den.schedule
     if sampler == "rk45":
         if not isinstance(grid, str):
@@ -138,8 +205,17 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         ts, grid_name = np.array([sch.T, sch.t_end if t_end is None else t_end]), "adaptive"
     else:
         ts, grid_name = _grid(sch, steps, grid, t_end)
+        if ts[-1] == 0 and end == "denoised":
+            raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
+                             "the state itself); a grid ending at 0 already returns the "
+                             "end state, use end='as_is'")
+    if sampler == "kde":
+        n = _count(n)
+        return sample_kde(den, n, ts, seed, start, end, _labels(y, n, den, sampler, start),
+                          bandwidth)
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
     n, d = x0.shape
+    labels = _labels(y, n, den, sampler, start)
     batch = n if batch_size is None else int(batch_size)
     if batch < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -152,10 +228,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         return _sample_rk45(den, x0, start_index, sch, t_end, end, rtol, atol, settings,
                             progress)
 
-    plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last")
+    plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = _use_fused(fused, den)
+    use_fused = sampler not in POSTERIOR_SAMPLERS and _use_fused(fused, den, labels)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
@@ -176,6 +252,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                 if callback is not None and (k % callback_every == 0 or k == K):
                     callback(k, float(ts[k]))
 
+            if labels is not None:
+                den.y = labels[b0:b1]
             try:
                 if use_fused:
                     every = callback_every if bar is None else 1
@@ -204,19 +282,40 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
 
 # --- pieces ------------------------------------------------------------------------------------
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 def _as_seed(seed) -> int:
+    """The Philox key: an int in [0, 2**64); None draws one from fresh OS entropy and a NumPy
+    Generator draws one from its stream (either way the int is recorded in the settings, so
+    ``seed=result.settings["seed"]`` repeats the run)."""
+    if seed is None:
+        seed = np.random.default_rng()
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**64, dtype=np.uint64))
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        raise TypeError(f"seed must be an int, None or a numpy Generator, got "
+                        f"{type(seed).__name__}")
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     return int(seed)
 
 
 def _denoiser(score, schedule, output, dtype, dim, start):
+    from ..continuous import ContinuousData
+
+    if isinstance(score, ContinuousData):  # exact scores of continuous data
+        if schedule is not None and schedule is not score.schedule:
+            raise ValueError("schedule= is taken from the data model; do not pass another")
+        return CallableDenoiser(score.denoise, score.schedule, "denoised", np.float64,
+                                score.dim)
     if isinstance(score, EmpiricalScore):
         if schedule is not None and schedule is not score.schedule:
             raise ValueError("schedule= is taken from the EmpiricalScore; do not pass another")
-        if output != "score":
+        if output not in (None, "score"):
             raise ValueError("output= applies to score callables only")
         if dtype is not None and np.dtype(dtype) != score.dtype:
             raise ValueError(f"dtype= must match the model's dtype {score.dtype} "
@@ -225,17 +324,25 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     if not callable(score):
         raise TypeError(f"score must be an EmpiricalScore or a callable fn(x, t), got "
                         f"{type(score).__name__}")
+    schedule = getattr(score, "schedule", None) if schedule is None else schedule
+    output = getattr(score, "output", "score") if output is None else output
+    dim = getattr(score, "dim", None) if dim is None else dim
     if not isinstance(schedule, Schedule):
         raise TypeError("a score callable needs schedule= (a mixscore Schedule, e.g. ms.VP())")
-    if dtype is None:
-        dtype = np.asarray(start).dtype if isinstance(start, np.ndarray) and np.asarray(
-            start).dtype in (np.float32, np.float64) else np.float64
+    if not isinstance(start, str):  # an array, a list or a CPU tensor
+        arr = as_array(start, "start")
+        if dtype is None and arr.dtype in (np.float32, np.float64):
+            dtype = arr.dtype
+        if dim is None and arr.ndim >= 1:  # (D,) point, (n, D) or an image stack (n, ...)
+            dim = arr.shape[0] if arr.ndim == 1 else int(np.prod(arr.shape[1:]))
+    dtype = np.float64 if dtype is None else dtype
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dim is None and isinstance(start, np.ndarray | list | tuple):
-        dim = np.shape(start)[-1]
     if dim is None or int(dim) < 1:
-        raise ValueError("a score callable needs dim= (the data dimension) or a start array")
+        given = (f"start={start!r}" if isinstance(start, str)
+                 else f"a start of shape {np.shape(as_array(start, 'start'))}")
+        raise ValueError(f"a score callable needs dim= (the data dimension) or a start array "
+                         f"(n, D) / point (D,) to take it from; got dim={dim!r} and {given}")
     return CallableDenoiser(score, schedule, output, dtype, int(dim))
 
 
@@ -256,13 +363,10 @@ def _start(start, n, den, seed, t0: float):
         if not isinstance(den, ModelDenoiser):
             raise ValueError("start='exact' needs an EmpiricalScore (it draws training points)")
         model = den.model
-        w = np.ones(model.n) if model.weights is None else model.weights
-        cdf = np.cumsum(w / w.sum())
-        u = _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX)
-        idx = np.minimum(np.searchsorted(cdf, u, side="right"), model.n - 1)
+        idx = draw_index(model, _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX))
         x = al_T * np.asarray(model.train, np.float64)[idx] + sig_T * z
         return x.astype(dtype), idx, "exact (noised empirical measure at T)"
-    arr = np.asarray(start)
+    arr = as_array(start, "start")
     if arr.ndim == 1:
         if arr.shape != (d,):
             raise ValueError(f"start point must have shape ({d},), got shape {arr.shape}")
@@ -270,8 +374,12 @@ def _start(start, n, den, seed, t0: float):
         arr = np.broadcast_to(arr, (n, d))
         kind = "fixed point"
     else:
+        given = arr.shape
+        if arr.ndim > 2:  # an image stack (n, ...): one flattened row per sample
+            arr = arr.reshape(arr.shape[0], -1)
         if arr.ndim != 2 or arr.shape[1] != d:
-            raise ValueError(f"start array must have shape (n, {d}), got shape {arr.shape}")
+            raise ValueError(f"start array must have shape (n, {d}) (or (n, ...) with {d} "
+                             f"values per sample), got shape {given}")
         if n is not None and _count(n) != arr.shape[0]:
             raise ValueError(f"n = {n} but the start array has {arr.shape[0]} rows")
         kind = "user array"
@@ -310,23 +418,50 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     return s
 
 
-def _use_fused(fused, den) -> bool:
+def _use_fused(fused, den, labels=None) -> bool:
     can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
+    if can and (den.model.regularizers or labels is not None):
+        if fused:
+            raise ValueError("fused=True: the C++ loop does not apply regularizers or labels "
+                             "(y=) yet; use fused=None or False (the Python loop)")
+        can = False
     return can if fused is None else bool(fused)
 
 
+def _labels(y, n: int, den, sampler: str, start):
+    """The label of each sample (n,) for conditional sampling, or None."""
+    if y is None:
+        return None
+    if not isinstance(den, ModelDenoiser) or den.model.labels is None:
+        raise ValueError("y= needs an EmpiricalScore built with labels=")
+    if sampler == "rk45" or isinstance(start, str) and start == "exact":
+        raise ValueError("y= is not supported with sampler='rk45' or start='exact' yet")
+    arr = np.asarray(y)
+    if arr.ndim == 0:
+        arr = np.full(n, arr[()], dtype=arr.dtype)
+    if arr.shape != (n,):
+        raise ValueError(f"y must be one label or one per sample, shape ({n},); got shape "
+                         f"{arr.shape}")
+    for v in np.unique(arr):
+        den.model.label_groups.group_of(v)  # an unknown label is an error before any work
+    return arr
+
+
 def _warn_stiff(rho, ts, sampler):
+    """Warn exactly when an explicit step's stiffness rho = 1 - A exceeds 2 (methods.py)."""
     bad = np.flatnonzero(rho > 2)
     if bad.size:
         k = int(bad[0])
+        steps = ", ".join(str(int(i)) for i in bad[:8]) + (", ..." if bad.size > 8 else "")
         warnings.warn(
-            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho = g^2 h / "
-            f"sigma^2 > 2 and will diverge, first step {k} (t = {ts[k]:.6g} -> "
-            f"{ts[k + 1]:.6g}, rho = {rho[k]:.3g}); use more steps, a geometric grid or "
-            "sampler='ddim'/'ddpm'", RuntimeWarning, stacklevel=3)
+            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho > 2 (steps "
+            f"{steps}; first step {k}, t = {ts[k]:.6g} -> {ts[k + 1]:.6g}, stiffness rho = "
+            f"{rho[k]:.3g}): such a step multiplies errors by |1 - rho| > 1 and repeated it "
+            "diverges; use more steps there, a geometric grid or sampler='ddim'/'ddpm'",
+            RuntimeWarning, stacklevel=3)
 
 
 def _progress_bar(progress, total, desc):

@@ -1,6 +1,6 @@
 """What a sampler evaluates: a denoiser xh = E[X_0 | x, t] in float64, from an
 EmpiricalScore or from any user callable (a trained network) returning a score, a denoiser or
-a noise prediction."""
+a noise prediction or a v-prediction."""
 
 from __future__ import annotations
 
@@ -9,31 +9,45 @@ from collections.abc import Callable
 import numpy as np
 
 from ..empirical import EmpiricalScore
+from ..posterior import posterior_op
 from ..schedules import Schedule
 
-OUTPUT_KINDS = ("score", "denoised", "eps")
+OUTPUT_KINDS = ("score", "denoised", "eps", "v")
 
 
 class ModelDenoiser:
     """The exact empirical denoiser at explicit (alpha, sigma^2), as the fused loop calls it."""
 
-    def __init__(self, model: EmpiricalScore):
+    def __init__(self, model: EmpiricalScore, y=None):
         self.model = model
+        self.y = y  # the labels of the current batch (conditional sampling), or None
         self.schedule = model.schedule
         self.dtype = model.dtype
         self.dim = model.dim
 
     def __call__(self, x, t, alpha, sigma2):
-        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",)).denoised
+        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t,
+                                       y=self.y).denoised
         return np.asarray(xh, dtype=np.float64)
 
     def at_times(self, x, t):
         """Per-sample times (the adaptive RK45 path)."""
-        return np.asarray(self.model.denoise(x, t), dtype=np.float64)
+        return np.asarray(self.model.denoise(x, t, y=self.y), dtype=np.float64)
+
+    def draws_mean(self, x, t, R: int, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
+        """The mean of R training points drawn from w(x, t) (the naive estimator's
+        denoiser), from the Philox streams (seed, sample ids, counter steps step R ..)."""
+        idx = posterior_op(self.model, "draws", x, t, self.y, R=R, seed=seed,
+                           stream=(ids, step * R))
+        return self.model.train[idx - self.model.row_offset].astype(np.float64).mean(axis=1)
+
+    def cov_noise(self, x, t, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
+        """Noise with covariance Cov_w(X_0) at (x, t), Philox streams (seed, ids, step)."""
+        return posterior_op(self.model, "noise", x, t, self.y, seed=seed, stream=(ids, step))
 
 
 class CallableDenoiser:
-    """A user function ``fn(x, t)`` returning the score (default), the denoiser or eps."""
+    """A user function ``fn(x, t)`` returning the score (default), the denoiser, eps or v."""
 
     def __init__(self, fn: Callable, schedule: Schedule, output: str, dtype, dim: int | None):
         if output not in OUTPUT_KINDS:
@@ -62,6 +76,8 @@ class CallableDenoiser:
             return out
         if self.output == "eps":
             return (x - np.sqrt(sigma2) * out) / alpha
+        if self.output == "v":  # v = alpha eps - sigma xh, x = alpha xh + sigma eps (SCIENCE.md)
+            return (alpha * x - np.sqrt(sigma2) * out) / (alpha * alpha + sigma2)
         return (x + sigma2 * out) / alpha
 
     def __call__(self, x, t, alpha, sigma2):

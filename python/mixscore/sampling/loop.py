@@ -30,15 +30,20 @@ def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray
     for k in range(plan.coef.shape[0]):
         c = plan.coef[k]
         den.step = k
-        xh = den(x, ts[k], plan.alpha[k], plan.sigma2[k])
+        if plan.draws is not None and plan.draws[k] > 0:  # naive: mean of R posterior draws
+            xh = den.draws_mean(x, ts[k], int(plan.draws[k]), seed, ids, k)
+        else:
+            xh = den(x, ts[k], plan.alpha[k], plan.sigma2[k])
         x64 = x.astype(np.float64)
         v = c[A] * x64 + c[B] * xh
-        if plan.predictor:
+        if plan.predictor and (c[CE] != 0.0 or c[CB] != 0.0):  # Heun (not its Euler last step)
             xe = (c[EX] * x64 + c[EH] * xh).astype(x.dtype)
             xhb = den(xe, ts[k + 1], plan.alpha[k + 1], plan.sigma2[k + 1])
             v = v + c[CE] * xe.astype(np.float64) + c[CB] * xhb
         if c[S] != 0.0:
-            v = v + c[S] * _core.philox_normals(seed, ids, k, d)
+            z = (den.cov_noise(x, ts[k], seed, ids, k) if plan.posterior_noise
+                 else _core.philox_normals(seed, ids, k, d))
+            v = v + c[S] * z
         with np.errstate(over="ignore", invalid="ignore"):
             x = v.astype(x.dtype)
         if not np.all(np.isfinite(x)):

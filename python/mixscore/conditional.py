@@ -1,0 +1,86 @@
+"""Conditional scores (memorization paper Thm 6.4, corrected in SCIENCE.md section 4):
+s(x, y, t) is the unconditional formula restricted to the training points with label y, with
+the weights normalized over that group only.
+
+``EmpiricalScore(X, schedule, labels=y)`` keeps the labels; ``stats / score / denoise(x, t,
+y=...)`` with one label, or one per query, evaluate each label's group with its own prepared
+sub-model (built once, on first use). ``argmax`` is reported as an index of the full training
+set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_labels(labels, n: int) -> np.ndarray:
+    """Labels (N,), one per training point, of any hashable NumPy kind (ints, strings)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(
+            f"labels must have shape ({n},) (one per training point), got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError("labels contains NaN or Inf")
+    return arr
+
+
+class LabelGroups:
+    """The training points of each label and their prepared sub-models (lazily built)."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+        self.values, inverse = np.unique(labels, return_inverse=True)
+        self.index = [np.flatnonzero(inverse == k) for k in range(self.values.size)]
+        self._models: dict[int, object] = {}
+
+    def group_of(self, label) -> int:
+        k = int(np.searchsorted(self.values, label))
+        if k >= self.values.size or self.values[k] != label:
+            shown = [v.item() for v in self.values[:10]] + (
+                ["..."] if self.values.size > 10 else []
+            )
+            raise ValueError(
+                f"y: label {np.asarray(label).item()!r} has no training points; "
+                f"the labels are {shown}"
+            )
+        return k
+
+    def model(self, parent, k: int):
+        if k not in self._models:
+            idx = self.index[k]
+            self._models[k] = parent.subset(idx)
+        return self._models[k]
+
+    def query_groups(self, y, m: int):
+        """[(group k, query rows)] for y a single label or one label per query (M,)."""
+        arr = np.asarray(y)
+        if arr.ndim == 0:
+            return [(self.group_of(arr[()]), np.arange(m))]
+        if arr.shape != (m,):
+            raise ValueError(
+                f"y must be one label or one per query, shape ({m},); got shape {arr.shape}"
+            )
+        vals, inv = np.unique(arr, return_inverse=True)
+        return [(self.group_of(v), np.flatnonzero(inv == j)) for j, v in enumerate(vals)]
+
+
+def by_label(parent, y, m: int, evaluate) -> dict:
+    """Run ``evaluate(sub_model, rows) -> dict`` on each label's queries and assemble the
+    outputs in query order; ``argmax`` and ``draws`` are mapped to indices of the full set."""
+    groups = parent.label_groups
+    if groups is None:
+        raise ValueError(
+            "y= needs a model built with labels= (EmpiricalScore(X, schedule, labels=...))"
+        )
+    out: dict = {}
+    for k, rows in groups.query_groups(y, m):
+        res = evaluate(groups.model(parent, k), rows)
+        for name, val in res.items():
+            val = np.asarray(val)
+            if name in ("argmax", "draws"):
+                val = groups.index[k][val] + parent.row_offset
+            if name not in out:
+                out[name] = np.empty((m,) + val.shape[1:], val.dtype)
+            out[name][rows] = val
+    return out

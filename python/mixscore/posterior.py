@@ -1,0 +1,102 @@
+"""The statistics computed in Python from the pass's partial state: regularized scores
+(``mixscore.regularizers``), ``trace_cov`` and ``entropy``, and the per-entry posterior
+operations of ``mixscore.covariance`` behind ``EmpiricalScore.cov_matvec`` and friends."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import covariance
+from ._validation import per_query_times
+from .backends import STAT_NAMES
+from .conditional import by_label
+from .regularizers import mixture_context, regularized_stats
+
+
+def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
+    """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None): the
+    backend's ``stats`` unless a regularizer or the entropy needs the partial state."""
+    if not model.regularizers and "entropy" not in want:
+        base = want & set(STAT_NAMES)
+        out = model.backend.stats(
+            xq, alpha, sigma2, base | ({"tau2"} if "trace_cov" in want else set())
+        )
+        if "trace_cov" in want:
+            out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha, sigma2)
+            if "tau2" not in want:
+                del out["tau2"]
+        return out
+    out, part = regularized_stats(
+        model.regularizers,
+        lambda a, s2: model.backend.partial(xq, a, s2),
+        xq,
+        t,
+        alpha,
+        sigma2,
+        want & set(STAT_NAMES),
+        model.dtype,
+    )
+    out.update(covariance.posterior_extras(part, want, model))
+    return out
+
+
+def _mixture_partial(model, xq, ts):
+    sch = model.schedule
+    ctx = mixture_context(model.regularizers, xq, ts, sch.alpha(ts), sch.sigma2(ts))
+    return model.backend.partial(xq, ctx.alpha, ctx.mix_sigma2)
+
+
+def _check_count(R) -> int:
+    if isinstance(R, (bool, np.bool_)) or not isinstance(R, numbers.Integral) or R < 1:
+        raise ValueError(f"R (the number of posterior draws) must be an int >= 1, got {R!r}")
+    return int(R)
+
+
+def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
+    """``op`` in cov_matvec, cov, hessian, draws, noise at queries x (M, D) or (D,).
+
+    ``stream`` = (ids (M,), step) gives the random ops (draws, noise) the Philox row ids and
+    first counter step of each query (the samplers: global sample index, step number); default
+    the query's row and step 0."""
+    from .sampling import _as_seed
+
+    xq, single = model._queries(x)
+    m = xq.shape[0]
+    ts = per_query_times(t, m, model.schedule.T)
+    if op == "draws":
+        R = _check_count(R)
+    if op in ("draws", "noise"):
+        seed = _as_seed(seed)
+    vq = None
+    if op == "cov_matvec":
+        varr = np.asarray(v, dtype=np.float64)
+        if varr.shape != np.shape(x):
+            raise ValueError(f"v must have the shape of x, {np.shape(x)}, got {varr.shape}")
+        vq = varr.reshape(m, -1)
+
+    ids, step = (np.arange(m), 0) if stream is None else stream
+
+    def run(sub, rows):
+        part = _mixture_partial(sub, xq[rows], ts[rows])
+        if op == "cov_matvec":
+            res = covariance.cov_matvec(sub, part, vq[rows])
+        elif op in ("cov", "hessian"):
+            res = covariance.cov(sub, part)
+            if op == "hessian":
+                res = res - np.eye(xq.shape[1])[None] / part.sigma2[:, None, None]
+        elif op == "draws":
+            return {"draws": covariance.posterior_draws(sub, part, R, seed, ids[rows], step)}
+        else:
+            res = covariance.cov_noise(sub, part, seed, ids[rows], step)
+        return {"value": res}
+
+    if y is None:
+        out = run(model, np.arange(m))
+        if "draws" in out:
+            out["draws"] = out["draws"] + model.row_offset
+    else:
+        out = by_label(model, y, m, run)
+    res = out.get("value", out.get("draws"))
+    return res[0] if single else res

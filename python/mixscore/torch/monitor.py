@@ -1,0 +1,104 @@
+"""A memorization monitor for a training loop: sample the network with fixed seeds and measure
+how many samples copy the training set (exact nearest neighbours), a plain function to call
+every k steps; called once with the ``EmpiricalScore`` it gives the exact score's reference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..empirical import EmpiricalScore
+from ..memorization import MemorizationReport, memorization
+from ..sampling import sample
+from ..schedules import Schedule
+from .adapter import as_score
+
+
+@dataclass
+class MonitorResult:
+    """One monitor reading.
+
+    fraction   memorized fraction by the ratio rule d1/d2 < ratio
+    ci         its bootstrap confidence interval
+    report     the full ``MemorizationReport`` (d1, d2, copies, absolute rule, ...)
+    samples    (n, D) the samples that were measured
+    settings   what produced them (``SampleResult.settings``: sampler, grid, seed, ...)
+    seconds    wall time of sampling and measuring
+    """
+
+    fraction: float
+    ci: tuple[float, float]
+    report: MemorizationReport = field(repr=False)
+    samples: np.ndarray = field(repr=False)
+    settings: dict = field(repr=False)
+    seconds: float
+
+
+def memorization_monitor(
+    score: torch.nn.Module | Callable | EmpiricalScore,
+    train,
+    *,
+    parametrization: str = "eps",
+    schedule: Schedule | None = None,
+    n: int = 256,
+    sampler: str = "ddpm",
+    steps: int = 100,
+    seed: int = 0,
+    end: str = "denoised",
+    time_input="t",
+    sample_shape=None,
+    batch_size: int | None = None,
+    **memorization_kwargs,
+) -> MonitorResult:
+    """Sample ``score`` with fixed seeds and report memorization against ``train``.
+
+    ``score`` is a network ``net(x, t)`` (wrapped with :func:`as_score` using
+    ``parametrization``, ``schedule``, ``time_input``, ``sample_shape`` and ``batch_size``;
+    a module is put in eval mode while sampling and then back in its former mode) or an
+    ``EmpiricalScore`` (the exact score: the reference the network approaches). With the same
+    ``n``, ``sampler``, ``steps``, ``seed`` and ``end`` both get the same grid, start and Philox
+    noise, so the readings are comparable over training steps and with the reference.
+    ``memorization_kwargs`` go to :func:`mixscore.memorization` (``ratio``, ``tau``,
+    ``scale``, ``n_boot``, ...).
+    """
+    t0 = time.perf_counter()
+    opts = dict(sampler=sampler, steps=steps, seed=seed, end=end, batch_size=batch_size)
+    if isinstance(score, EmpiricalScore):
+        res = sample(score, n, **opts)
+    else:
+        if schedule is None:
+            raise TypeError(
+                "a network needs schedule= (the forward schedule it was trained "
+                "with, e.g. mixscore.VP())"
+            )
+        fn = as_score(
+            score,
+            parametrization,
+            schedule=schedule,
+            time_input=time_input,
+            sample_shape=sample_shape,
+        )
+        train_dtype = np.asarray(train).dtype
+        dim = np.asarray(train).shape[-1] if sample_shape is None else None
+        dtype = np.float32 if train_dtype == np.float32 else np.float64
+        was_training = isinstance(score, torch.nn.Module) and score.training
+        if was_training:
+            score.eval()
+        try:
+            res = sample(fn, n, dim=dim, dtype=dtype, **opts)
+        finally:
+            if was_training:
+                score.train()
+    rep = memorization(res.samples, train, **memorization_kwargs)
+    return MonitorResult(
+        fraction=rep.fraction_ratio,
+        ci=rep.ci_ratio,
+        report=rep,
+        samples=res.samples,
+        settings=res.settings,
+        seconds=time.perf_counter() - t0,
+    )

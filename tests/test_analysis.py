@@ -1,0 +1,71 @@
+"""DSM floor and collapse curves against quadrature of the two-point closed forms."""
+
+import mixscore as ms
+import numpy as np
+import pytest
+
+
+def two_point_expectation(fn, a, s2, k=4001):
+    """E_x[fn(x)] for x ~ (N(a, s2) + N(-a, s2)) / 2 by the trapezoid rule."""
+    s = np.sqrt(s2)
+    x = np.linspace(-a - 12 * s, a + 12 * s, k)
+    p = 0.5 * (np.exp(-((x - a) ** 2) / (2 * s2)) + np.exp(-((x + a) ** 2) / (2 * s2)))
+    p /= np.sqrt(2 * np.pi * s2)
+    return np.trapezoid(p * fn(x), x)
+
+
+def test_dsm_floor_two_points():
+    sch = ms.VP()
+    m = ms.EmpiricalScore(ms.datasets.two_points()[:, :1], sch)
+    times = np.array([0.2, 0.5, 1.0])
+    fl = ms.analysis.dsm_floor(m, times, n=3000, seed=1)
+    for k, t in enumerate(times):
+        a, s2 = float(sch.alpha(t)), float(sch.sigma2(t))
+        want = two_point_expectation(
+            lambda x, a=a, s2=s2: a**2 / np.cosh(a * x / s2) ** 2 / s2**2, a, s2
+        )
+        assert abs(fl.mean[k] - want) < 5 * fl.stderr[k] + 1e-12, (t, fl.mean[k], want)
+
+
+def test_collapse_curve_two_points():
+    sch = ms.VP()
+    m = ms.EmpiricalScore(ms.datasets.two_points()[:, :1], sch)
+    times = np.geomspace(0.01, 1.0, 12)
+    cc = ms.analysis.collapse_curve(m, times, n=3000, seed=2, threshold=0.3)
+
+    def binary_entropy(x, a, s2):
+        u = 2 * a * x / s2  # p = sigmoid(u): H = log(1 + e^-u) + (1 - p) u, symmetric in u
+        u = np.abs(u)
+        return np.logaddexp(0.0, -u) + u * np.exp(-np.logaddexp(0.0, u))
+
+    want = np.array(
+        [
+            two_point_expectation(
+                lambda x, t=t: binary_entropy(x, float(sch.alpha(t)), float(sch.sigma2(t))),
+                float(sch.alpha(t)),
+                float(sch.sigma2(t)),
+            )
+            for t in times
+        ]
+    )
+    np.testing.assert_allclose(cc.entropy, want, atol=0.02)
+    assert np.all(cc.entropy <= np.log(2) + 1e-12) and np.all(cc.n_eff >= 1)
+    # the collapse time sits where the mean entropy crosses the threshold
+    j = np.flatnonzero(cc.entropy < 0.3)[-1]
+    assert times[j] <= cc.collapse_time <= times[j + 1]
+
+
+def test_collapse_curve_plot_and_errors(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m = ms.EmpiricalScore(ms.datasets.gaussian_points(), ms.VE())
+    cc = ms.analysis.collapse_curve(m, np.geomspace(1e-3, 1.0, 6), n=200)
+    ax = cc.plot()
+    ax.figure.savefig(tmp_path / "collapse.png")
+    assert (tmp_path / "collapse.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="threshold"):
+        ms.analysis.collapse_curve(m, [0.5], threshold=-1.0)
+    with pytest.raises(ValueError, match="times must lie"):
+        ms.analysis.dsm_floor(m, [0.0, 0.5])
