@@ -8,7 +8,7 @@ the same run: every (query, training point) pair needs its logit (a 2 D-flop pro
 fraction `frac` of pairs that carry weight (logit within the engine's cutoff, log N + 20 nats,
 of the query's maximum; measured densely in float64 on 256 of the row's queries) also needs one
 float32 exp and its 2 D-flop share of the weighted sum. With every flop at the peak float32 FMA
-rate (register-resident chains, `_core.fma_peak_gflops`) and every exp at the faster of our and
+rate (register-resident chains, `_bench.fma_peak_gflops`) and every exp at the faster of our and
 NumPy's float32 exp rates on in-cache data:
 
     limit_s = (2 M N D + 2 frac M N D) / peak_flops + frac M N / exp32_rate
@@ -80,9 +80,12 @@ EXP_RATES = ("ours float32", "ours float64", "numpy float32", "numpy float64")
 def measure_limits(core, threads, best=None):
     """Peak float32 FMA flop/s and exp/s (ours and NumPy's), each the best of a few calls and of
     `best` (an earlier measurement): a shared machine only ever makes a measurement slower."""
-    now = {"peak": max(core.fma_peak_gflops() for _ in range(3)) * 1e9}
+    from mixscore import _bench
+
+    isa = core.isa()  # measure the instruction set the engine runs
+    now = {"peak": max(_bench.fma_peak_gflops(isa=isa) for _ in range(3)) * 1e9}
     for dt in ("float32", "float64"):
-        now[f"ours {dt}"] = max(core.exp_throughput(dt) for _ in range(3))
+        now[f"ours {dt}"] = max(_bench.exp_throughput(dt, isa=isa) for _ in range(3))
         now[f"numpy {dt}"] = numpy_exp_rate(dt, threads)
     return now if best is None else {k: max(v, best[k]) for k, v in now.items()}
 
@@ -122,21 +125,38 @@ def main():
     args = p.parse_args()
     from mixscore.backends.cpu import _core
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"engine isa {_core.isa()}, threads {_core.max_threads()}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"engine isa {_core.isa()}, threads {_core.max_threads()}, numpy {np.__version__}"
+    )
     threads = _core.max_threads()
     limits = None
-    print(f"M = {args.m} queries, N = {args.n} points, float32, VP schedule, denoiser; "
-          "times are the best of the runs")
-    # The float32 engine's cutoff (engine_impl.hpp): min(60, log N + 20) nats.
+    print(
+        f"M = {args.m} queries, N = {args.n} points, float32, VP schedule, denoiser; "
+        "times are the best of the runs"
+    )
+    # The float32 engine's cutoff (cpp/src/posterior.hpp, run): min(60, log N + 20) nats.
     cut = min(60.0, np.log(args.n) + 20.0)
     keops = keops_denoiser()
     rng = np.random.default_rng(0)
     sub_rng = np.random.default_rng(1)  # own stream: the benchmark data stay as before
     sde = ms.VP()
-    header = ("D", "t", "sigma", "numpy s", "mixscore s", "vs numpy", "sgemm GF/s",
-              "mixscore GF/s", "of sgemm", "keops s", "frac in", "limit s", "max vs numpy",
-              "of limit")
+    header = (
+        "D",
+        "t",
+        "sigma",
+        "numpy s",
+        "mixscore s",
+        "vs numpy",
+        "sgemm GF/s",
+        "mixscore GF/s",
+        "of sgemm",
+        "keops s",
+        "frac in",
+        "limit s",
+        "max vs numpy",
+        "of limit",
+    )
     rows = []
     for d in args.dims:
         X = rng.standard_normal((args.n, d)).astype(np.float32)
@@ -156,14 +176,19 @@ def main():
                 t_ko = best_of(lambda x=x, X=X, a=a, s2=s2: keops(x, X, a, s2), 1)
             frac = weight_fraction(x, X, a, s2, cut, sub_rng)
             rows.append((d, t, s2, t_np, t_ms, gemm_rate, t_ko, frac))
-            print(f"D = {d}, t = {t}: numpy {t_np:.3f} s, mixscore {t_ms:.3f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"D = {d}, t = {t}: numpy {t_np:.3f} s, mixscore {t_ms:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     # The table at the end, with the limits measured best over the whole run (a limit measured
     # while the machine was busy would be too slow, and the bound too loose).
     exp32 = max(limits["ours float32"], limits["numpy float32"])
-    print(f"limits (best over the run, {threads} threads): peak float32 FMA "
-          f"{limits['peak'] / 1e9:.0f} GF/s; exp (G/s) " +
-          ", ".join(f"{k} {limits[k] / 1e9:.2f}" for k in EXP_RATES))
+    print(
+        f"limits (best over the run, {threads} threads): peak float32 FMA "
+        f"{limits['peak'] / 1e9:.0f} GF/s; exp (G/s) "
+        + ", ".join(f"{k} {limits[k] / 1e9:.2f}" for k in EXP_RATES)
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for d, t, s2, t_np, t_ms, gemm_rate, t_ko, frac in rows:
@@ -171,10 +196,13 @@ def main():
         mnd = args.m * args.n * d
         limit = (2 * mnd + 2 * frac * mnd) / limits["peak"] + frac * args.m * args.n / exp32
         ko = "-" if t_ko is None else f"{t_ko:.3f}"
-        print(f"| {d} | {t} | {np.sqrt(s2):.3g} | {t_np:.3f} | {t_ms:.3f} | "
-              f"{t_np / t_ms:.1f}x | {gemm_rate / 1e9:.0f} | {rate / 1e9:.0f} | "
-              f"{rate / gemm_rate:.0%} | {ko} | {frac:.3g} | {limit:.3g} | "
-              f"{t_np / limit:.1f}x | {limit / t_ms:.0%} |")
+        print(
+            f"| {d} | {t} | {np.sqrt(s2):.3g} | {t_np:.3f} | {t_ms:.3f} | "
+            f"{t_np / t_ms:.1f}x | {gemm_rate / 1e9:.0f} | {rate / 1e9:.0f} | "
+            f"{rate / gemm_rate:.0%} | {ko} | {frac:.3g} | {limit:.3g} | "
+            f"{t_np / limit:.1f}x | {limit / t_ms:.0%} |"
+        )
+
 
 if __name__ == "__main__":
     main()

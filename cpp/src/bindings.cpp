@@ -1,27 +1,28 @@
-// pybind11 bindings: module mixscore._core. Inputs are validated and prepared in Python
-// (python/mixscore/backends/cpu.py); here arrays are checked for dtype/layout only.
+// pybind11 bindings: module mixscore._core. Inputs are validated in Python (backends/cpu.py,
+// nearest.py); here arrays are checked for dtype, shape and layout so that a wrong call cannot
+// read out of bounds. The training set is prepared once here (Prepared_f32 / Prepared_f64).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <omp.h>
 
+#include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
-#include "mixscore/limits.hpp"
+#include "mixscore/nearest.hpp"
 #include "mixscore/philox.hpp"
+#include "mixscore/prepared.hpp"
 #include "mixscore/sampler.hpp"
-#include "direct_layout.hpp"
 #include "interruptible.hpp"
 
 namespace py = pybind11;
 using namespace mixscore;
-
-void register_nearest(py::module_& m);  // nearest_bindings.cpp
 
 template <typename T>
 using carray = py::array_t<T, py::array::c_style>;
@@ -43,70 +44,67 @@ void check_len(const py::array& a, py::ssize_t n, const char* what) {
                                 std::to_string(n));
 }
 
-// The training set as prepared by python/mixscore/backends/cpu.py (CpuBackend.prepared).
-// Holds references to the arrays, so they outlive every call that reads them, and for small D
-// the direct path's tiled layout, built here once.
+// The prepared training set (mixscore/prepared.hpp) with the arrays it reads, kept alive here.
+// Pickled as its inputs and rebuilt (the preparation is deterministic).
 template <typename T>
-struct TrainArrays {
-  carray<T> X, Xc;
-  carray<double> norm2c, normc;
+struct PyPrepared {
+  carray<T> X;
   std::optional<carray<double>> logw;
-  carray<double> mu;
-  std::optional<DirectLayout> direct;
+  int num_threads;
+  std::unique_ptr<Prepared<T>> prep;
 
-  TrainArrays(carray<T> X_, carray<T> Xc_, carray<double> norm2c_, carray<double> normc_,
-              std::optional<carray<double>> logw_, carray<double> mu_)
-      : X(X_), Xc(Xc_), norm2c(norm2c_), normc(normc_), logw(logw_), mu(mu_) {
-    const TrainSet<T> tr = view();  // validates
-    if (tr.D < kDirectMaxD) {
-      py::gil_scoped_release release;
-      direct.emplace(tr.X, tr.N, tr.D, tr.logw);
-    }
+  PyPrepared(py::array X_, std::optional<carray<double>> logw_, int64_t row_offset,
+             int64_t global_n, std::optional<double> logw_sum, int num_threads_)
+      : X(as_matrix(X_)), logw(logw_), num_threads(num_threads_) {
+    const int64_t N = X.shape(0), D = X.shape(1);
+    if (logw) check_len(*logw, N, "logw");
+    if (num_threads < 0)
+      throw std::invalid_argument("num_threads must be >= 0 (0 = all), got " +
+                                  std::to_string(num_threads));
+    const double lws = logw_sum ? *logw_sum : std::numeric_limits<double>::quiet_NaN();
+    const double* lw = logw ? logw->data() : nullptr;
+    py::gil_scoped_release release;
+    prep = std::make_unique<Prepared<T>>(X.data(), N, D, lw, row_offset, global_n, lws,
+                                         num_threads);
   }
 
-  TrainSet<T> view() const {
-    if (X.ndim() != 2 || Xc.ndim() != 2)
-      throw std::invalid_argument("train and centred train must be 2-d");
-    const py::ssize_t N = X.shape(0), D = X.shape(1);
-    if (N < 1) throw std::invalid_argument("train is empty");
-    if (Xc.shape(0) != N || Xc.shape(1) != D)
-      throw std::invalid_argument("centred train must have the shape of train");
-    check_len(norm2c, N, "norm2c");
-    check_len(normc, N, "normc");
-    check_len(mu, D, "mu");
-    if (logw) check_len(*logw, N, "logw");
-    TrainSet<T> tr;
-    tr.X = X.data();
-    tr.Xc = Xc.data();
-    tr.norm2c = norm2c.data();
-    tr.normc = normc.data();
-    tr.logw = logw ? logw->data() : nullptr;
-    tr.mu = mu.data();
-    tr.N = N;
-    tr.D = D;
-    if (direct) {
-      tr.XT = direct->XT.data();
-      tr.order = direct->order.data();
-      tr.logw_tiled = logw ? direct->logw.data() : nullptr;
-      tr.box = direct->box.data();
-    }
-    return tr;
+  static carray<T> as_matrix(const py::array& a) {
+    if (!py::isinstance<py::array_t<T>>(a))
+      throw std::invalid_argument(std::string("X: expected a ") + dtype_name() +
+                                  " array, got dtype " + std::string(py::str(a.dtype())));
+    if (a.ndim() != 2 || a.shape(0) < 1 || a.shape(1) < 1)
+      throw std::invalid_argument("X: expected a non-empty 2-d array (N, D), got " +
+                                  std::to_string(a.ndim()) + " dimensions");
+    return carray<T>::ensure(a);
+  }
+  static const char* dtype_name() { return sizeof(T) == 4 ? "float32" : "float64"; }
+
+  py::tuple state() const {
+    return py::make_tuple(X, logw ? py::object(*logw) : py::none(), prep->row_offset(),
+                          prep->global_n(), prep->logw_sum(), num_threads);
   }
 };
 
+// x as a C-contiguous array of the prepared set's dtype with D columns, or a clear error.
 template <typename T>
-void check_queries(const carray<T>& x, int64_t D, const char* what) {
+carray<T> queries(const py::array& x, int64_t D, const char* what) {
+  if (!py::isinstance<py::array_t<T>>(x))
+    throw std::invalid_argument(std::string(what) + ": expected a " +
+                                PyPrepared<T>::dtype_name() +
+                                " array (the dtype of the prepared training set), got dtype " +
+                                std::string(py::str(x.dtype())));
   if (x.ndim() != 2 || x.shape(1) != D)
     throw std::invalid_argument(std::string(what) + ": expected a 2-d array with " +
                                 std::to_string(D) + " columns");
+  return carray<T>::ensure(x);
 }
 
 template <typename T>
-py::dict stats(const TrainArrays<T>& train, carray<T> x, carray<double> alpha,
+py::dict stats(const PyPrepared<T>& train, const py::array& x_, carray<double> alpha,
                carray<double> sigma2, const std::set<std::string>& want,
                const EngineOptions& opt) {
-  const TrainSet<T> tr = train.view();
-  check_queries(x, tr.D, "queries");
+  const TrainSet<T> tr = train.prep->view();
+  const carray<T> x = queries<T>(x_, tr.D, "x");
   const py::ssize_t M = x.shape(0), D = tr.D;
   check_len(alpha, M, "alpha");
   check_len(sigma2, M, "sigma2");
@@ -140,13 +138,15 @@ py::dict stats(const TrainArrays<T>& train, carray<T> x, carray<double> alpha,
 // Runs the whole sampler loop (mixscore/sampler.hpp) on x in place. Returns -1, or the step
 // after which the state held NaN/Inf (the loop stopped there).
 template <typename T>
-int64_t sample(const TrainArrays<T>& train, py::array_t<T, py::array::c_style> x,
+int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
                carray<double> coef, carray<double> alpha, carray<double> sigma2, bool predictor,
                uint64_t seed, int64_t first_sample, bool end_denoise, carray<int64_t> save_steps,
                std::optional<py::array_t<T, py::array::c_style>> saved,
                const EngineOptions& opt, std::optional<py::function> callback, int64_t every) {
-  const TrainSet<T> tr = train.view();
-  check_queries(x, tr.D, "x");
+  const TrainSet<T> tr = train.prep->view();
+  if (x.ndim() != 2 || x.shape(1) != tr.D)
+    throw std::invalid_argument("x: expected a 2-d array with " + std::to_string(tr.D) +
+                                " columns");
   const int64_t n = x.shape(0), S = save_steps.size();
   if (coef.ndim() != 2 || coef.shape(1) != kNumCoef)
     throw std::invalid_argument("coef must be K x " + std::to_string(kNumCoef));
@@ -198,21 +198,73 @@ int64_t sample(const TrainArrays<T>& train, py::array_t<T, py::array::c_style> x
   return bad;
 }
 
+// Exact k nearest training points (mixscore/nearest.hpp): (distances, indices, entries
+// refined). Indices are global (row_offset + local index).
+template <typename T>
+py::tuple nearest(const PyPrepared<T>& train, const py::array& x_, int64_t k,
+                  const EngineOptions& opt) {
+  const TrainSet<T> tr = train.prep->view();
+  const carray<T> x = queries<T>(x_, tr.D, "x");
+  if (k < 1 || k > tr.N)
+    throw std::invalid_argument("k must satisfy 1 <= k <= N = " + std::to_string(tr.N) +
+                                ", got " + std::to_string(k));
+  const py::ssize_t M = x.shape(0);
+  py::array_t<double> dist({M, py::ssize_t(k)});
+  py::array_t<int64_t> idx({M, py::ssize_t(k)});
+  NearestCounters counters;
+  NearestOptions nopt;
+  nopt.num_threads = opt.num_threads;
+  if (M > 0) {
+    const T* xp = x.data();
+    double* dp = dist.mutable_data();
+    int64_t* ip = idx.mutable_data();
+    run_interruptible([&](const StopFn& poll) {
+      return nearest_search<T>(tr, xp, M, k, dp, ip, nopt, poll, &counters);
+    });
+  }
+  return py::make_tuple(dist, idx, counters.refined);
+}
+
 template <typename T>
 void bind_dtype(py::module_& m, const std::string& suffix) {
-  py::class_<TrainArrays<T>>(m, ("Train_" + suffix).c_str(),
-                             "A prepared training set (see backends/cpu.py).")
-      .def(py::init<carray<T>, carray<T>, carray<double>, carray<double>,
-                    std::optional<carray<double>>, carray<double>>(),
-           py::arg("X"), py::arg("Xc"), py::arg("norm2c"), py::arg("normc"), py::arg("logw"),
-           py::arg("mu"));
-  m.def(("stats_" + suffix).c_str(), &stats<T>, py::arg("train"), py::arg("x"),
-        py::arg("alpha"), py::arg("sigma2"), py::arg("want"), py::arg("options"));
-  m.def(("sample_" + suffix).c_str(), &sample<T>, py::arg("train"), py::arg("x"),
-        py::arg("coef"), py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"),
-        py::arg("seed"), py::arg("first_sample"), py::arg("end_denoise"),
-        py::arg("save_steps"), py::arg("saved"), py::arg("options"), py::arg("callback"),
-        py::arg("every"));
+  using P = PyPrepared<T>;
+  py::class_<P>(m, ("Prepared_" + suffix).c_str(),
+                "A training set prepared once for the statistics, the nearest search and the\n"
+                "fused sampler (mixscore/prepared.hpp). row_offset: global index of row 0\n"
+                "(shards); global_n: the number of points of all shards (0: N); logw_sum:\n"
+                "log sum pi of all shards (None: this shard's).")
+      .def(py::init<py::array, std::optional<carray<double>>, int64_t, int64_t,
+                    std::optional<double>, int>(),
+           py::arg("X"), py::arg("logw") = py::none(), py::arg("row_offset") = 0,
+           py::arg("global_n") = 0, py::arg("logw_sum") = py::none(),
+           py::arg("num_threads") = 0)
+      .def_property_readonly("N", [](const P& p) { return p.prep->N(); })
+      .def_property_readonly("D", [](const P& p) { return p.prep->D(); })
+      .def_property_readonly("dtype", [](const P&) { return py::dtype::of<T>(); })
+      .def_property_readonly("row_offset", [](const P& p) { return p.prep->row_offset(); })
+      .def_property_readonly("global_n", [](const P& p) { return p.prep->global_n(); })
+      .def_property_readonly("logw_sum", [](const P& p) { return p.prep->logw_sum(); })
+      .def_property_readonly("mu", [](const P& p) {
+        const auto& mu = p.prep->mu();
+        return py::array_t<double>(py::ssize_t(mu.size()), mu.data());
+      })
+      .def_readonly("X", &P::X)
+      .def(py::pickle([](const P& p) { return p.state(); },
+                      [](py::tuple t) {
+                        if (t.size() != 6) throw std::runtime_error("bad Prepared state");
+                        return P(t[0].cast<py::array>(),
+                                 t[1].cast<std::optional<carray<double>>>(),
+                                 t[2].cast<int64_t>(), t[3].cast<int64_t>(),
+                                 t[4].cast<std::optional<double>>(), t[5].cast<int>());
+                      }));
+  m.def("stats", &stats<T>, py::arg("prepared"), py::arg("x"), py::arg("alpha"),
+        py::arg("sigma2"), py::arg("want"), py::arg("options"));
+  m.def("nearest", &nearest<T>, py::arg("prepared"), py::arg("x"), py::arg("k"),
+        py::arg("options"));
+  m.def("sample", &sample<T>, py::arg("prepared"), py::arg("x"), py::arg("coef"),
+        py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), py::arg("seed"),
+        py::arg("first_sample"), py::arg("end_denoise"), py::arg("save_steps"),
+        py::arg("saved"), py::arg("options"), py::arg("callback"), py::arg("every"));
 }
 
 }  // namespace
@@ -232,7 +284,6 @@ PYBIND11_MODULE(_core, m) {
   bind_dtype<float>(m, "f32");
   bind_dtype<double>(m, "f64");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
-  register_nearest(m);
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");
@@ -265,29 +316,4 @@ PYBIND11_MODULE(_core, m) {
     for (py::ssize_t k = 0; k < x.size(); ++k) out[k] = exp_nonpositive(x.data()[k]);
     return y;
   }, "The engine's exp on [-700, 0] (exposed for accuracy tests).");
-  // Benchmark helpers measuring the machine's limits (bench/compare.py).
-  auto check_run = [](int threads, double seconds) {
-    if (threads < 0 || threads > 4096)
-      throw py::value_error("threads must be in [0, 4096] (0: all OpenMP threads), got " +
-                            std::to_string(threads));
-    if (!(seconds > 0 && seconds <= 60)) throw py::value_error("seconds must be in (0, 60]");
-  };
-  m.def("fma_peak_gflops", [check_run](int threads, double seconds) {
-    check_run(threads, seconds);
-    py::gil_scoped_release nogil;
-    return fma_peak_gflops(threads, seconds);
-  }, py::arg("threads") = 0, py::arg("seconds") = 0.2,
-     "Benchmark helper measuring the machine's limit: float32 FMA throughput in GFLOP/s\n"
-     "(2 flops per lane) with register-resident chains on `threads` threads (0: all), run for\n"
-     "about `seconds`, with the instruction set the engine uses.");
-  m.def("exp_throughput", [check_run](const std::string& dtype, int threads, double seconds) {
-    if (dtype != "float32" && dtype != "float64")
-      throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
-    check_run(threads, seconds);
-    py::gil_scoped_release nogil;
-    return exp_throughput(dtype == "float32", threads, seconds);
-  }, py::arg("dtype") = "float32", py::arg("threads") = 0, py::arg("seconds") = 0.2,
-     "Benchmark helper measuring the machine's limit: exps per second of the engine's own exp\n"
-     "(float32 or float64) on an L1-resident buffer of gaps in [-30, 0], vectorized as in the\n"
-     "engine, on `threads` threads (0: all), run for about `seconds`.");
 }

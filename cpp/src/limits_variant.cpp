@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "mixscore/fastexp.hpp"
+#include "mixscore/limits.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
@@ -126,6 +127,8 @@ double exp_throughput(bool single, int threads, double seconds) {
   if (single) return measure(0.0f, [](float x) { return exp_nonpositive_f(x); });
   return measure(0.0, [](double x) { return exp_nonpositive(x); });
 }
+
+extern const LimitsVariant kLimits = {&fma_peak_gflops, &exp_throughput};
 
 }  // namespace MIXSCORE_ISA
 }  // namespace mixscore

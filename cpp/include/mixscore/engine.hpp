@@ -8,19 +8,25 @@
 namespace mixscore {
 
 // Below this dimension every logit is computed directly in float64 (no GEMM stage), from the
-// training set's direct layout (TrainSet::XT, order, box: see cpp/src/direct_layout.hpp).
+// training set's direct layout (TrainSet::XT, order, box: see mixscore/direct_layout.hpp).
 constexpr int64_t kDirectMaxD = 16;
 // The direct path's tiles of training points. Smaller tiles are left out more often at small
 // sigma but cost more per tile: 512 was fastest at every sigma for D <= 3 (N = 20000; 128 and
 // 256 measured), and within 3% of the untiled engine where nothing can be left out.
 constexpr int64_t kDirectTile = 512;
 
-// Training set prepared once (EmpiricalScore construction). T is float or double.
+// Training points per tile of the GEMM path (the column block of the logit GEMM).
+constexpr int64_t kTrainTile = 512;
+
+// A view of a prepared training set (mixscore/prepared.hpp builds it once). T is float or
+// double.
 template <typename T>
 struct TrainSet {
   const T* X = nullptr;         // N x D original data, row-major (exact refinement reads this)
-  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the GEMM stage reads this)
-  const double* norm2c = nullptr;  // |Xc_n|^2 (N)
+  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the weighted-sum GEMM)
+  const T* packed = nullptr;    // Xc in tiles of kTrainTile rows, each packed once into the
+                                // logit GEMM's panels for the running instruction set
+  const double* norm2c = nullptr;  // |Xc_n|^2 (N) of the rounded rows
   const double* normc = nullptr;   // |Xc_n| (N)
   const double* logw = nullptr;    // log pi_n (N) or nullptr for equal weights
   const double* mu = nullptr;      // D
@@ -30,6 +36,11 @@ struct TrainSet {
   const double* logw_tiled = nullptr; // log pi in tile order, or nullptr
   const double* box = nullptr;        // per tile: lo[D], hi[D], max log pi (stride 2 D + 1)
   int64_t N = 0, D = 0;
+  // Shards: indices are reported as row_offset + local index; the cutoff uses the global
+  // number of points, the log-density the global log sum pi.
+  int64_t row_offset = 0;
+  int64_t global_n = 0;
+  double logw_sum = 0.0;
 };
 
 // Per-query inputs: the query itself and alpha, sigma^2 at its time.
@@ -92,7 +103,7 @@ template <typename T>
 bool run_engine(const TrainSet<T>& train, const Queries<T>& q, const Outputs<T>& out,
                 const EngineOptions& opt, const StopFn& should_stop);
 
-// Instruction-set variants (cpp/src/engine_variant.cpp compiled once per ISA).
+// Instruction-set variants (cpp/src/variant.cpp compiled once per ISA; dispatch.cpp).
 const char* selected_isa();
 bool set_isa(const char* name);  // "avx512", "avx2", "generic" or "auto"
 

@@ -20,6 +20,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "mixscore/aligned.hpp"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -41,25 +43,6 @@ constexpr int kVectorBytes = 32;
 #else
 constexpr int kVectorBytes = 16;
 #endif
-
-// 64-byte aligned storage for packed panels (whole cache lines, aligned vector loads).
-template <typename T>
-struct CacheAligned {
-  using value_type = T;
-  CacheAligned() = default;
-  template <typename U>
-  CacheAligned(const CacheAligned<U>&) {}
-  T* allocate(std::size_t n) {
-    void* p = std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64);
-    if (!p) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, std::size_t) { std::free(p); }
-  bool operator==(const CacheAligned&) const { return true; }
-  bool operator!=(const CacheAligned&) const { return false; }
-};
-template <typename T>
-using AlignedVector = std::vector<T, CacheAligned<T>>;
 
 // Register block: MR rows x NR columns (two vectors per row: 16 accumulators with AVX-512).
 template <typename T>
@@ -271,6 +254,17 @@ void pack_b_rows(const int32_t* idx, int64_t nk, int64_t ncols, const T* src, in
       }
     }
   }
+}
+
+// The prepared training set's packing (mixscore/prepared.hpp): each tile of `tile` centred
+// rows transposed into panels once, tile t at out + t * tile * K (out zero-initialized).
+template <typename T>
+void pack_tiles(const T* src, int64_t nrows, int64_t K, int64_t tile, T* out, int num_threads) {
+  const int64_t ntiles = (nrows + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+  for (int64_t t = 0; t < ntiles; ++t)
+    pack_b_transposed<T>(std::min(tile, nrows - t * tile), K, src + t * tile * K, K,
+                         out + t * tile * K);
 }
 
 }  // namespace MIXSCORE_ISA

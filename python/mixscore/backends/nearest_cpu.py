@@ -1,4 +1,4 @@
-"""The C++ exact nearest-neighbour kernel (mixscore._core.nearest_*): tiled GEMM stage with a
+"""The C++ exact nearest-neighbour search (mixscore._core.nearest): tiled GEMM stage with a
 rigorous error bound, exact float64 refinement of the candidates, running top-k; GIL released."""
 
 from __future__ import annotations
@@ -7,25 +7,25 @@ import numpy as np
 
 from .. import _core
 from .base import SEARCH
+from .cpu import prepare
 
 
 class CpuNearest:
-    """Packs the training set once (centred, transposed tiles, norms); search() is repeatable."""
+    """Searches a training set prepared once (``backends.cpu.prepare``, shared with the score
+    backend when given as ``prepared``); search() is repeatable."""
 
     name = "cpu"
     capabilities = frozenset({SEARCH})
 
-    def __init__(self, train: np.ndarray, *, num_threads: int = 0):
+    def __init__(self, train: np.ndarray, *, num_threads: int = 0, prepared=None):
         self.train = train
-        self.num_threads = int(num_threads)
-        self.mu = train.mean(axis=0, dtype=np.float64)
-        f32 = train.dtype == np.float32
-        prepare = _core.nearest_prepare_f32 if f32 else _core.nearest_prepare_f64
-        self._search = _core.nearest_search_f32 if f32 else _core.nearest_search_f64
-        self.packed, self.norm2, self.norm = prepare(train, self.mu, self.num_threads)
+        self.prepared = (
+            prepared if prepared is not None else prepare(train, num_threads=num_threads)
+        )
+        self.options = _core.EngineOptions()
+        self.options.num_threads = int(num_threads)
         self.n_refined = 0
 
     def search(self, queries: np.ndarray, k: int):
-        dist, idx, self.n_refined = self._search(self.train, self.packed, self.norm2, self.norm,
-                                                 self.mu, queries, int(k), self.num_threads)
+        dist, idx, self.n_refined = _core.nearest(self.prepared, queries, int(k), self.options)
         return dist, idx

@@ -9,7 +9,7 @@ benchmarks. Memory stays bounded by processing queries in chunks. Side by side:
   the same ``PosteriorPartial.finalize`` that finalizes merged shards.
 * ``NumpyNearest``: exact k nearest points. The squared distance of a query q and a training
   point X_n is summed in a fixed, documented order, the same as the C++ kernel's
-  (cpp/src/nearest_impl.hpp, exact_sq_distance)::
+  (cpp/include/mixscore/exact.hpp, exact_lam with alpha = 1)::
 
       t_d = float64(q_d) - float64(X_nd)
       s_j = sum of t_d^2 over d = j, j + 8, j + 16, ... (in increasing d), j = 0..7

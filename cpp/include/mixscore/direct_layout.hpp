@@ -1,7 +1,8 @@
 // The direct path's training layout (D < kDirectMaxD), built once per training set: the points
 // in k-d leaf order, so that every tile of kDirectTile points is spatially compact, and each
 // tile's bounding box and largest log-weight. At small sigma a query's posterior lives in a few
-// tiles; the engine leaves out the others after one box test (engine_impl.hpp, direct_keep).
+// tiles; the driver leaves out the others after one box test (cpp/src/driver.hpp, against the
+// handler's cut).
 #pragma once
 #include <algorithm>
 #include <cmath>
