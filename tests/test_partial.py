@@ -238,3 +238,19 @@ def test_reference_finalize_does_not_overflow(backend):
     equal = ms.EmpiricalScore(X, ms.VP(), backend=backend).logpdf(x, 0.3)
     heavy = ms.EmpiricalScore(X, ms.VP(), np.full(3, 1e308), backend=backend).logpdf(x, 0.3)
     np.testing.assert_allclose(heavy, equal, rtol=1e-12)  # only relative weights matter
+
+
+def test_index_from_model_shares_the_preparation_and_equals_a_fresh_index(backend):
+    X = rng(0).standard_normal((300, 20)).astype(np.float32)
+    model = ms.EmpiricalScore(X, ms.VP(), rng(1).uniform(1, 2, 300), backend=backend)
+    index = ms.NearestIndex.from_model(model)
+    if backend == "cpu":
+        assert index._last.prepared is model.backend.prepared  # one preparation, not two
+    q = X[:7] + 0.01
+    for a, b in zip(index.search(q, 3), ms.NearestIndex(X, backend=backend).search(q, 3),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)  # the model's weights do not enter the search
+    rep = ms.memorization(q, index)
+    ref = ms.memorization(q, X)
+    np.testing.assert_array_equal(rep.distances, ref.distances)
+    np.testing.assert_array_equal(rep.indices, ref.indices)

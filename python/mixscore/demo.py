@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__, datasets
 from .empirical import EmpiricalScore
 from .memorization import memorization
+from .nearest import NearestIndex
 from .sampling import sample
 from .schedules import VP
 
@@ -100,10 +101,11 @@ def run(settings: DemoSettings, progress: bool | None = None):
                  save_steps=steps, progress=progress)
     seconds = time.perf_counter() - t0
     rows, finals = [], {}
+    index = NearestIndex.from_model(model)  # one preparation of the digits for both
     for k, state in zip(steps, res.saved, strict=True):
         t = float(ts[k])
         out = model.denoise(state, t)
-        rep = memorization(out, X, ratio=RATIO, seed=settings.seed)
+        rep = memorization(out, index, ratio=RATIO, seed=settings.seed)
         finals[t] = (out, rep)
         rows.append({
             "t_end": t, "step": int(k), "sigma": float(schedule.sigma(t)),

@@ -408,7 +408,9 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     """Memorization metrics of ``samples`` (M, D) against ``train`` (N, D).
 
     ``samples`` and ``train`` follow one convention (as ``ms.nearest``): (M, D) rows, one
-    point (D,), or image stacks (M, H, W[, C]) flattened per row.
+    point (D,), or image stacks (M, H, W[, C]) flattened per row. ``train`` may also be a
+    prepared ``NearestIndex`` (e.g. ``NearestIndex.from_model(model)``, which shares the score
+    model's preparation), searched as it is.
 
     Parameters
     ----------
@@ -452,6 +454,9 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     from . import __version__
 
     train_in, samples_in = train, samples
+    index = train if isinstance(train, NearestIndex) else None
+    if index is not None:
+        train = train_in = index.train
     train = as_float_matrix(as_points(train, "train")[0], "train")
     n = train.shape[0]
     rows = as_points(samples, "samples", train.shape[1],
@@ -494,7 +499,8 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     elif check_scale:
         check_same_scale(samples, train, option=scale_option, off_option=scale_off_option)
 
-    index = NearestIndex(train, backend=backend, num_threads=num_threads, name="train")
+    if index is None:
+        index = NearestIndex(train, backend=backend, num_threads=num_threads, name="train")
     res = index.search(samples, k, name="samples")
     dist = res.distances * factor
     # the ratio from the unscaled exact distances: identical for every choice of units

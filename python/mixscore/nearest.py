@@ -86,6 +86,8 @@ class NearestIndex:
     row_offset : int
         For a shard of a larger training set: the global index of this shard's first row, used
         by ``partial`` (whose indices are global). A shard may be empty.
+    prepare : bool
+        Pack the training set now (default) or at the first search.
 
     Indexes pickle and copy (the prepared state is rebuilt). A Dask array or a list of shards
     (``mixscore.sharded``) gives a ``ShardedNearestIndex``: each shard searched on its worker.
@@ -99,7 +101,7 @@ class NearestIndex:
         return super().__new__(cls)
 
     def __init__(self, train: ArrayLike, *, backend: str = "auto", num_threads: int = 0,
-                 name: str = "train", row_offset: int = 0):
+                 name: str = "train", row_offset: int = 0, prepare: bool = True):
         num_threads = check_threads(num_threads)
         self.name = name
         self.row_offset = check_row_offset(row_offset)
@@ -117,7 +119,22 @@ class NearestIndex:
         f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and not 0.0 < spread < 1e-15
                and _is_float32_exact(train))
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
-        self._last = self._prepare(self.dtype) if self.n else None
+        self._last = self._prepare(self.dtype) if self.n and prepare else None
+
+    @classmethod
+    def from_model(cls, model, *, num_threads: int = 0) -> NearestIndex:
+        """The index of an ``EmpiricalScore``'s training set, sharing the model's prepared
+        (centred, packed) set when the search runs in the model's dtype on the cpu backend:
+        one preparation for scoring and searching (the demo, memorization after sampling).
+        The search ignores the model's weights; results equal ``NearestIndex(model.train)``."""
+        index = cls(model.train, backend=model.backend.name, num_threads=num_threads,
+                    row_offset=model.row_offset, prepare=False)
+        shared = getattr(model.backend, "prepared", None)
+        if shared is not None and index.dtype == model.dtype and index.backend == "cpu":
+            index._prepared[index.dtype] = index._cls(index.train, num_threads=num_threads,
+                                                      prepared=shared)
+        index._last = index._prepare(index.dtype) if index.n else None
+        return index
 
     def __repr__(self) -> str:
         shard = f", row_offset={self.row_offset}" if self.row_offset else ""
