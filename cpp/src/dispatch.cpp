@@ -1,20 +1,37 @@
 // Runtime choice of the instruction-set variant (mixscore/variant.hpp): the best one this CPU
 // supports, so one portable build runs everywhere (-DMIXSCORE_NATIVE=ON is an explicit opt-in).
 // The entry points below call through the selected table.
+#include <pthread.h>
+
+#include <omp.h>
+
+#include <atomic>
+
 #include "cpu_features.hpp"
 #include "mixscore/philox.hpp"
+#include "mixscore/threads.hpp"
 #include "mixscore/prepared.hpp"
 #include "mixscore/variant.hpp"
 
 namespace mixscore {
 
 namespace {
+std::atomic<bool> forked_child{false};
+void on_fork_child() { forked_child.store(true); }
+// Registered once when the extension is loaded.
+const bool fork_handler_installed = pthread_atfork(nullptr, nullptr, on_fork_child) == 0;
+
 const Variant* const kVariants[3] = {&generic::kVariant, &avx2::kVariant, &avx512::kVariant};
 int& current() {
   static int isa = best_isa();
   return isa;
 }
 }  // namespace
+
+int thread_count(int requested) {
+  if (forked_child.load(std::memory_order_relaxed)) return 1;
+  return requested > 0 ? requested : omp_get_max_threads();
+}
 
 const Variant& variant() { return *kVariants[current()]; }
 int isa_index() { return current(); }

@@ -18,10 +18,12 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +33,7 @@
 #include "mixscore/engine.hpp"
 #include "mixscore/exact.hpp"
 #include "mixscore/packgemm.hpp"
+#include "mixscore/threads.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
@@ -323,7 +326,7 @@ class Driver {
 template <typename H, typename T>
 bool drive(const TrainSet<T>& tr, const Queries<T>& q, typename H::Shared& shared,
            int num_threads, const StopFn& should_stop) {
-  const int nthreads = num_threads > 0 ? num_threads : omp_get_max_threads();
+  const int nthreads = thread_count(num_threads);
   const int64_t qtiles = (q.M + H::kQueryTile - 1) / H::kQueryTile;
   const int64_t ttiles = (tr.N + kTrainTile - 1) / kTrainTile;
   static_assert(kTrainTile == kDirectTile, "one tile size for both tile sources");
@@ -334,21 +337,26 @@ bool drive(const TrainSet<T>& tr, const Queries<T>& q, typename H::Shared& share
   H::prepare(shared, nsplit);
   const int64_t items = qtiles * nsplit;
   std::atomic<bool> stop{false};
+  std::atomic<int64_t> finished{0};
   std::exception_ptr error;
   std::mutex error_mutex;
 #pragma omp parallel num_threads(nthreads)
   {
+    // Only the calling (Python main) thread can see Ctrl-C: it polls between its own training
+    // tiles and, once out of work, keeps polling until the other threads are done.
     const bool first = omp_get_thread_num() == 0;
     try {
       Driver<T, H> driver(tr, q, shared);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
       for (int64_t item = 0; item < items; ++item) {
-        if (stop.load(std::memory_order_relaxed)) continue;
-        const int64_t qi = item / nsplit, s = item % nsplit;
-        const int64_t i0 = qi * H::kQueryTile, mt = std::min(H::kQueryTile, q.M - i0);
-        const int64_t t0 = s * ttiles / nsplit, t1 = (s + 1) * ttiles / nsplit;
-        if (!driver.run_tile(i0, mt, t0, t1, s, stop, first ? &should_stop : nullptr))
-          stop.store(true);
+        if (!stop.load(std::memory_order_relaxed)) {
+          const int64_t qi = item / nsplit, s = item % nsplit;
+          const int64_t i0 = qi * H::kQueryTile, mt = std::min(H::kQueryTile, q.M - i0);
+          const int64_t t0 = s * ttiles / nsplit, t1 = (s + 1) * ttiles / nsplit;
+          if (!driver.run_tile(i0, mt, t0, t1, s, stop, first ? &should_stop : nullptr))
+            stop.store(true);
+        }
+        finished.fetch_add(1);
       }
       driver.done();
     } catch (...) {
@@ -356,6 +364,11 @@ bool drive(const TrainSet<T>& tr, const Queries<T>& q, typename H::Shared& share
       if (!error) error = std::current_exception();
       stop.store(true);
     }
+    if (first && should_stop)
+      while (finished.load() < items && !stop.load(std::memory_order_relaxed)) {
+        if (should_stop()) stop.store(true);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
   }
   if (error) std::rethrow_exception(error);
   if (stop.load()) return false;

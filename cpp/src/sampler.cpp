@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mixscore/philox.hpp"
+#include "mixscore/threads.hpp"
 
 namespace mixscore {
 
@@ -41,7 +42,7 @@ struct Denoiser {
 };
 
 int threads_for(const EngineOptions& opt) {
-  return opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads();
+  return thread_count(opt.num_threads);
 }
 
 }  // namespace

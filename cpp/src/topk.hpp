@@ -8,6 +8,7 @@
 // threads, the batch split or the query order, and the NumPy reference (same rounding rule)
 // gives the same bits. Partial states (a split of the training set) merge exactly.
 #pragma once
+#include <algorithm>
 #include <utility>
 
 #include "driver.hpp"
@@ -19,6 +20,13 @@ namespace MIXSCORE_ISA {
 inline bool before(double d2a, int64_t na, double d2b, int64_t nb) {
   return d2a < d2b || (d2a == d2b && na < nb);
 }
+
+// One candidate of a running top-k, ordered by (squared distance, index): a total order.
+struct Neighbor {
+  double d2;
+  int64_t n;
+  bool operator<(const Neighbor& o) const { return before(d2, n, o.d2, o.n); }
+};
 
 template <typename T>
 struct TopKHandler {
@@ -48,15 +56,18 @@ struct TopKHandler {
   const TrainSet<T>& tr;
   Shared& sh;
   const int64_t k;
-  std::vector<double> v, hi, bd, hint;
+  std::vector<double> v, hi, hint;
   std::vector<int32_t> cand;
-  std::vector<int64_t> bi, cnt;
+  // Per query of the tile a max-heap of its best k (the worst in front): O(log k) per insert
+  // and, with only min(M, kQueryTile) rows, O(M k) memory even for k = N.
+  std::vector<Neighbor> heap;
+  std::vector<int64_t> cnt;
   int64_t refined = 0;
 
   TopKHandler(QueryTile<T>& qt_, Shared& sh_)
       : qt(qt_), tr(qt_.tr), sh(sh_), k(sh_.k), v(kTrainTile), hi(kTrainTile),
-        bd(kQueryTile * sh_.k), hint(kQueryTile), cand(kTrainTile), bi(kQueryTile * sh_.k),
-        cnt(kQueryTile) {}
+        hint(kQueryTile), cand(kTrainTile),
+        heap(std::min(kQueryTile, std::max<int64_t>(sh_.M, 1)) * sh_.k), cnt(kQueryTile) {}
 
   void begin(int64_t, int64_t) {
     std::fill(cnt.begin(), cnt.end(), 0);
@@ -64,22 +75,28 @@ struct TopKHandler {
   }
   void done() { sh.refined.fetch_add(refined); }
 
-  double threshold(int64_t il) const { return cnt[il] == k ? bd[il * k + k - 1] : kInf; }
+  double threshold(int64_t il) const { return cnt[il] == k ? heap[il * k].d2 : kInf; }
 
   void insert(int64_t il, double d2, int64_t n) {
-    double* d = &bd[il * k];
-    int64_t* id = &bi[il * k];
+    Neighbor* h = &heap[il * k];
     const int64_t c = cnt[il];
-    if (c == k && !before(d2, n, d[k - 1], id[k - 1])) return;
-    int64_t p = c < k ? c : k - 1;
-    while (p > 0 && before(d2, n, d[p - 1], id[p - 1])) {
-      d[p] = d[p - 1];
-      id[p] = id[p - 1];
-      --p;
+    const Neighbor e{d2, n};
+    if (c < k) {
+      h[c] = e;
+      std::push_heap(h, h + c + 1);
+      cnt[il] = c + 1;
+    } else if (e < h[0]) {
+      std::pop_heap(h, h + k);
+      h[k - 1] = e;
+      std::push_heap(h, h + k);
     }
-    d[p] = d2;
-    id[p] = n;
-    if (c < k) cnt[il] = c + 1;
+  }
+
+  // The query's top-k in ascending order (distance, index), in place.
+  const Neighbor* sorted(int64_t il) {
+    Neighbor* h = &heap[il * k];
+    std::sort_heap(h, h + cnt[il]);
+    return h;
   }
 
   // Entries above this cannot enter the final top-k (the hint is an upper bound on the final
@@ -169,17 +186,18 @@ struct TopKHandler {
 
   void finish(int64_t il, int64_t i, int64_t s) {
     const int64_t M = sh.M;
+    const Neighbor* best = sorted(il);
     if (sh.pc.empty()) {
       for (int64_t r = 0; r < k; ++r) {
-        sh.dist[i * k + r] = std::sqrt(bd[il * k + r]);
-        sh.idx[i * k + r] = tr.row_offset + bi[il * k + r];
+        sh.dist[i * k + r] = std::sqrt(best[r].d2);
+        sh.idx[i * k + r] = tr.row_offset + best[r].n;
       }
       return;
     }
     const int64_t base = (s * M + i) * k;
     for (int64_t r = 0; r < cnt[il]; ++r) {
-      sh.pd[base + r] = bd[il * k + r];
-      sh.pi[base + r] = bi[il * k + r];
+      sh.pd[base + r] = best[r].d2;
+      sh.pi[base + r] = best[r].n;
     }
     sh.pc[s * M + i] = cnt[il];
   }

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "mixscore/aligned.hpp"
+#include "mixscore/threads.hpp"
 #include "mixscore/direct_layout.hpp"
 #include "mixscore/engine.hpp"
 
@@ -41,7 +42,7 @@ class Prepared {
   Prepared(const T* X, int64_t N, int64_t D, const double* logw, int64_t row_offset,
            int64_t global_n, double logw_sum, int num_threads)
       : X_(X), N_(N), D_(D), row_offset_(row_offset), global_n_(global_n > 0 ? global_n : N),
-        threads_(num_threads > 0 ? num_threads : omp_get_max_threads()) {
+        threads_(thread_count(num_threads)) {
     if (N < 1 || D < 1) throw std::invalid_argument("train must have at least one row and column");
     if (global_n != 0 && global_n < N)
       throw std::invalid_argument("global_n must be 0 or at least N = " + std::to_string(N) +
