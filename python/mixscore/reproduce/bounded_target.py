@@ -102,29 +102,46 @@ def five_points(p: dict, seed: int) -> Outcome:
     def figure(plt):
         res, freq = runs["prior"]
         k = len(show)
-        fig, axes = plt.subplots(1, k + 1, figsize=(2.9 * (k + 1), 3.4))
-        for ax, s, j in zip(axes, res.saved, show, strict=False):
+        cols = (k + 1) // 2
+        fig = plt.figure(figsize=(3.0 * cols + 4.2, 6.6))
+        gs = fig.add_gridspec(2, cols + 1, width_ratios=[1] * cols + [1.3])
+        for i, (s, j) in enumerate(zip(res.saved, show, strict=False)):
+            ax = fig.add_subplot(gs[i // cols, i % cols])
+            mark_points(ax, X, s=18, label="training points" if i == 0 else None)
+            # samples drawn over the points: at small t they sit on them
             ax.scatter(
-                s[:2000, 0], s[:2000, 1], s=2, alpha=0.3, color="#1f77b4", lw=0, label="samples"
+                s[:2000, 0],
+                s[:2000, 1],
+                s=2,
+                alpha=0.3,
+                color="#1f77b4",
+                lw=0,
+                zorder=6,
+                label="samples (prior start)" if i == 0 else None,
             )
-            mark_points(ax, X, s=18)
             ax.set_title(f"t = {ts[j]:.4g}", fontsize=9)
             ax.set_xlim(-3.5, 3.5)
             ax.set_ylim(-3.5, 3.5)
             ax.set_aspect("equal")
-            ax.set_xlabel("x1")
-        axes[0].set_ylabel("x2")
-        axes[0].legend(fontsize=7, loc="lower left")
-        ax = axes[-1]
+            if i // cols == 1:
+                ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+            if i == 0:
+                ax.legend(fontsize=7, loc="lower left", markerscale=2)
+                for m, pt in enumerate(X):  # the numbers of the bar chart
+                    ax.annotate(str(m + 1), pt, xytext=(5, 4), textcoords="offset points")
+        ax = fig.add_subplot(gs[:, cols])
         pos = np.arange(5)
         ax.bar(pos - 0.2, runs["prior"][1], 0.4, label="prior N(0, I)")
         ax.bar(pos + 0.2, runs["exact"][1], 0.4, label="exact start")
         ax.axhline(0.2, color="black", ls=":", lw=1, label="1/5")
+        top = max(np.max(runs["prior"][1]), np.max(runs["exact"][1]))
+        ax.set_ylim(0, max(0.3, 1.3 * top))
         ax.set_xticks(pos, [str(i + 1) for i in pos])
         ax.set_xlabel("training point")
         ax.set_ylabel("frequency")
         ax.set_title("Table 1: absorption frequencies", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right", ncol=3)
         fig.suptitle(
             f"Bounded-target Fig. 5 / Table 1: five points, OU, splitting sampler, "
             f"exponential grid ({p['steps']} steps, t1 = {p['t1']:g}), n = {n}",
