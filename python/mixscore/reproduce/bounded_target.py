@@ -203,10 +203,12 @@ def twenty_points(p: dict, seed: int) -> Outcome:
 
     def figure(plt):
         k = len(rows)
-        fig, axes = plt.subplots(1, k, figsize=(3.3 * k, 3.6))
+        fig, axes = plt.subplots(1, k, figsize=(3.3 * k, 3.9), layout="constrained")
         for ax, r in zip(np.atleast_1d(axes), rows, strict=True):
             s = samples[r["t1"]]
-            ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, color="#1f77b4", lw=0, label="samples")
+            ax.scatter(  # over the points: at small t1 the samples sit on them
+                s[:, 0], s[:, 1], s=3, alpha=0.4, color="#1f77b4", lw=0, label="samples", zorder=6
+            )
             mark_points(ax, X, s=14)
             ax.set_title(f"t1 = {r['t1']:g}: mean d1 = {r['mean_d1']:.3g}", fontsize=9)
             ax.set_xlim(-3, 3)
@@ -305,7 +307,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
     ]
 
     def figure(plt):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+        fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), layout="constrained")
         u = np.linspace(1, 13, 600)
         curve = spiral(u)
         for ax, (name, s) in zip(axes[:2], out.items(), strict=True):
@@ -314,6 +316,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
             ax.scatter(
                 s[:, 0], s[:, 1], s=4, alpha=0.5, color="#1f77b4", lw=0, label="samples", zorder=6
             )
+            ax.plot(*x_eva, "kx", ms=9, mew=2, label="x_eva (right panel)", zorder=7)
             ax.set_aspect("equal")
             ax.set_title(f"{name} score: samples", fontsize=10)
             ax.set_xlabel("x1")
@@ -325,7 +328,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
         ax.set_xlabel("t")
         ax.set_ylabel(f"|score| at x_eva = ({x_eva[0]:g}, {x_eva[1]:g})")
         ax.set_title(
-            "the exact score is singular at t = 0; the blurred one is bounded", fontsize=10
+            "the exact score is singular at t = 0;\nthe blurred one is bounded", fontsize=10
         )
         ax.legend(fontsize=8)
         fig.suptitle(
@@ -333,7 +336,6 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
             f"exponential grid to t1 = {p['t1']:g}",
             fontsize=10,
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(
