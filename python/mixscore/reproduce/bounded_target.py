@@ -427,8 +427,9 @@ def line_experiment(p: dict, seed: int) -> Outcome:
         ax.set_title("targets of CEM (f), SGM (S = -score), DDPM (eps)", fontsize=10)
         ax.legend(fontsize=8)
         ax = axes[1]
-        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, lw=0, label="samples (exact oracle)")
-        ax.axhline(0, color="#d62728", lw=1, label="data: the line x2 = 0")
+        ax.axhline(0, color="#d62728", lw=1, label="data: the line x2 = 0", zorder=1)
+        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, lw=0, label="samples (exact oracle)", zorder=3)
+        ax.plot(*x, "kx", ms=8, mew=2, label="X_eva (left panel)", zorder=4)
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_ylim(-1, 1)
