@@ -211,6 +211,36 @@ def test_write_json_and_figures(tmp_path):
         rp.write(o, tmp_path / "tik")
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "variance-fig2",
+        "bounded-five-points",
+        "bounded-twenty-points",
+        "bounded-spiral",
+        "bounded-line",
+        "memreg-conditional",
+    ],
+)
+def test_figures_are_labelled(name, tmp_path):
+    """Each figure builds, is written as a PNG, and has axis labels, titles and a legend."""
+    pytest.importorskip("matplotlib")
+    from mixscore.plotting import _plt
+
+    plt = _plt()
+    o = outcome(name)
+    for stem, make in o.figures.items():
+        fig = make(plt)
+        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert all(ax.get_title() for ax in axes), (name, stem)
+        assert any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() for ax in axes)
+        assert any(ax.get_legend() is not None for ax in axes), (name, stem)
+        plt.close(fig)
+    files = rp.write(o, tmp_path / name)
+    for stem in o.figures:
+        assert open(files[stem], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_list_run_and_errors(tmp_path, capsys):
     assert main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out
