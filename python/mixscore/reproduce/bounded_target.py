@@ -222,7 +222,6 @@ def twenty_points(p: dict, seed: int) -> Outcome:
             f"grid of {p['steps']} steps ending at t1",
             fontsize=10,
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(

@@ -453,7 +453,6 @@ def conditional(p: dict, seed: int) -> Outcome:
         fig.suptitle(
             "Memorization paper, Sec. 6: conditional exact scores (Thm 6.4, corrected)", fontsize=10
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(
