@@ -20,7 +20,7 @@ def outcome(name):
 
 def test_registry_lists_every_paper():
     papers = {e.paper for e in rp.EXPERIMENTS.values()}
-    assert len(papers) == 5 and len(rp.names()) == 13
+    assert len(papers) == 5 and len(rp.names()) == 14
     for e in rp.EXPERIMENTS.values():
         assert set(e.quick) == set(e.full), e.name
 
@@ -137,6 +137,54 @@ def test_variance_fig1_boundaries():
             assert r["trace_cov_at_points_max"] < 1e-3 * r["max_trace_cov"]
 
 
+def _brute_spread(x, X, h):
+    """Spread about the nearest training point, from direct distances (independent of nearest)."""
+    d = np.linalg.norm(x[:, None, :] - X[None, :, :], axis=2)
+    order = np.argsort(d, axis=1, kind="stable")
+    i1, i2 = order[:, 0], order[:, 1]
+    r = np.arange(len(x))
+    e = X[i2] - X[i1]
+    e /= np.linalg.norm(e, axis=1)[:, None]
+    disp = x - X[i1]
+    along = np.einsum("ij,ij->i", disp, e)
+    across = disp[:, 0] * -e[:, 1] + disp[:, 1] * e[:, 0]  # 2-D: the perpendicular component
+    return dict(
+        rms_along=np.sqrt(np.mean(along**2)),
+        rms_across=np.sqrt(np.mean(across**2)),
+        tail_fraction=np.mean(d[r, i1] > 3 * h),
+        mean_d1_over_d2=np.mean(d[r, i1] / d[r, i2]),
+    )
+
+
+def test_variance_fig2_naive_estimator_against_kde():
+    """Prop. 4.1 from the run's samples: the naive estimator's noise stays in the data's span
+    (across the line set it equals the exact-mean PF-ODE) and falls with R; the KDE is the
+    isotropic closed form; the table's spreads agree with a direct computation."""
+    o = outcome("variance-fig2")
+    n, h = o.settings["n"], o.settings["t_end"]
+    from mixscore.reproduce.variance import SETS
+
+    S = {k: np.asarray(v) for k, v in o.numbers["samples"].items()}
+    rows = {(r["set"], r["sampler"]): r for r in o.table}
+    for (name, k), row in rows.items():
+        mine = _brute_spread(S[f"{name}/{k}"], SETS[name], h)
+        for key, v in mine.items():
+            assert abs(row[key] - v) <= 1e-9 * max(1.0, abs(v)), (name, k, key)
+    # Prop. 4.1: across the line (x2) the naive samples are the exact-mean PF-ODE's
+    np.testing.assert_array_equal(S["line/naive"][:, 1], S["line/euler"][:, 1])
+    rms = [r["rms_deviation"] for r in o.numbers["R_sweep"]]
+    assert all(b < 0.7 * a for a, b in zip(rms, rms[1:], strict=False)), rms
+    # the KDE with h = sigma(t_end): 2-D Gaussian blobs, P(|Z| > 3) = exp(-9/2), RMS per axis h
+    tail_bound = np.exp(-4.5) + 4 * np.sqrt(np.exp(-4.5) / n)
+    for name in SETS:
+        kde = rows[name, "kde"]
+        assert kde["tail_fraction"] <= tail_bound
+        assert abs(kde["rms_across"] / h - 1) < 0.15 and abs(kde["rms_along"] / h - 1) < 0.15
+        # the exact naive estimator adds no mass beyond the KDE's tail at these settings
+        assert rows[name, "naive"]["tail_fraction"] <= tail_bound
+    assert o.numbers["caption"]["shown_by_naive"] is False
+
+
 def test_collapse_digits():
     o = outcome("collapse-digits")
     tc = o.numbers["collapse_time"]
@@ -161,6 +209,36 @@ def test_write_json_and_figures(tmp_path):
         assert open(files[key], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileExistsError, match="--force"):
         rp.write(o, tmp_path / "tik")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "variance-fig2",
+        "bounded-five-points",
+        "bounded-twenty-points",
+        "bounded-spiral",
+        "bounded-line",
+        "memreg-conditional",
+    ],
+)
+def test_figures_are_labelled(name, tmp_path):
+    """Each figure builds, is written as a PNG, and has axis labels, titles and a legend."""
+    pytest.importorskip("matplotlib")
+    from mixscore.plotting import _plt
+
+    plt = _plt()
+    o = outcome(name)
+    for stem, make in o.figures.items():
+        fig = make(plt)
+        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert all(ax.get_title() for ax in axes), (name, stem)
+        assert any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() for ax in axes)
+        assert any(ax.get_legend() is not None for ax in axes), (name, stem)
+        plt.close(fig)
+    files = rp.write(o, tmp_path / name)
+    for stem in o.figures:
+        assert open(files[stem], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_list_run_and_errors(tmp_path, capsys):

@@ -102,29 +102,46 @@ def five_points(p: dict, seed: int) -> Outcome:
     def figure(plt):
         res, freq = runs["prior"]
         k = len(show)
-        fig, axes = plt.subplots(1, k + 1, figsize=(2.9 * (k + 1), 3.4))
-        for ax, s, j in zip(axes, res.saved, show, strict=False):
+        cols = (k + 1) // 2
+        fig = plt.figure(figsize=(3.0 * cols + 4.2, 6.6))
+        gs = fig.add_gridspec(2, cols + 1, width_ratios=[1] * cols + [1.3])
+        for i, (s, j) in enumerate(zip(res.saved, show, strict=False)):
+            ax = fig.add_subplot(gs[i // cols, i % cols])
+            mark_points(ax, X, s=18, label="training points" if i == 0 else None)
+            # samples drawn over the points: at small t they sit on them
             ax.scatter(
-                s[:2000, 0], s[:2000, 1], s=2, alpha=0.3, color="#1f77b4", lw=0, label="samples"
+                s[:2000, 0],
+                s[:2000, 1],
+                s=2,
+                alpha=0.3,
+                color="#1f77b4",
+                lw=0,
+                zorder=6,
+                label="samples (prior start)" if i == 0 else None,
             )
-            mark_points(ax, X, s=18)
             ax.set_title(f"t = {ts[j]:.4g}", fontsize=9)
             ax.set_xlim(-3.5, 3.5)
             ax.set_ylim(-3.5, 3.5)
             ax.set_aspect("equal")
-            ax.set_xlabel("x1")
-        axes[0].set_ylabel("x2")
-        axes[0].legend(fontsize=7, loc="lower left")
-        ax = axes[-1]
+            if i // cols == 1:
+                ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+            if i == 0:
+                ax.legend(fontsize=7, loc="lower left", markerscale=2)
+                for m, pt in enumerate(X):  # the numbers of the bar chart
+                    ax.annotate(str(m + 1), pt, xytext=(5, 4), textcoords="offset points")
+        ax = fig.add_subplot(gs[:, cols])
         pos = np.arange(5)
         ax.bar(pos - 0.2, runs["prior"][1], 0.4, label="prior N(0, I)")
         ax.bar(pos + 0.2, runs["exact"][1], 0.4, label="exact start")
         ax.axhline(0.2, color="black", ls=":", lw=1, label="1/5")
+        top = max(np.max(runs["prior"][1]), np.max(runs["exact"][1]))
+        ax.set_ylim(0, max(0.3, 1.3 * top))
         ax.set_xticks(pos, [str(i + 1) for i in pos])
         ax.set_xlabel("training point")
         ax.set_ylabel("frequency")
         ax.set_title("Table 1: absorption frequencies", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right", ncol=3)
         fig.suptitle(
             f"Bounded-target Fig. 5 / Table 1: five points, OU, splitting sampler, "
             f"exponential grid ({p['steps']} steps, t1 = {p['t1']:g}), n = {n}",
@@ -186,10 +203,12 @@ def twenty_points(p: dict, seed: int) -> Outcome:
 
     def figure(plt):
         k = len(rows)
-        fig, axes = plt.subplots(1, k, figsize=(3.3 * k, 3.6))
+        fig, axes = plt.subplots(1, k, figsize=(3.3 * k, 3.9), layout="constrained")
         for ax, r in zip(np.atleast_1d(axes), rows, strict=True):
             s = samples[r["t1"]]
-            ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, color="#1f77b4", lw=0, label="samples")
+            ax.scatter(  # over the points: at small t1 the samples sit on them
+                s[:, 0], s[:, 1], s=3, alpha=0.4, color="#1f77b4", lw=0, label="samples", zorder=6
+            )
             mark_points(ax, X, s=14)
             ax.set_title(f"t1 = {r['t1']:g}: mean d1 = {r['mean_d1']:.3g}", fontsize=9)
             ax.set_xlim(-3, 3)
@@ -203,7 +222,6 @@ def twenty_points(p: dict, seed: int) -> Outcome:
             f"grid of {p['steps']} steps ending at t1",
             fontsize=10,
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(
@@ -288,7 +306,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
     ]
 
     def figure(plt):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+        fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), layout="constrained")
         u = np.linspace(1, 13, 600)
         curve = spiral(u)
         for ax, (name, s) in zip(axes[:2], out.items(), strict=True):
@@ -297,6 +315,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
             ax.scatter(
                 s[:, 0], s[:, 1], s=4, alpha=0.5, color="#1f77b4", lw=0, label="samples", zorder=6
             )
+            ax.plot(*x_eva, "kx", ms=9, mew=2, label="x_eva (right panel)", zorder=7)
             ax.set_aspect("equal")
             ax.set_title(f"{name} score: samples", fontsize=10)
             ax.set_xlabel("x1")
@@ -308,7 +327,7 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
         ax.set_xlabel("t")
         ax.set_ylabel(f"|score| at x_eva = ({x_eva[0]:g}, {x_eva[1]:g})")
         ax.set_title(
-            "the exact score is singular at t = 0; the blurred one is bounded", fontsize=10
+            "the exact score is singular at t = 0;\nthe blurred one is bounded", fontsize=10
         )
         ax.legend(fontsize=8)
         fig.suptitle(
@@ -316,7 +335,6 @@ def spiral_experiment(p: dict, seed: int) -> Outcome:
             f"exponential grid to t1 = {p['t1']:g}",
             fontsize=10,
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(
@@ -408,8 +426,9 @@ def line_experiment(p: dict, seed: int) -> Outcome:
         ax.set_title("targets of CEM (f), SGM (S = -score), DDPM (eps)", fontsize=10)
         ax.legend(fontsize=8)
         ax = axes[1]
-        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, lw=0, label="samples (exact oracle)")
-        ax.axhline(0, color="#d62728", lw=1, label="data: the line x2 = 0")
+        ax.axhline(0, color="#d62728", lw=1, label="data: the line x2 = 0", zorder=1)
+        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.4, lw=0, label="samples (exact oracle)", zorder=3)
+        ax.plot(*x, "kx", ms=8, mew=2, label="X_eva (left panel)", zorder=4)
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_ylim(-1, 1)

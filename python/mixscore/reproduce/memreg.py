@@ -411,7 +411,7 @@ def conditional(p: dict, seed: int) -> Outcome:
     ]
 
     def figure(plt):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), layout="constrained")
         cmap = plt.get_cmap("tab20")
         for ax, (kind, (s, y, labels)) in zip(axes, ends.items(), strict=True):
             for j, lab in enumerate(np.unique(labels)):
@@ -427,24 +427,32 @@ def conditional(p: dict, seed: int) -> Outcome:
                     label=f"data, label {lab}" if kind == "groups" else None,
                 )
                 ss = s[y == lab]
-                ax.scatter(
+                ax.scatter(  # in the colour of the label it was conditioned on
                     ss[:, 0],
                     ss[:, 1],
-                    s=14,
-                    marker="x",
-                    color="black",
+                    s=70,
+                    marker="X",
+                    color=c,
+                    edgecolor="black",
+                    linewidth=0.8,
                     zorder=6,
-                    label="samples" if j == 0 else None,
                 )
+            if kind == "unique":  # one colour per point: no per-label legend entries
+                ax.scatter([], [], s=90, color="white", edgecolor="black",
+                           label="data (colour: its label)")  # fmt: skip
+            ax.scatter([], [], s=70, marker="X", color="white", edgecolor="black",
+                       label="samples (colour: the label conditioned on)")  # fmt: skip
             ax.set_aspect("equal")
             ax.set_xlabel("x1")
             ax.set_ylabel("x2")
-            ax.set_title(f"{kind} labels: colour = label of the data point", fontsize=10)
-            ax.legend(fontsize=7, loc="lower left")
+            ax.set_title(
+                f"{kind} labels: samples (X) conditioned on {len(np.unique(y))} labels",
+                fontsize=10,
+            )
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
         fig.suptitle(
             "Memorization paper, Sec. 6: conditional exact scores (Thm 6.4, corrected)", fontsize=10
         )
-        fig.tight_layout()
         return fig
 
     return Outcome(
