@@ -72,3 +72,72 @@ def test_huge_values_are_refused(backend, dtype, value):
     model = ms.EmpiricalScore(X, ms.VE(), backend=backend)
     with pytest.raises(ValueError, match="x has values up to.*overflow"):
         model.denoise(X[:2] * dtype(value), 0.5)
+
+
+def _fork_worker(args):
+    model, index, x = args
+    return model.denoise(x, 0.3), index.search(x, 3).indices
+
+
+@pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
+def test_fork_pool_after_the_engine_ran_in_the_parent():
+    """A child forked after OpenMP started (multiprocessing's default on Linux, DataLoader
+    workers) must not wait forever for the parent's thread pool (issue 17 item 2)."""
+    import multiprocessing
+
+    X = rng(0).standard_normal((3000, 64)).astype(np.float32)
+    model = ms.EmpiricalScore(X, ms.VP())
+    index = ms.NearestIndex(X)
+    x = X[:300] + 0.1
+    want = (model.denoise(x, 0.3), index.search(x, 3).indices)  # the parent's pool is up
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map_async(_fork_worker, [(model, index, x)] * 2).get(timeout=120)
+    for den, idx in got:
+        np.testing.assert_array_equal(den, want[0])
+        np.testing.assert_array_equal(idx, want[1])
+
+
+@pytest.mark.parametrize("bad,exc", [(2.5, TypeError), (-1, ValueError), (2**40, ValueError),
+                                     (100000, ValueError)])
+def test_num_threads_is_validated(bad, exc):
+    X = rng(0).standard_normal((10, 3))
+    with pytest.raises(exc, match="num_threads"):
+        ms.EmpiricalScore(X, ms.VP(), num_threads=bad)
+    with pytest.raises(exc, match="num_threads"):
+        ms.NearestIndex(X, num_threads=bad)
+
+
+@pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine")
+def test_nearest_with_k_equal_to_n_keeps_memory_order_m_k():
+    """k = N for one query: O(M k) memory and O(log k) insertion (was 256 k buffers per thread
+    and O(k) insertion: +2.3 GiB and 9 s at N = 300000)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np, mixscore as ms\n"
+        "X = np.random.default_rng(0).standard_normal((300000, 8)).astype(np.float32)\n"
+        "q = X[:1] + 0.01\n"
+        "ms.nearest(q, X, k=2)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "nb = ms.nearest(q, X, k=X.shape[0])\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "d2 = ((X.astype(np.float64) - q[0].astype(np.float64)) ** 2).sum(1)\n"
+        "assert np.array_equal(nb.indices[0], np.lexsort((np.arange(X.shape[0]), d2)))\n"
+        "print(grew)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    grew_kib = int(out.stdout.split()[-1])
+    assert grew_kib < 200 * 1024  # the result itself is 4.8 MB; the old buffers were >1 GiB
+
+
+def test_exact_copies_give_exactly_zero_eps(backend):
+    """A query on a training point at tiny sigma: the posterior is that point, so eps and
+    denoised - x are exactly 0, with no 1e-300-sized leftovers of earlier running maxima
+    (issue 17 item 10: 1017 of 1797 digit rows had them)."""
+    X = ms.datasets.digits().astype(np.float64)
+    model = ms.EmpiricalScore(X, ms.Brownian(), backend=backend)
+    st = model.stats_at_noise(X, 1.0, 1e-6, include=("eps", "denoised"))
+    np.testing.assert_array_equal(st.eps, 0.0)
+    np.testing.assert_array_equal(st.denoised, X)

@@ -120,8 +120,14 @@ struct PosteriorHandler {
     QueryState& s = st[il];
     double* S1 = &s1[il * D];
     double* cc = &c[il * D];
-    if (s.best >= 0 && s.s0 > 0) {
-      double f = exp_nonpositive(-(s.lam - lam_new) * inv);
+    const double gap = (s.lam - lam_new) * inv;
+    if (s.best >= 0 && s.s0 > 0 && !(gap <= opt.cutoff)) {
+      // everything so far is beyond the cutoff from the new maximum: dropped, as any entry
+      // there would be (a rescaling by exp(-gap) would leave 1e-300-sized leftovers)
+      s.s0 = s.q = s.s2 = 0.0;
+      std::fill(S1, S1 + D, 0.0);
+    } else if (s.best >= 0 && s.s0 > 0) {
+      double f = exp_nonpositive(-gap);
       s.s0 *= f;
       s.q *= f * f;
       s.s2 *= f;

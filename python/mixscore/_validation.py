@@ -3,6 +3,8 @@ what was expected, and is raised before any work starts."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -157,6 +159,10 @@ def check_threads(num_threads, name: str = "num_threads") -> int:
                         f"{num_threads!r} ({type(num_threads).__name__})")
     if num_threads < 0:
         raise ValueError(f"{name} must be >= 0 (0 = all cores), got {num_threads}")
+    cap = max(64, 4 * (os.cpu_count() or 1))  # beyond: thread creation fails, no speed-up
+    if num_threads > cap:
+        raise ValueError(f"{name} must be at most {cap} (4 per CPU of this machine, which has "
+                         f"{os.cpu_count()}; 0 = all cores), got {num_threads}")
     return int(num_threads)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._validation import check_threads
 from ..partial import POSTERIOR_FIELDS, PosteriorPartial
 from .base import FUSED_SAMPLE, PARTIAL, STATS
 from .numpy_ref import log_weight_sum
@@ -14,11 +15,10 @@ def prepare(train: np.ndarray, weights: np.ndarray | None = None, *, num_threads
     """The training set prepared once in C++ (``_core.Prepared_f32`` / ``Prepared_f64``: mean,
     centred rounded copy, norms, GEMM-packed tiles, log-weights, the small-D k-d layout), shared
     by the statistics, the nearest search and the fused sampler. Picklable."""
-    if int(num_threads) < 0:
-        raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
+    num_threads = check_threads(num_threads)
     cls = _core.Prepared_f32 if train.dtype == np.float32 else _core.Prepared_f64
     logw = None if weights is None else np.ascontiguousarray(np.log(weights), dtype=np.float64)
-    return cls(np.ascontiguousarray(train), logw, num_threads=int(num_threads))
+    return cls(np.ascontiguousarray(train), logw, num_threads=num_threads)
 
 
 class CpuBackend:
@@ -49,9 +49,7 @@ class CpuBackend:
             self.options.approx_cap = 0.0
         elif refine != "auto":
             raise ValueError(f"refine must be 'auto' or 'all', got {refine!r}")
-        if int(num_threads) < 0:
-            raise ValueError(f"num_threads must be >= 0 (0 = all), got {num_threads}")
-        self.options.num_threads = int(num_threads)
+        self.options.num_threads = check_threads(num_threads)
         self.prepared = (
             prepared if prepared is not None else prepare(train, weights, num_threads=num_threads)
         )
