@@ -364,11 +364,18 @@ bool drive(const TrainSet<T>& tr, const Queries<T>& q, typename H::Shared& share
       if (!error) error = std::current_exception();
       stop.store(true);
     }
-    if (first && should_stop)
+    if (first && should_stop) {
+      // spin briefly (the others usually finish within microseconds), then sleep in short
+      // steps: a sleep per call would add its length to every short call (sampler steps)
+      const auto since = std::chrono::steady_clock::now();
       while (finished.load() < items && !stop.load(std::memory_order_relaxed)) {
         if (should_stop()) stop.store(true);
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        if (std::chrono::steady_clock::now() - since < std::chrono::milliseconds(2))
+          std::this_thread::yield();
+        else
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
+    }
   }
   if (error) std::rethrow_exception(error);
   if (stop.load()) return false;

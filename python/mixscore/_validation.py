@@ -174,21 +174,27 @@ _MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
 _MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
 
 
+def spread_of(arr: np.ndarray) -> float:
+    """The largest range of a column (within a factor 2 of the largest deviation from the
+    mean; no N x D temporary)."""
+    return float(np.max(np.ptp(arr, axis=0))) if arr.size else 0.0
+
+
 def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True) -> float:
     """Refuse data whose squared distances would overflow, or float32 data whose spread (largest
-    deviation from the mean) is below 1e-15, where the float32 products underflow, with the
-    remedy; returns the largest |value|."""
+    column range) is below 1e-15, where the float32 products underflow, with the remedy;
+    returns the largest |value|."""
     dtype = np.dtype(dtype)
-    top = float(np.max(np.abs(arr))) if arr.size else 0.0
+    top = float(max(-np.min(arr), np.max(arr))) if arr.size else 0.0
     limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
     if top > limit:
         hint = " or use dtype=np.float64" if dtype == np.float32 else ""
         raise ValueError(f"{name} has values up to {top:.3g}: squared distances would overflow "
                          f"{dtype} (limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); "
                          f"rescale the data{hint}")
-    if spread and arr.shape[0] > 1:
-        dev = float(np.max(np.abs(arr - arr.mean(axis=0, dtype=np.float64))))
-        # (a spread at the mean's rounding, 1e-9 of the values, is identical points: no products)
+    if spread and _MIN_SPREAD[dtype] > 0 and arr.shape[0] > 1:
+        dev = spread_of(arr)
+        # (a spread at the values' rounding, 1e-9 of them, is identical points: no products)
         if 1e-9 * top < dev < _MIN_SPREAD[dtype]:
             hint = " or use dtype=np.float64" if dtype == np.float32 else ""
             raise ValueError(f"{name} varies by at most {dev:.3g}: {dtype} products of values "

@@ -22,7 +22,13 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_points, check_magnitudes, check_threads
+from ._validation import (
+    as_float_matrix,
+    as_points,
+    check_magnitudes,
+    check_threads,
+    spread_of,
+)
 from .backends import get_backend
 from .backends.numpy_ref import neighbors_partial
 from .empirical import check_row_offset
@@ -107,7 +113,7 @@ class NearestIndex:
         self.row_offset = check_row_offset(row_offset)
         self._backend_name = backend
         train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True)
-        m = check_magnitudes(train, name, np.float64)
+        m = check_magnitudes(train, name, np.float64, spread=False)
         self.train = train
         self._max_abs = m
         self._cls = get_backend(backend, "nearest")
@@ -115,9 +121,8 @@ class NearestIndex:
         self._num_threads = int(num_threads)
         self._prepared = {}
         # float32 products of a tiny spread underflow (the bound does not cover that): float64
-        spread = float(np.max(np.abs(train - train.mean(axis=0)))) if self.n else 0.0
-        f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and not 0.0 < spread < 1e-15
-               and _is_float32_exact(train))
+        f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
+               and not 0.0 < spread_of(train) < 1e-15)
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
         self._last = self._prepare(self.dtype) if self.n and prepare else None
 
