@@ -370,7 +370,7 @@ bool drive(const TrainSet<T>& tr, const Queries<T>& q, typename H::Shared& share
       const auto since = std::chrono::steady_clock::now();
       while (finished.load() < items && !stop.load(std::memory_order_relaxed)) {
         if (should_stop()) stop.store(true);
-        if (std::chrono::steady_clock::now() - since < std::chrono::milliseconds(2))
+        if (std::chrono::steady_clock::now() - since < std::chrono::microseconds(200))
           std::this_thread::yield();
         else
           std::this_thread::sleep_for(std::chrono::microseconds(100));
