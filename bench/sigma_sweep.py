@@ -94,6 +94,7 @@ def main():
                 X = rng.standard_normal((args.n, d))
                 scale = 1.0
             X32 = X.astype(np.float32)
+            X = X32.astype(np.float64)  # every implementation sees the same (float32) data
             model = ms.EmpiricalScore(X32, sde)
             ref = ms.EmpiricalScore(X32.astype(np.float64), sde, backend="numpy")
             z = rng.standard_normal((args.m, d))

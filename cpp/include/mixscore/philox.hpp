@@ -7,11 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define MIXSCORE_HD __host__ __device__
-#else
-#define MIXSCORE_HD
-#endif
+#include "mixscore/hd.hpp"
 
 namespace mixscore {
 
