@@ -76,6 +76,25 @@ def test_sharded_stats_equal_single_process_float64(client, layout, weighted):
             np.testing.assert_array_equal(got[name], v, err_msg=f"{name}, sigma {sigma}")
 
 
+def test_sharded_labels_equal_single_process(client):
+    """Conditional statistics (labels=, y=) on a sharded set: each label's points form their
+    own sharded model; the same numbers and global argmax as one process."""
+    d = 8
+    X = rng(d).standard_normal((200, d))
+    w = rng(1).uniform(0.5, 2.0, 200)
+    labels = rng(4).integers(0, 3, 200)
+    model = ms.EmpiricalScore(da.from_array(X, chunks=((70, 1, 0, 129), (d,))),
+                              sigma_schedule(), w, labels=labels)
+    whole = ms.EmpiricalScore(X, sigma_schedule(), w, labels=labels)
+    x = X[:6] + 0.05
+    y = np.array([0, 1, 2, 2, 1, 0])
+    for sigma in (0.01, 0.5):
+        got = model.stats(x, sigma, y=y).as_dict()
+        want = whole.stats(x, sigma, y=y).as_dict()
+        assert_close(got, want, 1e-12, 1e-12, f"sigma {sigma}", d)
+        assert np.all(labels[got["argmax"]] == y)
+
+
 def test_each_shard_model_lives_on_one_worker_and_is_not_copied(client):
     """A worker holds only its shards: the models are spread evenly and stay where they were
     prepared across calls. The scheduler knows their size (about 13 MB each here), so moving

@@ -183,10 +183,6 @@ class EmpiricalScore:
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
         if sharded:
-            if labels is not None:
-                raise NotImplementedError("labels= with a sharded (Dask) training set is not "
-                                          "supported yet; condition on a label by sharding "
-                                          "that label's points")
             self.backend = DaskScoreBackend(self.train, self.weights, schedule,
                                             row_offset=self.row_offset, **self._options)
         else:
