@@ -20,29 +20,10 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import mixscore as ms
 import numpy as np
-
-
-def best_of(fn, repeats):
-    time.sleep(0.2)  # let the other library's idle threads park
-    out = fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def numpy_dense(x, X, s2):
-    """Dense denoiser: logits by GEMM (the |x|^2 term dropped), softmax, GEMM; dtype of x."""
-    logits = (x @ X.T - 0.5 * np.einsum("nd,nd->n", X, X)) / s2
-    logits -= logits.max(axis=1, keepdims=True)
-    np.exp(logits, out=logits)
-    return (logits @ X) / logits.sum(axis=1, keepdims=True)
+from mixscore.benchmarks import best_of, numpy_dense_denoiser
 
 
 def torch_dense(torch):
@@ -107,10 +88,12 @@ def main():
                 res["mixscore f32"] = best_of(
                     lambda x=x32, s=sigma, m=model: m.denoise(x, s**2), args.repeats)
                 res["numpy f32"] = best_of(
-                    lambda x=x32, s=sigma, T=X32: numpy_dense(x, T, s * s), args.repeats)
+                    lambda x=x32, s=sigma, T=X32: numpy_dense_denoiser(x, T, 1.0, s * s),
+                    args.repeats)
                 x64 = x32.astype(np.float64)
                 res["numpy f64"] = best_of(
-                    lambda x=x64, s=sigma, T=X: numpy_dense(x, T, s * s), args.repeats)
+                    lambda x=x64, s=sigma, T=X: numpy_dense_denoiser(x, T, 1.0, s * s),
+                    args.repeats)
                 if torch is not None:
                     for name, dt in (("torch f32", torch.float32), ("torch f64", torch.float64)):
                         xt, Xt = torch.from_numpy(x32).to(dt), torch.from_numpy(X32).to(dt)
