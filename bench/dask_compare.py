@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import tempfile
-import time
 
 import dask
 import dask.array as da
@@ -30,16 +29,12 @@ import mixscore as ms
 import numpy as np
 from distributed import Client, LocalCluster
 from mixscore import _core
+from mixscore.benchmarks import best_of
 
 
 def timed(fn, repeats=1):
-    """Best wall time of ``repeats`` runs (the VM is shared: the minimum is the least noisy)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    """Best wall time of ``repeats`` runs, no warm-up (mixscore.benchmarks.best_of)."""
+    return best_of(fn, repeats, warmup=False)
 
 
 def cluster(limit_mb=None):

@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import mixscore as ms
 import numpy as np
 from mixscore import _core
+from mixscore.benchmarks import best_of
 
 
 def timed(fn, repeats=1):
-    """Best wall time of ``repeats`` runs (the VM is shared: the minimum is the least noisy)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    """Best wall time of ``repeats`` runs, no warm-up (mixscore.benchmarks.best_of)."""
+    return best_of(fn, repeats, warmup=False)
 
 
 def main():

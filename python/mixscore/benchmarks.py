@@ -60,9 +60,11 @@ class Row:
     max_diff: float  # max abs (answer - the float64 reference's answer)
 
 
-def best_of(fn: Callable, repeats: int):
-    """(best wall time of ``repeats`` calls after one warm-up call, the last result)."""
-    out = fn()
+def best_of(fn: Callable, repeats: int = 1, *, warmup: bool = True):
+    """(best wall time of ``repeats`` calls, after one untimed warm-up call unless
+    ``warmup=False``; the last result). The best, not the mean: on a shared machine the
+    minimum is the least noisy."""
+    out = fn() if warmup else None
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
