@@ -58,8 +58,9 @@ bool nearest_search(const TrainSet<T>& tr, const T* x, int64_t M, int64_t k, dou
 }
 
 template <typename T>
-void pack_train_tiles(const T* Xc, int64_t N, int64_t D, T* out, int num_threads) {
-  variant().kernels<T>().pack(Xc, N, D, out, num_threads);
+void pack_train_tiles(const T* X, const double* mu, int64_t N, int64_t D, T* out,
+                      int num_threads) {
+  variant().kernels<T>().pack(X, mu, N, D, out, num_threads);
 }
 
 void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step, int64_t D,
@@ -73,7 +74,7 @@ void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step,
   template bool nearest_search<T>(const TrainSet<T>&, const T*, int64_t, int64_t, double*,   \
                                   int64_t*, const NearestOptions&, const StopFn&,            \
                                   NearestCounters*);                                         \
-  template void pack_train_tiles<T>(const T*, int64_t, int64_t, T*, int);
+  template void pack_train_tiles<T>(const T*, const double*, int64_t, int64_t, T*, int);
 MIXSCORE_INSTANTIATE(float)
 MIXSCORE_INSTANTIATE(double)
 

@@ -452,12 +452,13 @@ struct PosteriorHandler {
     s.wa_norm2 = 0.0;
   }
 
-  // The bulk add: weighted sums PX = P . Xc_tile over the training points and row blocks that
-  // carry approximate weight (leaving out all-zero k and rows changes no bit, see packgemm.hpp).
+  // The bulk add: weighted sums PX = P . Xc_tile (rows centred as they are packed) over the
+  // training points and row blocks that carry approximate weight (leaving out all-zero k and
+  // rows changes no bit, see packgemm.hpp).
   void gemm_tile_end(int64_t n0, int64_t nt) {
     const int64_t mt = qt.mt;
     const int nblk = int((mt + MR - 1) / MR);
-    const T* Xt = tr.Xc + n0 * D;
+    const T* Xt = tr.X + n0 * D;
     int nwb = 0;
     for (int b = 0; b < nblk; ++b) {
       bool any = false;
@@ -469,7 +470,7 @@ struct PosteriorHandler {
       int32_t na = 0;
       for (int64_t k = 0; k < nt; ++k)
         if (active[k]) idx[na++] = int32_t(k);
-      pack_b_rows<T>(idx.data(), na, D, Xt, D, Bp.data());
+      pack_b_rows<T>(idx.data(), na, D, Xt, D, tr.mu, Bp.data());
       const T* Pd = P.data();
       const int32_t* ix = idx.data();
       gemm_packed<T>(wblocks.data(), nwb, Dpad / NR, na,

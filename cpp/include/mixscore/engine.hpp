@@ -23,9 +23,10 @@ constexpr int64_t kTrainTile = 512;
 template <typename T>
 struct TrainSet {
   const T* X = nullptr;         // N x D original data, row-major (exact refinement reads this)
-  const T* Xc = nullptr;        // N x D centred data X - mu, in T (the weighted-sum GEMM)
-  const T* packed = nullptr;    // Xc in tiles of kTrainTile rows, each packed once into the
-                                // logit GEMM's panels for the running instruction set
+  const T* packed = nullptr;    // the centred rows Xc = T(X - mu) in tiles of kTrainTile rows,
+                                // each packed once into the logit GEMM's panels for the
+                                // running instruction set (the weighted-sum GEMM centres the
+                                // rows it packs with the same rounding)
   const double* norm2c = nullptr;  // |Xc_n|^2 (N) of the rounded rows
   const double* normc = nullptr;   // |Xc_n| (N)
   const double* logw = nullptr;    // log pi_n (N) or nullptr for equal weights

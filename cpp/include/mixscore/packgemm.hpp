@@ -232,39 +232,55 @@ void pack_b_transposed(int64_t nrows, int64_t K, const T* src, int64_t ld, T* Bp
   }
 }
 
-// Bp[p][kk][NR] = src[idx[kk]][p * NR + j] (zero for columns >= ncols): selected training rows,
-// cut into column panels, for the weighted-sum GEMM.
+// Bp[p][kk][NR] = T(src[idx[kk]][p * NR + j] - shift[p * NR + j]) (zero for columns >= ncols):
+// selected training rows, centred with the prepared set's rounding (prepared.hpp) and cut into
+// column panels, for the weighted-sum GEMM.
 template <typename T>
 void pack_b_rows(const int32_t* idx, int64_t nk, int64_t ncols, const T* src, int64_t ld,
-                 T* Bp) {
+                 const double* shift, T* Bp) {
   constexpr int NR = Blocking<T>::NR;
   const int64_t npanel = (ncols + NR - 1) / NR;
   for (int64_t p = 0; p < npanel; ++p) {
     const int64_t c0 = p * NR, nj = std::min<int64_t>(NR, ncols - c0);
+    const double* m = shift + c0;
     T* d = Bp + p * nk * NR;
     for (int64_t kk = 0; kk < nk; ++kk) {
       const T* s = src + int64_t(idx[kk]) * ld + c0;
       T* dk = d + kk * NR;
       if (nj == NR) {
 #pragma omp simd
-        for (int j = 0; j < NR; ++j) dk[j] = s[j];
+        for (int j = 0; j < NR; ++j) dk[j] = T(double(s[j]) - m[j]);
       } else {
-        for (int64_t j = 0; j < nj; ++j) dk[j] = s[j];
+        for (int64_t j = 0; j < nj; ++j) dk[j] = T(double(s[j]) - m[j]);
         for (int64_t j = nj; j < NR; ++j) dk[j] = T(0);
       }
     }
   }
 }
 
-// The prepared training set's packing (mixscore/prepared.hpp): each tile of `tile` centred
-// rows transposed into panels once, tile t at out + t * tile * K (out zero-initialized).
+// The prepared training set's packing (mixscore/prepared.hpp): each tile of `tile` rows of
+// src, centred (T(src - shift), the prepared set's rounding) into a scratch tile, then
+// transposed into panels once; tile t at out + t * tile * K.
 template <typename T>
-void pack_tiles(const T* src, int64_t nrows, int64_t K, int64_t tile, T* out, int num_threads) {
+void pack_tiles(const T* src, const double* shift, int64_t nrows, int64_t K, int64_t tile,
+                T* out, int num_threads) {
   const int64_t ntiles = (nrows + tile - 1) / tile;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
-  for (int64_t t = 0; t < ntiles; ++t)
-    pack_b_transposed<T>(std::min(tile, nrows - t * tile), K, src + t * tile * K, K,
-                         out + t * tile * K);
+#pragma omp parallel num_threads(num_threads)
+  {
+    std::vector<T> centred(tile * K);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t rows = std::min(tile, nrows - t * tile);
+      const T* s = src + t * tile * K;
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* sr = s + r * K;
+        T* cr = centred.data() + r * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) cr[k] = T(double(sr[k]) - shift[k]);
+      }
+      pack_b_transposed<T>(rows, K, centred.data(), K, out + t * tile * K);
+    }
+  }
 }
 
 }  // namespace MIXSCORE_ISA

@@ -1,7 +1,8 @@
 // One prepared training set, built once in C++ and shared by the statistics, the nearest
-// search and the fused sampler: the training mean mu (float64), the centred copy X - mu
-// rounded to T, the norms |Xc_n|^2 and |Xc_n| in float64 of the rounded rows, the tiles of Xc
-// packed once for the logit GEMM (per instruction set, on first use), the log-weights and the
+// search and the fused sampler: the training mean mu (float64), the norms |Xc_n|^2 and |Xc_n|
+// in float64 of the centred rows rounded to T, Xc_n = T(X_n - mu), the tiles of Xc packed once
+// for the logit GEMM (per instruction set, on first use; no other N x D copy: the weighted-sum
+// GEMM centres the rows it needs with the same rounding), the log-weights and the
 // global log-weight sum, the direct path's k-d layout for D < kDirectMaxD, and for shards a
 // global row offset and the global number of points.
 #pragma once
@@ -28,11 +29,12 @@ inline int64_t packed_size(int64_t N, int64_t D) {
   return (N + kTrainTile - 1) / kTrainTile * kTrainTile * D;
 }
 
-// The variant in use (dispatch.cpp) and its packing of centred rows into the logit GEMM's
-// panels: tile t at out + t * kTrainTile * D, zero padded.
+// The variant in use (dispatch.cpp) and its packing of the centred rows T(X - mu) into the
+// logit GEMM's panels: tile t at out + t * kTrainTile * D.
 int isa_index();
 template <typename T>
-void pack_train_tiles(const T* Xc, int64_t N, int64_t D, T* out, int num_threads);
+void pack_train_tiles(const T* X, const double* mu, int64_t N, int64_t D, T* out,
+                      int num_threads);
 
 template <typename T>
 class Prepared {
@@ -68,7 +70,6 @@ class Prepared {
   TrainSet<T> view() const {
     TrainSet<T> tr;
     tr.X = X_;
-    tr.Xc = Xc_.data();
     tr.packed = packed_for(isa_index());
     tr.norm2c = norm2c_.data();
     tr.normc = normc_.data();
@@ -90,7 +91,7 @@ class Prepared {
 
  private:
   // mu in float64 summed in a fixed order (chunks of rows combined in order, so any thread
-  // count gives the same bits), then the centred rounded rows and their float64 norms.
+  // count gives the same bits), then the float64 norms of the centred rounded rows.
   void centre() {
     constexpr int64_t kChunk = 4096;
     const int64_t N = N_, D = D_, nchunks = (N + kChunk - 1) / kChunk;
@@ -105,16 +106,14 @@ class Prepared {
     for (int64_t c = 0; c < nchunks; ++c)
       for (int64_t d = 0; d < D; ++d) mu_[d] += part[c * D + d];
     for (int64_t d = 0; d < D; ++d) mu_[d] /= double(N);
-    Xc_.resize(N * D);
     norm2c_.resize(N);
     normc_.resize(N);
 #pragma omp parallel for schedule(static) num_threads(threads_)
     for (int64_t n = 0; n < N; ++n) {
       double s = 0.0;
       for (int64_t d = 0; d < D; ++d) {
-        const T r = T(double(X_[n * D + d]) - mu_[d]);
-        Xc_[n * D + d] = r;
-        s += double(r) * double(r);
+        const double r = double(T(double(X_[n * D + d]) - mu_[d]));
+        s += r * r;
       }
       norm2c_[n] = s;
       normc_[n] = std::sqrt(s);
@@ -132,10 +131,10 @@ class Prepared {
 
   const T* packed_for(int isa) const {
     std::lock_guard<std::mutex> lock(pack_mutex_);
-    AlignedVector<T>& p = packed_[isa];
+    AlignedBuffer<T>& p = packed_[isa];
     if (p.empty()) {
-      p.resize(packed_size(N_, D_));
-      pack_train_tiles<T>(Xc_.data(), N_, D_, p.data(), threads_);
+      p.resize(packed_size(N_, D_));  // not zeroed: the packing writes every panel read
+      pack_train_tiles<T>(X_, mu_.data(), N_, D_, p.data(), threads_);
     }
     return p.data();
   }
@@ -145,10 +144,9 @@ class Prepared {
   int threads_;
   double logw_sum_ = 0.0;
   std::vector<double> mu_, norm2c_, normc_, logw_;
-  std::vector<T> Xc_;
   std::optional<DirectLayout> direct_;
   mutable std::mutex pack_mutex_;
-  mutable std::array<AlignedVector<T>, 3> packed_;
+  mutable std::array<AlignedBuffer<T>, 3> packed_;
 };
 
 }  // namespace mixscore

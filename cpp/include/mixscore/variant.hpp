@@ -15,7 +15,7 @@ struct Kernels {
                 const StopFn&);
   bool (*nearest)(const TrainSet<T>&, const T*, int64_t, int64_t, double*, int64_t*,
                   const NearestOptions&, const StopFn&, NearestCounters*);
-  void (*pack)(const T*, int64_t, int64_t, T*, int);  // prepared.hpp's packed tiles
+  void (*pack)(const T*, const double*, int64_t, int64_t, T*, int);  // prepared.hpp's tiles
 };
 
 struct Variant {
