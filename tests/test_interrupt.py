@@ -74,3 +74,15 @@ def test_nearest_ctrl_c_and_gil():
     Q = g.standard_normal((20000, 128), dtype=np.float32)
     ctrl_c_stops(lambda: index.search(Q, 2))
     assert ticks_during(lambda: index.search(Q[:3000], 2)) > 20
+
+
+def test_ctrl_c_one_query_tile():
+    """A call with a single query tile (M <= 128) runs on one thread, whichever takes it; the
+    calling thread polls while it waits, so Ctrl-C ends the call within 0.5 s (the full call
+    takes seconds) on any thread count (issue 17, item 6)."""
+    g = np.random.default_rng(2)
+    X = g.random((4_000_000, 16), dtype=np.float32)
+    x = X[:128] + np.float32(0.5)
+    for threads in (1, 2):
+        model = ms.EmpiricalScore(X, ms.EDM(), num_threads=threads)
+        ctrl_c_stops(lambda: model.stats_at_noise(x, 1.0, 100.0), after=0.3, within=0.8)

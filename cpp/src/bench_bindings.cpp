@@ -1,7 +1,8 @@
 // pybind11 module mixscore._bench: benchmark-only helpers that measure the machine's limits for
-// bench/compare.py (the float32 FMA peak and the throughput of the engine's own exp), kept out
-// of the public extension. Compiled per instruction set like the engine (limits_variant.cpp);
+// bench/compare.py (the float32 FMA peak and the throughput of the engine's own exp) and the
+// GEMM expansion with its bound for tests, kept out of the public extension. Compiled per instruction set like the engine (limits_variant.cpp);
 // `isa` picks the variant to measure (the engine's: pass mixscore._core.isa()).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
@@ -58,4 +59,20 @@ PYBIND11_MODULE(_bench, m) {
      "Exps per second of the engine's own exp (float32 or float64) on an L1-resident buffer of\n"
      "gaps in [-30, 0], vectorized as in the engine, on `threads` threads (0: all), run for\n"
      "about `seconds`, with the instruction set `isa`.");
+  using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+  m.def("expansion", [](F32 X, F32 x, double alpha, bool precise, const std::string& isa) {
+    if (X.ndim() != 2 || x.ndim() != 2 || X.shape(1) != x.shape(1) || X.shape(0) < 1)
+      throw py::value_error("X (N, D) and x (M, D) must be 2-D with the same D and N >= 1");
+    const int64_t N = X.shape(0), M = x.shape(0), D = X.shape(1);
+    py::array_t<double> A({M, N}), E({M, N});
+    const LimitsVariant& v = limits_for(isa);
+    {
+      py::gil_scoped_release nogil;
+      v.expansion(X.data(), N, x.data(), M, D, alpha, precise, A.mutable_data(),
+                  E.mutable_data());
+    }
+    return py::make_tuple(A, E);
+  }, py::arg("X"), py::arg("x"), py::arg("alpha"), py::arg("precise"), py::arg("isa") = "auto",
+     "For tests: (A, E), the engine's float32 GEMM expansion of |x_i - alpha X_n|^2 (M x N,\n"
+     "plain or precise product) and its rigorous error bound (bound.hpp), entry by entry.");
 }

@@ -6,7 +6,8 @@
 //     handler.begin(tile)
 //     for each tile of training points (fixed order), unless handler.cut(query) excludes it:
 //       tile source: D >= kDirectMaxD: the GEMM expansion about the training mean (the tiles
-//         packed once in the prepared set, bound.hpp for its rigorous error), lam given to
+//         packed once in the prepared set, bound.hpp for its rigorous error; the precise
+//         product for query tiles where handler.precise_pays), lam given to
 //         handler.gemm_row, which refines what its rule needs through QueryTile::exact;
 //         D < kDirectMaxD: exact lam from direct float64 differences (exact.hpp, column
 //         routine) on spatially compact tiles, whole tiles left out when their bounding box is
@@ -124,6 +125,7 @@ class Driver {
         h(qt, shared) {
     for (int64_t d = 0; d < D; ++d) mu_norm += tr.mu[d] * tr.mu[d];
     mu_norm = std::sqrt(mu_norm);
+    ncmax_all = *std::max_element(tr.normc, tr.normc + tr.N);
     if (direct) {
       const int64_t ntiles = (tr.N + kDirectTile - 1) / kDirectTile;
       box_lb.resize(ntiles);
@@ -183,6 +185,23 @@ class Driver {
       if (!direct)
         qt.bnd[il] = ExpansionBound::make(std::sqrt(n2), std::abs(alpha) * mu_norm, D, eps / 2);
     }
+    // The precise product (float32 only) when the handler finds the plain product's bound too
+    // loose for some query of the tile: at intermediate noise the bound otherwise sends every
+    // entry to exact float64 refinement, several times the cost of the product.
+    precise = false;
+    if constexpr (sizeof(T) == 4) {
+      if (direct) return;
+      for (int64_t il = 0; il < mt; ++il) {
+        const int64_t i = i0 + il;
+        precise = precise || h.precise_pays(il, i, qt.bnd[il](std::abs(q.alpha[i]) * ncmax_all));
+      }
+      if (!precise) return;
+      for (int64_t il = 0; il < mt; ++il)
+        qt.bnd[il] = ExpansionBound::make(std::sqrt(qt.xnorm2[il]),
+                                          std::abs(q.alpha[i0 + il]) * mu_norm, D, eps / 2,
+                                          Blocking<T>::KC);
+      if (G64.empty()) G64.resize(QT * kTrainTile);
+    }
   }
 
   // --- GEMM tile source -------------------------------------------------------------------
@@ -194,7 +213,7 @@ class Driver {
     const int64_t D_ = D;
     gemm_packed<T>(blocks.data(), nblk, (nt + NR - 1) / NR, D,
                    [ApD, D_](int32_t b) { return APacked<T>{ApD + int64_t(b) * D_ * MR}; },
-                   tr.packed + n0 * D, Gout, kTrainTile);
+                   tr.packed + n0 * D, Gout, kTrainTile, precise ? G64.data() : nullptr);
     qt.Gcur = Gout;
   }
 
@@ -313,6 +332,9 @@ class Driver {
   QueryTile<T> qt;
   H h;
   double mu_norm = 0;  // |mu|
+  double ncmax_all = 0;  // the largest |Xc_n|
+  bool precise = false;  // this query tile's logits from the precise product
+  std::vector<double> G64;  // its float64 slice sums
   std::vector<T> xq;   // centred queries rounded to T (GEMM path)
   AlignedVector<T> Ap, G, Gall;  // packed queries; this tile's / all tiles' dot products
   std::vector<int32_t> blocks;

@@ -128,7 +128,10 @@ double exp_throughput(bool single, int threads, double seconds) {
   return measure(0.0, [](double x) { return exp_nonpositive(x); });
 }
 
-extern const LimitsVariant kLimits = {&fma_peak_gflops, &exp_throughput};
+void expansion_check(const float*, int64_t, const float*, int64_t, int64_t, double, bool, double*,
+                     double*);  // expansion_check_variant.cpp
+
+extern const LimitsVariant kLimits = {&fma_peak_gflops, &exp_throughput, &expansion_check};
 
 }  // namespace MIXSCORE_ISA
 }  // namespace mixscore

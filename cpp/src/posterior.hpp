@@ -99,6 +99,11 @@ struct PosteriorHandler {
   double cut(int64_t il, int64_t i) const {
     return std::min(st[il].lam, hint[il]) + opt.cutoff / inv2s2(q.sigma2[i]);
   }
+  // The precise product pays when the plain one's bound (at the largest |Xc_n|) is over the
+  // cap: every entry within the cutoff would be refined (the intermediate-noise slow band).
+  bool precise_pays(int64_t, int64_t i, double bound) const {
+    return bound * inv2s2(q.sigma2[i]) > opt.approx_cap;
+  }
   // A hint pays only when the boxes are spread over more than the cutoff.
   bool wants_hint(int64_t, int64_t i, double lb_best, double lb_far) const {
     return (lb_far - lb_best) * inv2s2(q.sigma2[i]) > opt.cutoff;

@@ -131,9 +131,13 @@ inline void kernel(const A& a, int64_t k0, int64_t kc, const T* b, T* C, int64_t
 
 // C (row blocks `blocks[0..nb)`, npanel * NR columns, ldc) = A (K) x Bp. make_a(blk) returns
 // the accessor of row block blk; C rows of block blk start at C + blk * MR * ldc.
+// With acc64 (same layout as C, in double): the precise product. Each KC slice is one chain in
+// T started from +0, the slices are summed in float64 (acc64) in increasing k and the sum is
+// rounded to T once: the accumulated rounding error is that of a KC-term chain, not a K-term
+// one (bound.hpp), for 1 / KC more work.
 template <typename T, typename MakeA>
 void gemm_packed(const int32_t* blocks, int nb, int64_t npanel, int64_t K, MakeA make_a,
-                 const T* Bp, T* C, int64_t ldc) {
+                 const T* Bp, T* C, int64_t ldc, double* acc64 = nullptr) {
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
   constexpr int64_t KC = Blocking<T>::KC;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -141,11 +145,30 @@ void gemm_packed(const int32_t* blocks, int nb, int64_t npanel, int64_t K, MakeA
     for (int64_t p = 0; p < npanel; ++p) {
       const T* b = Bp + (p * K + k0) * NR;
       for (int ib = 0; ib < nb; ++ib) {
-        const int32_t blk = blocks[ib];
-        kernel<T>(make_a(blk), k0, kc, b, C + int64_t(blk) * MR * ldc + p * NR, ldc, k0 > 0);
+        const int64_t off = int64_t(blocks[ib]) * MR * ldc + p * NR;
+        kernel<T>(make_a(blocks[ib]), k0, kc, b, C + off, ldc, !acc64 && k0 > 0);
+        if (acc64)
+          for (int r = 0; r < MR; ++r) {
+            const T* c = C + off + r * ldc;
+            double* a = acc64 + off + r * ldc;
+            if (k0 == 0) {
+#pragma omp simd
+              for (int j = 0; j < NR; ++j) a[j] = double(c[j]);
+            } else {
+#pragma omp simd
+              for (int j = 0; j < NR; ++j) a[j] += double(c[j]);
+            }
+          }
       }
     }
   }
+  if (acc64)
+    for (int ib = 0; ib < nb; ++ib)
+      for (int r = 0; r < MR; ++r) {
+        const int64_t off = (int64_t(blocks[ib]) * MR + r) * ldc;
+#pragma omp simd
+        for (int64_t j = 0; j < npanel * NR; ++j) C[off + j] = T(acc64[off + j]);
+      }
 }
 
 // Ap[blk][k][MR] from rows [0, nblk * MR) of a row-major matrix (ld).
