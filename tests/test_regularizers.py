@@ -151,8 +151,8 @@ def test_bad_input_names_the_argument():
 
 
 def test_samplers_integrate_the_regularized_score():
-    """The Python loop with a regularized model equals the loop with a callable transcribing
-    Eq. 5.7; the fused loop refuses regularized models."""
+    """The sampler with a regularized model (the fused loop, Tikhonov folded into its
+    coefficients, and the Python loop) equals the loop with a callable transcribing Eq. 5.7."""
     X, _ = data(n=20, d=2)
     sch = ms.VE.memorization_paper()
     c = 0.01
@@ -163,12 +163,10 @@ def test_samplers_integrate_the_regularized_score():
         return (xh - x) / (float(sch.sigma2(t)) + c)
 
     kw = dict(n=8, sampler="euler", steps=60, seed=2)
-    a = ms.sample(m, **kw).samples
     b = ms.sample(tik, schedule=sch, dim=2, **kw).samples
-    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
-    if "cpu" in ms.available_backends():
-        with pytest.raises(ValueError, match="does not apply regularizers"):
-            ms.sample(m, fused=True, **kw)
+    for fused in (None, False):
+        a = ms.sample(m, fused=fused, **kw).samples
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
 def test_tikhonov_memorized_fraction_falls_as_c_grows():

@@ -83,24 +83,25 @@ def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
     return arr
 
 
-def as_times(t, T: float, *, name: str = "t") -> np.ndarray:
-    """Times as a float64 array, all finite and in (0, T]."""
+def as_times(t, T: float, *, name: str = "t", zero_ok: bool = False) -> np.ndarray:
+    """Times as a float64 array, all finite and in (0, T] ([0, T] where ``zero_ok``)."""
     arr = as_plain_array(t, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {describe(arr)}")
     arr = np.asarray(arr, dtype=np.float64)
-    bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= T))
+    bad = ~(np.isfinite(arr) & ((arr >= 0) if zero_ok else (arr > 0)) & (arr <= T))
     if np.any(bad):
         v = arr[bad].flat[0]
+        lo = "[0" if zero_ok else "(0"
         if np.isinf(T):
-            raise ValueError(f"{name} must be finite and > 0; got {v!r}")
-        raise ValueError(f"{name} must lie in (0, T] = (0, {T}]; got {v!r}")
+            raise ValueError(f"{name} must be finite and {'>=' if zero_ok else '>'} 0; got {v!r}")
+        raise ValueError(f"{name} must lie in {lo}, T] = {lo}, {T}]; got {v!r}")
     return arr
 
 
-def per_query_times(t, m: int, T: float, name: str = "t") -> np.ndarray:
+def per_query_times(t, m: int, T: float, name: str = "t", zero_ok: bool = False) -> np.ndarray:
     """A scalar time or one per query, broadcast to shape (m,)."""
-    arr = as_times(t, T, name=name)
+    arr = as_times(t, T, name=name, zero_ok=zero_ok)
     if arr.ndim == 0:
         return np.full(m, float(arr))
     if arr.shape != (m,):

@@ -106,8 +106,8 @@ def scaled_by_alpha2_over_sigma4(
     v = np.asarray(v, np.float64)
     shape = (-1,) + (1,) * (v.ndim - 1)
     a, s2 = alpha.reshape(shape), sigma2.reshape(shape)
-    with np.errstate(over="ignore"):
-        return ((a * a) * v / s2) / s2
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return np.where(v == 0, 0.0, ((a * a) * v / s2) / s2)  # sigma = 0: 0 stays 0
 
 
 def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:

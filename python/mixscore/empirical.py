@@ -99,13 +99,19 @@ def check_row_offset(row_offset) -> int:
     return value
 
 
-def _noise(alpha, sigma2) -> tuple[np.ndarray, np.ndarray]:
+def _noise(alpha, sigma2, zero_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """alpha, sigma2 checked; sigma2 = 0 (t = 0) only where ``zero_ok``: a model whose score
+    stays bounded as sigma -> 0 (Tikhonov(c > 0), Smoothing(h > 0))."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
     sigma2 = np.ascontiguousarray(sigma2, dtype=np.float64)
     if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma2))
-            and np.all(sigma2 > 0)):
-        raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
-                         "gave other values at the requested t)")
+            and np.all((sigma2 >= 0) if zero_ok else (sigma2 > 0))):
+        if zero_ok or not np.all(np.isfinite(sigma2) & (sigma2 >= 0)):
+            raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
+                             "gave other values at the requested t)")
+        raise ValueError("sigma2 = 0 (t = 0): the empirical score is unbounded there; only a "
+                         "model with a regularizer that keeps it bounded (Tikhonov(c > 0), "
+                         "Smoothing(bandwidth > 0)) is defined at t = 0")
     return alpha, sigma2
 
 
@@ -257,7 +263,7 @@ class EmpiricalScore:
         query) conditions on the points with that label."""
         want = _wanted(include)
         xq, single = self._queries(x)
-        ts = per_query_times(t, xq.shape[0], self.schedule.t_max)
+        ts = per_query_times(t, xq.shape[0], self.schedule.t_max, zero_ok=self._bounded)
         return self._stats(xq, single, self.schedule.alpha(ts), self.schedule.sigma2(ts), want,
                            ts, y)
 
@@ -285,8 +291,13 @@ class EmpiricalScore:
         alpha, sigma2 = _noise(self.schedule.alpha(ts), self.schedule.sigma2(ts))
         return self.backend.partial(xq, alpha, sigma2)
 
+    @property
+    def _bounded(self) -> bool:
+        """Whether a regularizer keeps the score bounded as sigma -> 0 (defined at t = 0)."""
+        return any(r.bounded for r in self.regularizers)
+
     def _stats(self, xq, single, alpha, sigma2, want, t=None, y=None) -> ScoreStats:
-        alpha, sigma2 = _noise(alpha, sigma2)
+        alpha, sigma2 = _noise(alpha, sigma2, zero_ok=self._bounded)
         if self.n == 0:
             raise ValueError("this EmpiricalScore has no training points (an empty shard): "
                              "only partial() is defined; merge it with the other shards")

@@ -163,7 +163,9 @@ class PosteriorPartial:
         denoised = self.centre + mean_offset
         resid = self.alpha[:, None] * denoised - x
         out = {}
-        with np.errstate(over="ignore"):  # score ~ 1/sigma^2 may overflow float32: inf is right
+        # score ~ 1/sigma^2 may overflow float32 (inf is right); sigma = 0 (a bounded
+        # regularizer's t = 0) gives inf too, replaced by the regularized score
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             vectors = {"denoised": denoised, "score": resid / sigma2[:, None],
                        "eps": -resid / np.sqrt(sigma2)[:, None]}
             for name in VECTOR_STATS:
@@ -171,8 +173,12 @@ class PosteriorPartial:
                     out[name] = vectors[name].astype(self.dtype)
         if "logpdf" in want:
             d = x.shape[1]
-            out["logpdf"] = (-self.lam_min * inv_two_sigma2(sigma2) + np.log(s0)
-                             - self.log_weight_sum - 0.5 * d * (_LOG_2PI + np.log(sigma2)))
+            with np.errstate(divide="ignore"):
+                logpdf = (-self.lam_min * inv_two_sigma2(sigma2) + np.log(s0)
+                          - self.log_weight_sum - 0.5 * d * (_LOG_2PI + np.log(sigma2)))
+            # sigma = 0: the mixture is atoms at the training points (infinite density there)
+            out["logpdf"] = np.where(sigma2 > 0, logpdf,
+                                     np.where(self.lam_min <= 0, np.inf, -np.inf))
         if "tau2" in want:
             m2 = np.einsum("md,md->m", mean_offset, mean_offset)
             out["tau2"] = np.maximum(0.0, self.s2 / s0 - m2)

@@ -31,8 +31,14 @@ dynamics. ``logpdf``, ``tau2``, ``max_weight``, ``argmax``, ``n_eff``, ``trace_c
 ``entropy`` stay the statistics of the (smoothed) mixture and its posterior.
 
 The regularizers act in Python on the float64 accumulators of the pass (``model.partial``),
-on every backend; the fused C++ sampler does not apply them yet (``ms.sample`` runs the
-Python loop for a regularized model, and ``fused=True`` is refused).
+on every backend. The fused C++ sampler applies the *linear* ones (``Smoothing``,
+``Tikhonov``: the regularized denoiser is p x + q xhat0 with p, q depending on t only) by
+folding them into its per-step coefficients (``mixscore.sampling.fold``); with
+``EmpiricalBayes`` or ``Perturbation`` ``ms.sample`` runs the Python loop.
+
+A model whose score stays bounded as sigma -> 0 (``Tikhonov(c > 0)``, ``Smoothing(h > 0)``)
+may be evaluated at t = 0 (sigma = 0: the posterior is the hard assignment to the nearest
+training point), so its statistics and samplers accept grids that end at t = 0.
 """
 
 from __future__ import annotations
@@ -126,6 +132,9 @@ class Regularizer:
 
     rank = 0
     bounded = False  # the score stays bounded as sigma -> 0 (grids may end at t = 0)
+    # only the mixture variance and the denominator change (no x-dependent factor or shift):
+    # the regularized denoiser is p(t) x + q(t) xhat0, foldable into a sampler's coefficients
+    linear = False
 
     def bind(self, model) -> None:
         """Check the policy against the model (dimension, number of points)."""
@@ -143,6 +152,7 @@ class Smoothing(Regularizer):
     number (one bandwidth per training point is not supported yet)."""
 
     rank = 0
+    linear = True
 
     def __init__(self, bandwidth: float):
         if np.ndim(bandwidth) != 0:
@@ -153,6 +163,10 @@ class Smoothing(Regularizer):
         self.bandwidth = _check_level(bandwidth, "bandwidth", "Smoothing")
         if callable(self.bandwidth):
             raise TypeError("Smoothing: bandwidth must be a number")
+
+    @property
+    def bounded(self) -> bool:
+        return self.bandwidth > 0
 
     def __repr__(self) -> str:
         return f"Smoothing(bandwidth={self.bandwidth!r})"
@@ -167,6 +181,7 @@ class Tikhonov(Regularizer):
     effect like stopping early where sigma^2(t) = c."""
 
     rank = 1
+    linear = True
 
     def __init__(self, c: float | Callable):
         self.c = _check_level(c, "c", "Tikhonov")
@@ -312,6 +327,9 @@ def regularized_stats(
     ctx.shift = np.zeros_like(ctx.x)
     for r in regs:
         r.apply(ctx)
+    if not np.all(ctx.denom > 0):
+        raise ValueError("the regularized score is unbounded at sigma = 0 here: the "
+                         "regularizers' levels are 0 there (Tikhonov c(t) = 0 at t = 0?)")
     p = ctx.part
     resid = alpha[:, None] * (p.centre + p.s1 / p.s0[:, None]) - ctx.x
     with np.errstate(divide="ignore", over="ignore"):

@@ -26,6 +26,7 @@ from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
 from .denoisers import CallableDenoiser, ModelDenoiser
+from .fold import foldable, fold_regularizers
 from .loop import NonFiniteState, run_fused, run_python
 from .methods import POSTERIOR_SAMPLERS, SAMPLERS, build_plan
 from .variance import check_model, check_options, draw_index, sample_kde
@@ -158,7 +159,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     rtol, atol : float
         rk45 tolerances (SciPy semantics).
     fused : bool
-        Force (True) or forbid (False) the C++ loop; default: fused when possible.
+        Force (True) or forbid (False) the C++ loop; default: fused when possible (an
+        EmpiricalScore on the cpu backend, a fixed-grid sampler, no labels, regularizers
+        only Smoothing and Tikhonov, which fold into the step coefficients).
     progress : bool
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
@@ -235,6 +238,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
+    if use_fused:  # linear regularizers folded into the coefficients (fold.py)
+        regs = den.model.regularizers
+        fused_plan = fold_regularizers(plan, regs, ts)
     saved = np.empty((save.size, n, d), den.dtype) if save.size else None
     out = np.empty((n, d), den.dtype)
     K = ts.size - 1
@@ -257,8 +263,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             try:
                 if use_fused:
                     every = callback_every if bar is None else 1
-                    res = run_fused(den.model.backend, x0[b0:b1], b0, plan, seed, save, sv,
-                                    end == "denoised", on_step, every)
+                    res = run_fused(den.model.backend, x0[b0:b1], b0, fused_plan, seed, save, sv,
+                                    end == "denoised" and not regs, on_step, every)
+                    if end == "denoised" and regs:  # the regularized denoiser at t_end
+                        res = den(res, ts[-1], plan.alpha[-1], plan.sigma2[-1]).astype(res.dtype)
                 else:
                     res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
                                      end == "denoised", on_step)
@@ -423,10 +431,13 @@ def _use_fused(fused, den, labels=None) -> bool:
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
-    if can and (den.model.regularizers or labels is not None):
+    if can and (not foldable(den.model.regularizers) or labels is not None):
         if fused:
-            raise ValueError("fused=True: the C++ loop does not apply regularizers or labels "
-                             "(y=) yet; use fused=None or False (the Python loop)")
+            what = ("labels (y=)" if labels is not None else "the regularizers " + ", ".join(
+                type(r).__name__ for r in den.model.regularizers if not r.linear))
+            raise ValueError(f"fused=True: the C++ loop does not apply {what} yet (it folds "
+                             "Smoothing and Tikhonov only); use fused=None or False (the "
+                             "Python loop)")
         can = False
     return can if fused is None else bool(fused)
 

@@ -1,0 +1,116 @@
+"""Regularized models in the fused C++ sampler (issue 13): Smoothing and Tikhonov fold into the
+per-step coefficients (mixscore/sampling/fold.py) and the fused loop equals the Python loop,
+which applies them through the statistics; the others stay in the Python loop; models whose
+score is bounded at sigma -> 0 are defined at t = 0."""
+
+import mixscore as ms
+import numpy as np
+import pytest
+from mixscore.regularizers import EmpiricalBayes, Perturbation, Smoothing, Tikhonov
+
+pytestmark = [
+    pytest.mark.skipif("cpu" not in ms.available_backends(), reason="no C++ engine"),
+    pytest.mark.filterwarnings("ignore:.*stiffness rho:RuntimeWarning"),
+]
+
+REGULARIZERS = {
+    "tikhonov": lambda: Tikhonov(0.05),
+    "tikhonov_of_t": lambda: Tikhonov(lambda t: 0.02 + 0.1 * t),
+    "smoothing": lambda: Smoothing(0.1),
+    "both": lambda: [Smoothing(0.05), Tikhonov(0.03)],
+}
+
+
+def _data(dtype=np.float64):
+    g = np.random.default_rng(5)
+    return g.standard_normal((300, 5)).astype(dtype)
+
+
+@pytest.mark.parametrize("reg", sorted(REGULARIZERS))
+@pytest.mark.parametrize("sampler", ["euler", "euler_maruyama", "heun", "ddim", "ddpm"])
+def test_fused_equals_python_loop(reg, sampler):
+    model = ms.EmpiricalScore(_data(), ms.VP(), regularizer=REGULARIZERS[reg]())
+    kw = dict(n=12, sampler=sampler, steps=25, seed=3, progress=False, end="denoised")
+    fused = ms.sample(model, fused=True, **kw)
+    python = ms.sample(model, fused=False, **kw)
+    assert fused.settings["fused"] and not python.settings["fused"]
+    assert ms.sample(model, **kw).settings["fused"]  # the default takes the C++ loop
+    np.testing.assert_allclose(fused.samples, python.samples, rtol=1e-9, atol=1e-9)
+
+
+def test_fused_regularized_differs_from_plain():
+    """The folding is not a no-op: Tikhonov at a large c pulls less towards the data."""
+    X = _data()
+    kw = dict(n=12, sampler="euler", steps=25, seed=3, progress=False)
+    plain = ms.sample(ms.EmpiricalScore(X, ms.VP()), **kw).samples
+    reg = ms.sample(ms.EmpiricalScore(X, ms.VP(), regularizer=Tikhonov(1.0)), **kw).samples
+    assert np.abs(plain - reg).max() > 0.1
+
+
+def test_fused_float32_close_to_python_loop():
+    model = ms.EmpiricalScore(_data(np.float32), ms.VP(), regularizer=Tikhonov(0.05))
+    kw = dict(n=12, sampler="heun", steps=25, seed=3, progress=False)
+    np.testing.assert_allclose(ms.sample(model, fused=True, **kw).samples,
+                               ms.sample(model, fused=False, **kw).samples, atol=1e-4)
+
+
+def test_grid_ending_at_zero_with_tikhonov():
+    """The step into t = 0 uses its left end only; fused and Python loops agree."""
+    model = ms.EmpiricalScore(_data(), ms.VP(), regularizer=Tikhonov(0.05))
+    grid = np.concatenate([np.geomspace(1.0, 1e-3, 20), [0.0]])
+    for sampler in ("euler", "heun", "ddpm"):
+        kw = dict(n=8, sampler=sampler, grid=grid, seed=1, progress=False)
+        a = ms.sample(model, fused=True, **kw).samples
+        b = ms.sample(model, fused=False, **kw).samples
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("reg", [EmpiricalBayes(1.0), Perturbation(np.ones(5))])
+def test_nonlinear_regularizers_stay_in_the_python_loop(reg):
+    model = ms.EmpiricalScore(_data(), ms.VP(), regularizer=reg)
+    kw = dict(n=4, steps=5, seed=0, progress=False)
+    assert not ms.sample(model, **kw).settings["fused"]
+    with pytest.raises(ValueError, match=type(reg).__name__):
+        ms.sample(model, fused=True, **kw)
+
+
+def test_tikhonov_score_at_t_zero_is_the_limit():
+    """sigma = 0: the posterior is the hard assignment, s = (X_nearest - x) / c (Eq. 5.7 at
+    sigma = 0), the denoiser form returns x, the log-density is that of the atoms."""
+    X = _data()
+    c = 0.1
+    model = ms.EmpiricalScore(X, ms.VP(), regularizer=Tikhonov(c))
+    g = np.random.default_rng(0)
+    x = np.concatenate([X[:1], X[1:6] + 0.05 * g.standard_normal((5, 5))])
+    st = model.stats(x, 0.0)
+    nearest = X[np.argmin(((x[:, None, :] - X[None]) ** 2).sum(-1), axis=1)]
+    np.testing.assert_allclose(st.score, (nearest - x) / c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(st.denoised, x, rtol=0, atol=0)
+    assert st.logpdf[0] == np.inf and np.all(st.logpdf[1:] == -np.inf)
+    np.testing.assert_array_equal(st.trace_cov, 0.0)
+    # the limit is continuous: sigma^2 = 1e-12 gives the same score
+    near = model.stats_at_noise(x, 1.0, 1e-12, include="score").score
+    np.testing.assert_allclose(near, st.score, rtol=1e-9, atol=1e-9)
+
+
+def test_smoothing_is_defined_at_t_zero():
+    X = _data()
+    h = 0.2
+    model = ms.EmpiricalScore(X, ms.VP(), regularizer=Smoothing(h))
+    x = X[:4] + 0.3
+    # at t = 0 (alpha = 1, sigma = 0) the smoothed mixture has variance h^2
+    plain = ms.EmpiricalScore(X, ms.VP()).stats_at_noise(x, 1.0, h * h, include="logpdf")
+    np.testing.assert_allclose(model.stats(x, 0.0, include="logpdf").logpdf, plain.logpdf,
+                               rtol=1e-12)
+
+
+def test_t_zero_refused_where_the_score_is_unbounded():
+    X = _data()
+    with pytest.raises(ValueError, match=r"\(0, T\]"):
+        ms.EmpiricalScore(X, ms.VP()).score(X[:2], 0.0)
+    with pytest.raises(ValueError, match="Tikhonov"):
+        ms.EmpiricalScore(X, ms.VP()).stats_at_noise(X[:2], 1.0, 0.0)
+    zero_at_0 = ms.EmpiricalScore(X, ms.VP(), regularizer=Tikhonov(lambda t: t))
+    with pytest.raises(ValueError, match="unbounded"):
+        zero_at_0.score(X[:2], 0.0)
