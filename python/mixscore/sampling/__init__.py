@@ -26,7 +26,7 @@ from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
 from .denoisers import CallableDenoiser, ModelDenoiser
-from .fold import foldable, fold_regularizers
+from .fold import fold_regularizers, foldable
 from .loop import NonFiniteState, run_fused, run_python
 from .methods import POSTERIOR_SAMPLERS, SAMPLERS, build_plan
 from .variance import check_model, check_options, draw_index, sample_kde
