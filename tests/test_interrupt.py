@@ -85,4 +85,4 @@ def test_ctrl_c_one_query_tile():
     x = X[:128] + np.float32(0.5)
     for threads in (1, 2):
         model = ms.EmpiricalScore(X, ms.EDM(), num_threads=threads)
-        ctrl_c_stops(lambda: model.stats_at_noise(x, 1.0, 100.0), after=0.3, within=0.8)
+        ctrl_c_stops(lambda m=model: m.stats_at_noise(x, 1.0, 100.0), after=0.3, within=0.8)
