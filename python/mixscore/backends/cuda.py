@@ -1,0 +1,134 @@
+"""The CUDA backend (``backend="cuda"``): the posterior pass of ``mixscore._cuda``
+(cuda/posterior.cu) on CuPy arrays or CUDA torch tensors, without host copies.
+
+The preparation (training mean, float32 centred copy, norms), the per-query set-up and the
+finalization are those of the array-API backend (``arrayapi.py``), run in the input's library
+on the GPU; only the pass over the training set is the compiled kernel, given raw device
+pointers (``__cuda_array_interface__`` / ``data_ptr``) and the library's current stream.
+
+The kernels have been compiled but never run on a GPU in development (no GPU was available):
+tests/test_gpu.py checks them against the CPU engine and the float64 reference where a GPU is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _xp
+from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
+
+NOT_BUILT = (
+    "the mixscore._cuda extension was not built: no CUDA compiler (nvcc) was found when "
+    "mixscore was installed (or it was built with MIXSCORE_CUDA=OFF). Put nvcc on PATH (or set "
+    "CUDACXX) and reinstall"
+)
+NO_DEVICE = (
+    "mixscore._cuda is built, but no CUDA device is visible (check nvidia-smi and "
+    "CUDA_VISIBLE_DEVICES)"
+)
+NO_LIBRARY = (
+    "NumPy training data must be moved to the GPU and CuPy is not installed "
+    "(pip install cupy-cuda12x, or pass a CUDA torch tensor)"
+)
+
+
+def cuda_problem() -> str | None:
+    """What is missing for ``backend="cuda"`` (None when the kernels can run)."""
+    try:
+        from .. import _cuda
+    except ImportError:
+        return NOT_BUILT
+    if _cuda.device_count() < 1:
+        return NO_DEVICE
+    return None
+
+
+def _on_gpu(train):
+    """``train`` as a CuPy array or CUDA torch tensor (NumPy is copied once with CuPy)."""
+    if _xp.on_gpu(train):
+        return train
+    try:
+        import cupy
+    except ImportError:
+        raise RuntimeError(f"backend='cuda' is not available: {NO_LIBRARY}") from None
+    return cupy.asarray(np.ascontiguousarray(train))
+
+
+def _pointer(a) -> int:
+    if type(a).__module__.startswith("cupy"):
+        return int(a.__cuda_array_interface__["data"][0])
+    return int(a.data_ptr())
+
+
+def _stream(a) -> int:
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return int(cupy.cuda.get_current_stream().ptr)
+    import torch
+
+    return int(torch.cuda.current_stream(a.device).cuda_stream)
+
+
+def _contiguous(a):
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.ascontiguousarray(a)
+    return a.contiguous()
+
+
+class CudaBackend(ArrayApiBackend):
+    """Mixture statistics by the CUDA kernels (float32 or float64 training sets on a GPU)."""
+
+    name = "cuda"
+
+    def __init__(self, train, weights, **options):
+        problem = cuda_problem()
+        if problem is not None:
+            raise RuntimeError(
+                f"backend='cuda' is not available: {problem}. "
+                "backend='cupy' runs the array-API fallback instead"
+            )
+        super().__init__(_contiguous(_on_gpu(train)), weights, **options)
+        self.train = _contiguous(self.train)
+        if self.wide != self.xp.float64:
+            raise RuntimeError("backend='cuda' needs float64 on the device")
+
+    def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
+        from .. import _cuda
+
+        xp, wide, dev = self.xp, self.wide, self.device
+        lam_min = xp.empty((m,), dtype=wide, device=dev)
+        best = xp.empty((m,), dtype=xp.int64, device=dev)
+        acc = {k: xp.empty((m,), dtype=wide, device=dev) for k in ("s0", "sum_w2", "s2")}
+        acc["s1"] = xp.empty((m, self.dim), dtype=wide, device=dev)
+        if m == 0:
+            return lam_min, best, acc
+        x = _contiguous(xp.astype(xw, self.train.dtype))
+        args = [
+            _contiguous(a)
+            for a in (x, q, self.train, self.packed, self.p2, self.mu, alpha, sigma2, xs2)
+        ]
+        logw = 0 if self.logw is None else _pointer(self.logw)
+        run = _cuda.posterior_f32 if self.dtype == np.float32 else _cuda.posterior_f64
+        run(
+            *[_pointer(a) for a in args],
+            logw,
+            m,
+            self.n,
+            self.dim,
+            self.mu_norm,
+            self.tol,
+            _CUTOFF_NATS + math.log(self.n),
+            _pointer(lam_min),
+            _pointer(best),
+            _pointer(acc["s0"]),
+            _pointer(acc["sum_w2"]),
+            _pointer(acc["s1"]),
+            _pointer(acc["s2"]),
+            _stream(self.train),
+        )
+        return lam_min, best, acc
