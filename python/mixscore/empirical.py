@@ -157,6 +157,9 @@ class EmpiricalScore:
         ``mixscore.regularizers`` policies (Tikhonov, EmpiricalBayes, Smoothing,
         Perturbation) applied to every statistic and sampler; see that module for the
         formulas and what ``denoised`` means then.
+    tile : int, optional
+        ``cupy`` / ``cuda`` backends only: training points per tile (memory M x tile; default
+        about 2^24 / M).
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
     and Dask. ``train`` may also be a Dask array or a list of shards (arrays or .npy paths):
@@ -171,7 +174,8 @@ class EmpiricalScore:
 
     def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
                  *, backend: str = "auto", dtype=None, refine: str = "auto",
-                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None):
+                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None,
+                 tile: int | None = None):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
@@ -193,16 +197,22 @@ class EmpiricalScore:
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
+        if tile is not None:  # the array-API / cuda backends' training points per tile
+            self._options["tile"] = tile
         if sharded:
             self.backend = DaskScoreBackend(self.train, self.weights, schedule,
                                             row_offset=self.row_offset, **self._options)
         else:
             if self.train.shape[0] == 0:
                 backend = "numpy"  # nothing to prepare: an empty shard only gives a partial
-            self.backend = get_backend(backend, like=self.train)(
-                self.train, self.weights, refine=refine,
-                                                num_threads=check_threads(num_threads),
-                                                row_offset=self.row_offset)
+            cls = get_backend(backend, like=self.train)
+            if tile is not None and not getattr(cls, "native_arrays", False):
+                raise ValueError(f"tile applies to the 'cupy' and 'cuda' backends, not to "
+                                 f"{cls.name!r} (got tile={tile!r})")
+            extra = {} if tile is None else {"tile": tile}
+            self.backend = cls(self.train, self.weights, refine=refine,
+                               num_threads=check_threads(num_threads),
+                               row_offset=self.row_offset, **extra)
         self.regularizers = as_regularizers(regularizer, self)
         self.labels = None if labels is None else check_labels(labels, self.n)
         self.label_groups = None if labels is None else LabelGroups(self.labels)

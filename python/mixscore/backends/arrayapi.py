@@ -277,16 +277,9 @@ class ArrayApiBackend:
         """The statistics ``want`` (names of ``STAT_NAMES``) in x's library and device."""
         xq = self._inputs(x)
         acc = self.accumulate(xq, alpha, sigma2)
-        out = finalize(
-            self.xp,
-            acc,
-            xq,
-            _xp.place_like(alpha, self.xp, self.device, self.wide),
-            _xp.place_like(sigma2, self.xp, self.device, self.wide),
-            self.log_weight_sum,
-            want,
-            self.train.dtype,
-        )
+        a, s2 = (_xp.place_like(v, self.xp, self.device, self.wide) for v in (alpha, sigma2))
+        with np.errstate(over="ignore", divide="ignore"):  # score ~ 1/sigma^2 may be inf
+            out = finalize(self.xp, acc, xq, a, s2, self.log_weight_sum, want, self.train.dtype)
         if "argmax" in out:
             out["argmax"] = out["argmax"] + self.row_offset
         return out
