@@ -66,7 +66,7 @@ def test_weights_and_time_per_query(lib_name):
     X = r.standard_normal((300, 16)).astype(np.float32)
     w = r.uniform(0.1, 5.0, 300)
     t = np.geomspace(1e-4, 1.0, 40)
-    x = (sde.alpha(t)[:, None] * X[:40] + sde.sigma(t)[:, None] * r.standard_normal((40, 16)))
+    x = sde.alpha(t)[:, None] * X[:40] + sde.sigma(t)[:, None] * r.standard_normal((40, 16))
     got = fallback(X, sde, lib, w, tile=64).stats(x.astype(np.float32), t)
     want = reference(X, sde, w).stats(x.astype(np.float32), t)
     np.testing.assert_allclose(got.denoised, want.denoised, atol=1e-5)
@@ -122,8 +122,7 @@ def test_tiles_bound_memory_and_do_not_change_the_answer(monkeypatch):
     assert max(w[1] for w in widths) == 77 and all(w[0] == 20 for w in widths)
     np.testing.assert_array_equal(tiled.argmax, one.argmax)
     for name in ("denoised", "logpdf", "tau2", "n_eff"):
-        np.testing.assert_allclose(getattr(tiled, name), getattr(one, name), rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(getattr(tiled, name), getattr(one, name), rtol=1e-12, atol=1e-12)
 
 
 def test_expansion_bound_is_rigorous():
@@ -140,8 +139,9 @@ def test_expansion_bound_is_rigorous():
     p2 = np.sum(p.astype(np.float64) ** 2, axis=1)
     A = np.sum(xs**2, 1)[:, None] - 2 * alpha[:, None] * g + alpha[:, None] ** 2 * p2
     exact = np.sum((x[:, None, :].astype(np.float64) - alpha[:, None, None] * X[None]) ** 2, -1)
-    k0, k1, k2 = arrayapi.expansion_bound(np.sqrt(np.sum(xs**2, 1)),
-                                          alpha * np.linalg.norm(mu), 300, 2.0**-24)
+    k0, k1, k2 = arrayapi.expansion_bound(
+        np.sqrt(np.sum(xs**2, 1)), alpha * np.linalg.norm(mu), 300, 2.0**-24
+    )
     b = alpha[:, None] * np.sqrt(p2)[None]
     E = k0[:, None] + b * (k1[:, None] + b * k2)
     assert np.all(np.abs(A - exact) <= E)
@@ -156,8 +156,9 @@ def test_finalize_equals_the_partial_state_finalize():
     x, alpha, sigma2 = X[:6] + 0.2, np.full(6, 0.9), np.geomspace(1e-3, 1.0, 6)
     part = b.partial(x, alpha, sigma2)
     acc = b.accumulate(x, alpha, sigma2)
-    got = arrayapi.finalize(np, acc, x, alpha, sigma2, b.log_weight_sum, set(STAT_NAMES),
-                            np.float64)
+    got = arrayapi.finalize(
+        np, acc, x, alpha, sigma2, b.log_weight_sum, set(STAT_NAMES), np.float64
+    )
     want = part.finalize()
     assert isinstance(part, PosteriorPartial)
     for name, v in want.items():
@@ -210,15 +211,19 @@ def test_bad_input_is_refused_by_name():
     with pytest.raises(ValueError, match="labels and regularizer need NumPy training data"):
         ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="cupy", labels=np.zeros(20))
     model = ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="cupy")
-    with pytest.raises(ValueError, match="x must have shape \\(M, 4\\) or \\(4,\\), got shape "
-                       "\\(2, 3\\)"):
+    with pytest.raises(
+        ValueError, match="x must have shape \\(M, 4\\) or \\(4,\\), got shape \\(2, 3\\)"
+    ):
         model.stats(torch.zeros(2, 3), 0.5)
     with pytest.raises(TypeError, match="x must be float32 or float64.*int64"):
         model.stats(torch.zeros(2, 4, dtype=torch.int64), 0.5)
     with pytest.raises(ValueError, match="x contains NaN or Inf"):
         model.stats(torch.full((2, 4), float("inf")), 0.5)
-    with pytest.raises(ValueError, match="backend must be one of 'auto', 'cpu', 'numpy', "
-                       "'cupy', 'array_api', 'cuda', got 'gpu'"):
+    with pytest.raises(
+        ValueError,
+        match="backend must be one of 'auto', 'cpu', 'numpy', "
+        "'cupy', 'array_api', 'cuda', got 'gpu'",
+    ):
         ms.EmpiricalScore(X, ms.VP(), backend="gpu")
 
 
