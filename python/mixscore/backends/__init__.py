@@ -75,33 +75,17 @@ def get_backend(name: str, what: str = "score", like=None):
         if "cpu" in available():
             name = "cpu"
         else:
-            warnings.warn(
-                "mixscore: the C++ extension is not available; falling back to the "
-                "slow NumPy reference backend",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            warnings.warn("mixscore: the C++ extension is not available; falling back to the "
+                          "slow NumPy reference backend", RuntimeWarning, stacklevel=4)
             name = "numpy"
     if (what, name) not in _CLASSES:
         names = NAMES if what == "score" else NAMES[:3]
-        raise ValueError(f"backend must be one of {', '.join(map(repr, names))}, got {name!r}")
+        raise ValueError(f"backend must be one of {', '.join(map(repr, names))}, "
+                         f"got {name!r}")
     module, cls = _CLASSES[(what, name)]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-__all__ = [
-    "STAT_NAMES",
-    "VECTOR_STATS",
-    "available",
-    "get_backend",
-    "ScoreBackend",
-    "NearestBackend",
-    "has",
-    "STATS",
-    "PARTIAL",
-    "FUSED_SAMPLE",
-    "SEARCH",
-    "NAMES",
-    "keeps_arrays",
-    "device_backend",
-]
+__all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
+           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "SEARCH", "NAMES",
+           "keeps_arrays", "device_backend"]

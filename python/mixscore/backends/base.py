@@ -32,7 +32,8 @@ class ScoreBackend(Protocol):
     capabilities: frozenset
     dtype: np.dtype
 
-    def stats(self, x: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray, want: set) -> dict: ...
+    def stats(self, x: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray,
+              want: set) -> dict: ...
 
     def partial(self, x: np.ndarray, alpha: np.ndarray, sigma2: np.ndarray): ...
 

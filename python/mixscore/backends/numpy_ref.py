@@ -46,9 +46,8 @@ class NumpyBackend:
     name = "numpy"
     capabilities = frozenset({STATS, PARTIAL})
 
-    def __init__(
-        self, train: np.ndarray, weights: np.ndarray | None, *, row_offset: int = 0, **_options
-    ):
+    def __init__(self, train: np.ndarray, weights: np.ndarray | None, *, row_offset: int = 0,
+                 **_options):
         self.dtype = train.dtype
         self.X = np.asarray(train, dtype=np.float64)
         self.logw = None if weights is None else np.log(weights)
@@ -59,29 +58,16 @@ class NumpyBackend:
         m, d = x.shape
         if self.X.shape[0] == 0:
             return PosteriorPartial.empty(x, alpha, sigma2, self.dtype)
-        acc = {
-            "lam_min": np.empty(m),
-            "s0": np.empty(m),
-            "sum_w2": np.empty(m),
-            "s2": np.empty(m),
-            "s1": np.empty((m, d)),
-            "centre": np.empty((m, d)),
-        }
+        acc = {"lam_min": np.empty(m), "s0": np.empty(m), "sum_w2": np.empty(m),
+               "s2": np.empty(m), "s1": np.empty((m, d)), "centre": np.empty((m, d))}
         best = np.empty(m, np.int64)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, self.X.size))
         for i0 in range(0, m, chunk):
             sl = slice(i0, min(m, i0 + chunk))
             best[sl] = self._chunk(np.asarray(x[sl], np.float64), alpha[sl], sigma2[sl], acc, sl)
         return PosteriorPartial.from_arrays(
-            acc,
-            x=x,
-            alpha=alpha,
-            sigma2=sigma2,
-            best=best + self.row_offset,
-            log_weight_sum=self.log_weight_sum,
-            n=self.X.shape[0],
-            dtype=self.dtype,
-        )
+            acc, x=x, alpha=alpha, sigma2=sigma2, best=best + self.row_offset,
+            log_weight_sum=self.log_weight_sum, n=self.X.shape[0], dtype=self.dtype)
 
     def stats(self, x, alpha, sigma2, want):
         return self.partial(x, alpha, sigma2).finalize(want)
@@ -118,8 +104,7 @@ def exact_sq_distances(q: np.ndarray, X: np.ndarray) -> np.ndarray:
             t = q[:, None, d0 + j] - X[None, :, d0 + j]
             lanes[j] += t * t
     return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (
-        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7])
-    )
+        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
 
 
 def exact_pair_sq_distances(q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -132,8 +117,7 @@ def exact_pair_sq_distances(q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np
             t = q[:, None, d0 + j] - np.asarray(X[idx, d0 + j], np.float64)
             lanes[j] += t * t
     return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (
-        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7])
-    )
+        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
 
 
 def nearest_sq_reference(queries: np.ndarray, train: np.ndarray, k: int):
@@ -173,18 +157,11 @@ class NumpyNearest:
         return dist, idx
 
 
-def neighbors_partial(
-    x: np.ndarray, train: np.ndarray, idx: np.ndarray, k: int, row_offset: int, dtype
-) -> NeighborsPartial:
+def neighbors_partial(x: np.ndarray, train: np.ndarray, idx: np.ndarray, k: int,
+                      row_offset: int, dtype) -> NeighborsPartial:
     """A part's top-k as a partial state: the exact squared distances of the chosen pairs
     (recomputed in the one fixed order, so every backend gives the same bits) and global
     indices."""
     d2 = exact_pair_sq_distances(x, train, idx)
-    return NeighborsPartial(
-        x=x,
-        sq_distances=d2,
-        indices=idx + int(row_offset),
-        k=int(k),
-        n=train.shape[0],
-        dtype=np.dtype(dtype),
-    )
+    return NeighborsPartial(x=x, sq_distances=d2, indices=idx + int(row_offset), k=int(k),
+                            n=train.shape[0], dtype=np.dtype(dtype))
