@@ -132,3 +132,62 @@ class CudaBackend(ArrayApiBackend):
             _stream(self.train),
         )
         return lam_min, best, acc
+
+
+def _require():
+    problem = cuda_problem()
+    if problem is not None:
+        raise RuntimeError(f"mixscore CUDA kernels are not available: {problem}")
+    from .. import _cuda
+
+    return _cuda
+
+
+def nearest(queries, train, k: int):
+    """Exact k nearest training points by the CUDA kernel: (squared distances (M, k) float64,
+    indices (M, k) int64) in the inputs' library on the GPU, ascending by (distance, index),
+    bit-identical to the CPU engine's exact distances (k <= 32)."""
+    _cuda = _require()
+    prep = CudaBackend(train, None)  # the training mean, centred float32 rows, norms
+    xp, dev, n, d = prep.xp, prep.device, prep.n, prep.dim
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, _cuda.MAX_K):
+        raise ValueError(
+            f"k must be an int in [1, min(N, {_cuda.MAX_K})] = "
+            f"[1, {min(n, _cuda.MAX_K)}], got {k!r}"
+        )
+    x, _ = prep.queries(queries, d)
+    x = _contiguous(x)
+    xs = xp.astype(x, xp.float64) - prep.mu
+    q = _contiguous(xp.astype(xs, prep.train.dtype))
+    xs2 = _contiguous(xp.sum(xs * xs, axis=1))
+    m = x.shape[0]
+    sq = xp.empty((m, k), dtype=xp.float64, device=dev)
+    idx = xp.empty((m, k), dtype=xp.int64, device=dev)
+    run = _cuda.nearest_f32 if prep.dtype == np.float32 else _cuda.nearest_f64
+    run(
+        *[_pointer(a) for a in (x, q, prep.train, prep.packed, prep.p2, xs2)],
+        m,
+        n,
+        d,
+        k,
+        prep.mu_norm,
+        _pointer(sq),
+        _pointer(idx),
+        _stream(prep.train),
+    )
+    return sq, idx
+
+
+def philox_normals(seed: int, samples, step: int, dim: int):
+    """Standard normals (len(samples), dim) float64 of the samplers' Philox stream
+    (cpp/include/mixscore/philox.hpp) drawn on the GPU; ``samples`` an int64 CuPy array or
+    CUDA torch tensor of sample indices. Equal bit for bit to ``mixscore._core.philox_normals``
+    (the CPU draws)."""
+    _cuda = _require()
+    samples = _contiguous(samples)
+    xp, dev = _xp.namespace(samples)
+    z = xp.empty((samples.shape[0], dim), dtype=xp.float64, device=dev)
+    _cuda.philox_normals(
+        seed, _pointer(samples), samples.shape[0], step, dim, _pointer(z), _stream(samples)
+    )
+    return z
