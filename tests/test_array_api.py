@@ -234,3 +234,20 @@ def test_missing_array_api_compat_is_named(monkeypatch):
     X = rng(2).standard_normal((20, 4)).astype(np.float32)
     with pytest.raises(ImportError, match="needs the array-api-compat package.*mixscore\\[gpu\\]"):
         ms.EmpiricalScore(X, ms.VP(), backend="cupy")
+
+
+def test_tf32_is_off_inside_and_restored_after():
+    """The float32 products of the fallback never run in TF32 (its bound assumes 24-bit
+    products): switched off for the call, the caller's setting restored after."""
+    torch = pytest.importorskip("torch")
+    from mixscore.backends._xp import _tf32_off
+
+    mm = torch.backends.cuda.matmul
+    before = mm.allow_tf32
+    mm.allow_tf32 = True
+    try:
+        with _tf32_off(mm):
+            assert mm.allow_tf32 is False and mm.fp32_precision == "ieee"
+        assert mm.allow_tf32 is True
+    finally:
+        mm.allow_tf32 = before

@@ -119,9 +119,26 @@ def exact_float32_products(a):
         return
     import torch
 
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    with _tf32_off(torch.backends.cuda.matmul):
+        yield
+
+
+@contextlib.contextmanager
+def _tf32_off(mm):
+    """TF32 off for torch's cuBLAS float32 products, through the API the caller used (torch
+    refuses reads of the legacy ``allow_tf32`` once the newer ``fp32_precision`` was set)."""
+    try:
+        legacy = mm.allow_tf32
+    except RuntimeError:  # the caller uses fp32_precision
+        legacy = None
+    if legacy is not None:
+        mm.allow_tf32 = False
+    else:
+        before, mm.fp32_precision = mm.fp32_precision, "ieee"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        if legacy is not None:
+            mm.allow_tf32 = legacy
+        else:
+            mm.fp32_precision = before
