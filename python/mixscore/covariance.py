@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from .backends import _xp
 from .partial import PosteriorPartial, inv_two_sigma2
 
 DRAWS_KEY = 0x9E3779B97F4A7C15
@@ -103,7 +104,11 @@ def scaled_by_alpha2_over_sigma4(
 ) -> np.ndarray:
     """alpha^2 v / sigma^4 (v of shape (M, ...)), dividing in steps: 0 stays 0 at tiny sigma
     (SCIENCE.md section 6, item 5: powers of sigma last)."""
-    v = np.asarray(v, np.float64)
+    if _xp.is_foreign(v):  # a torch / CuPy statistic stays on its device
+        xp, dev = _xp.namespace(v)
+        alpha, sigma2 = (_xp.place_like(a, xp, dev, v.dtype) for a in (alpha, sigma2))
+    else:
+        v = np.asarray(v, np.float64)
     shape = (-1,) + (1,) * (v.ndim - 1)
     a, s2 = alpha.reshape(shape), sigma2.reshape(shape)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -23,7 +23,7 @@ from ._validation import (
     check_threads,
     per_query_times,
 )
-from .backends import STAT_NAMES, get_backend
+from .backends import STAT_NAMES, _xp, get_backend, keeps_arrays
 from .conditional import LabelGroups, by_label, check_labels
 from .covariance import EXTRA_STATS
 from .partial import PosteriorPartial
@@ -72,7 +72,7 @@ class ScoreStats:
 
 def _brief(v) -> str:
     """An array as its shape and dtype (a scalar as its value): reprs stay one line."""
-    a = np.asarray(v)
+    a = v if hasattr(v, "ndim") else np.asarray(v)  # (torch / CuPy arrays stay put)
     return repr(a.item()) if a.ndim == 0 else f"<{a.dtype} array {a.shape}>"
 
 
@@ -136,8 +136,13 @@ class EmpiricalScore:
         Forward process, e.g. ``mixscore.VP()``.
     weights : (N,) array, optional
         Positive weights pi_n (duplicates as weights, not repeated rows); default equal.
-    backend : {"auto", "cpu", "numpy"}
-        ``cpu`` is the C++ engine, ``numpy`` the float64 reference. ``auto`` picks ``cpu``.
+    backend : {"auto", "cpu", "numpy", "cupy", "array_api", "cuda"}
+        ``cpu`` is the C++ engine, ``numpy`` the float64 reference, ``cupy`` (alias
+        ``array_api``) the array-API fallback on NumPy, torch or CuPy arrays where they live,
+        ``cuda`` the CUDA kernels (docs/gpu.md). ``auto`` picks ``cpu`` for host data and
+        ``cuda`` (else ``cupy``) for a CuPy array or CUDA torch tensor. With ``cupy`` / ``cuda``
+        a torch or CuPy ``train`` stays on its device, queries are moved there and results
+        come back in its library (no labels or regularizers then).
     dtype : {None, numpy.float32, numpy.float64}
         Override the compute dtype (default: the training data's float dtype).
     refine : {"auto", "all"}
@@ -158,6 +163,9 @@ class EmpiricalScore:
         ``mixscore.regularizers`` policies (Tikhonov, EmpiricalBayes, Smoothing,
         Perturbation) applied to every statistic and sampler; see that module for the
         formulas and what ``denoised`` means then.
+    tile : int, optional
+        ``cupy`` / ``cuda`` backends only: training points per tile (memory M x tile; default
+        about 2^24 / M).
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
     and Dask. ``train`` may also be a Dask array or a list of shards (arrays or .npy paths):
@@ -172,15 +180,22 @@ class EmpiricalScore:
 
     def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
                  *, backend: str = "auto", dtype=None, refine: str = "auto",
-                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None):
+                 num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None,
+                 tile: int | None = None):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
         if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32, float64 or None, got {dtype!r}")
         sharded = is_sharded(train)
+        native = not sharded and keeps_arrays(backend, train)  # torch / CuPy stays put
         if sharded:
             self.train = as_dask_train(train, dtype)
+        elif native:
+            self.train = _xp.as_float_matrix(train, "train", *_xp.namespace(train), dtype=dtype)
+            if labels is not None or regularizer is not None:
+                raise ValueError(f"labels and regularizer need NumPy training data; backend "
+                                 f"{backend!r} keeps train on its device ({_xp.describe(train)})")
         else:
             self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
             self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
@@ -188,19 +203,29 @@ class EmpiricalScore:
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
+        if tile is not None:  # the array-API / cuda backends' training points per tile
+            self._options["tile"] = tile
         if sharded:
             self.backend = DaskScoreBackend(self.train, self.weights, schedule,
                                             row_offset=self.row_offset, **self._options)
         else:
             if self.train.shape[0] == 0:
                 backend = "numpy"  # nothing to prepare: an empty shard only gives a partial
-            self.backend = get_backend(backend)(self.train, self.weights, refine=refine,
-                                                num_threads=check_threads(num_threads),
-                                                row_offset=self.row_offset)
+            cls = get_backend(backend, like=self.train)
+            if tile is not None and not getattr(cls, "native_arrays", False):
+                raise ValueError(f"tile applies to the 'cupy' and 'cuda' backends, not to "
+                                 f"{cls.name!r} (got tile={tile!r})")
+            extra = {} if tile is None else {"tile": tile}
+            self.backend = cls(self.train, self.weights, refine=refine,
+                               num_threads=check_threads(num_threads),
+                               row_offset=self.row_offset, **extra)
         self.regularizers = as_regularizers(regularizer, self)
         self.labels = None if labels is None else check_labels(labels, self.n)
         self.label_groups = None if labels is None else LabelGroups(self.labels)
-        why = schedule_warning(self.train, schedule) if self.train.size and not sharded else None
+        if native:
+            self.train = self.backend.train  # (the cuda backend may have moved it to the GPU)
+        checked = self.n and not (sharded or native)  # (no host copy of device data for this)
+        why = schedule_warning(self.train, schedule) if checked else None
         if why is not None:
             warnings.warn(why, RuntimeWarning, stacklevel=2)
 
@@ -232,7 +257,7 @@ class EmpiricalScore:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.train.dtype
+        return _xp.numpy_dtype(self.train.dtype)  # (torch / CuPy dtypes as NumPy's)
 
     def __repr__(self) -> str:
         shard = f", row_offset={self.row_offset}" if self.row_offset else ""
@@ -241,6 +266,8 @@ class EmpiricalScore:
 
     # --- evaluation ------------------------------------------------------------------------
     def _queries(self, x):
+        if getattr(self.backend, "native_arrays", False) and _xp.is_foreign(self.train):
+            return self.backend.queries(x, self.dim)  # checked and kept on the device
         arr = as_plain_array(x, "x")
         single = arr.ndim == 1
         if single:

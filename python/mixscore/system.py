@@ -49,21 +49,29 @@ def info() -> dict:
 
 
 def gpu_status(backends: list[str]) -> dict:
-    """What is there for GPUs and whether any of it is usable: a GPU backend must be among
-    ``backends``; a built CUDA extension or an installed CuPy alone do not make one."""
+    """What is there for GPUs and whether any of it is usable: the cuda backend needs the built
+    extension and a visible device (``cuda_problem`` says what is missing); the array-API
+    fallback (``backend="cupy"``) needs array-api-compat and runs on CuPy / CUDA torch arrays."""
+    from .backends.cuda import cuda_problem
+
+    problem = cuda_problem()
     gpu = [b for b in backends if b not in ("cpu", "numpy")]
-    return {"usable": bool(gpu), "backends": gpu,
+    if problem is None and "cuda" not in gpu:
+        gpu.append("cuda")
+    return {"usable": bool(gpu), "backends": gpu, "cuda_problem": problem,
             "cuda_extension_built": importlib.util.find_spec("mixscore._cuda") is not None,
-            "cupy_installed": importlib.util.find_spec("cupy") is not None}
+            "cupy_installed": importlib.util.find_spec("cupy") is not None,
+            "array_api_fallback": importlib.util.find_spec("array_api_compat") is not None}
 
 
 def format_gpu(g: dict) -> str:
+    fallback = ("backend='cupy' (array-API fallback) runs on CuPy arrays and CUDA tensors"
+                if g.get("array_api_fallback") else
+                'backend=\'cupy\' needs pip install "mixscore[gpu]"')
     if g["usable"]:
-        return f"usable: backend {', '.join(g['backends'])}"
-    present = [name for key, name in (("cuda_extension_built", "a CUDA extension"),
-                                      ("cupy_installed", "CuPy")) if g[key]]
-    note = f" ({' and '.join(present)} present but unused)" if present else ""
-    return f"not usable: this version has no GPU backend{note}"
+        return f"usable: backend {', '.join(g['backends'])}; {fallback}"
+    why = g.get("cuda_problem") or "no GPU backend"
+    return f"backend='cuda' not usable: {why}; {fallback}"
 
 
 def format_info(d: dict) -> str:

@@ -1,0 +1,61 @@
+// Host entry points of the CUDA kernels (defined in the .cu files, called by bindings.cpp).
+// Every pointer is a device pointer; launches go to `stream` (the caller's library's current
+// stream) and are checked; an error is thrown as std::runtime_error.
+#pragma once
+#include <cstdint>
+
+namespace mixscore {
+namespace cuda {
+
+// The posterior pass (cuda/posterior.cu) over N training points for M queries.
+template <typename T>
+struct PosteriorArgs {
+  const T* x;            // (M, D) the queries
+  const T* q;            // (M, D) fl_T(x - alpha mu)
+  const T* train;        // (N, D) the training points
+  const T* packed;       // (N, D) fl_T(X_n - mu)
+  const double* p2;      // (N,) |packed_n|^2
+  const double* mu;      // (D,) the training mean
+  const double* alpha;   // (M,)
+  const double* sigma2;  // (M,)
+  const double* xs2;     // (M,) |x - alpha mu|^2
+  const double* logw;    // (N,) log pi_n, or null for equal weights
+  int64_t M, N, D;
+  double mu_norm, tol, cut;  // |mu|, refinement tolerance (nats), cutoff (nats)
+  double* lam_min;       // (M,) outputs: exact smallest penalized squared distance
+  int64_t* best;         // (M,) its index (lowest among exact ties)
+  double *s0, *sum_w2, *s2, *s1;  // sums of w, w^2, w |X_n - mu|^2 (M,), w (X_n - mu) (M, D)
+};
+
+template <typename T>
+void posterior(const PosteriorArgs<T>& a, uintptr_t stream);
+
+// Exact k nearest training points (cuda/nearest.cu): squared distances (M, k) ascending by
+// (distance, index), indices (M, k); k <= kMaxK.
+constexpr int kMaxK = 32;
+template <typename T>
+struct NearestArgs {
+  const T* x;        // (M, D) queries
+  const T* q;        // (M, D) fl_T(x - mu)
+  const T* train;    // (N, D)
+  const T* packed;   // (N, D) fl_T(X_n - mu)
+  const double* p2;  // (N,)
+  const double* xs2; // (M,) |x - mu|^2
+  int64_t M, N, D, k;
+  double mu_norm;
+  double* sq_dist;   // (M, k)
+  int64_t* index;    // (M, k)
+};
+
+template <typename T>
+void nearest(const NearestArgs<T>& a, uintptr_t stream);
+
+// Standard normals of (seed, samples[i], step), i < n, into z (n, D): the Philox stream of
+// cpp/include/mixscore/philox.hpp, the same numbers as the CPU samplers draw.
+void philox_normals(uint64_t seed, const int64_t* samples, int64_t n, uint32_t step, int64_t D,
+                    double* z, uintptr_t stream);
+
+int device_count();
+
+}  // namespace cuda
+}  // namespace mixscore

@@ -1,0 +1,193 @@
+"""The CUDA backend (``backend="cuda"``): the posterior pass of ``mixscore._cuda``
+(cuda/posterior.cu) on CuPy arrays or CUDA torch tensors, without host copies.
+
+The preparation (training mean, float32 centred copy, norms), the per-query set-up and the
+finalization are those of the array-API backend (``arrayapi.py``), run in the input's library
+on the GPU; only the pass over the training set is the compiled kernel, given raw device
+pointers (``__cuda_array_interface__`` / ``data_ptr``) and the library's current stream.
+
+The kernels have been compiled but never run on a GPU in development (no GPU was available):
+tests/test_gpu.py checks them against the CPU engine and the float64 reference where a GPU is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _xp
+from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
+
+NOT_BUILT = (
+    "the mixscore._cuda extension was not built: no CUDA compiler (nvcc) was found when "
+    "mixscore was installed (or it was built with MIXSCORE_CUDA=OFF). Put nvcc on PATH (or set "
+    "CUDACXX) and reinstall"
+)
+NO_DEVICE = (
+    "mixscore._cuda is built, but no CUDA device is visible (check nvidia-smi and "
+    "CUDA_VISIBLE_DEVICES)"
+)
+NO_LIBRARY = (
+    "NumPy training data must be moved to the GPU and CuPy is not installed "
+    "(pip install cupy-cuda12x, or pass a CUDA torch tensor)"
+)
+
+
+def cuda_problem() -> str | None:
+    """What is missing for ``backend="cuda"`` (None when the kernels can run)."""
+    try:
+        from .. import _cuda
+    except ImportError:
+        return NOT_BUILT
+    if _cuda.device_count() < 1:
+        return NO_DEVICE
+    return None
+
+
+def _on_gpu(train):
+    """``train`` as a CuPy array or CUDA torch tensor (NumPy is copied once with CuPy)."""
+    if _xp.on_gpu(train):
+        return train
+    try:
+        import cupy
+    except ImportError:
+        raise RuntimeError(f"backend='cuda' is not available: {NO_LIBRARY}") from None
+    return cupy.asarray(np.ascontiguousarray(train))
+
+
+def _pointer(a) -> int:
+    if type(a).__module__.startswith("cupy"):
+        return int(a.__cuda_array_interface__["data"][0])
+    return int(a.data_ptr())
+
+
+def _stream(a) -> int:
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return int(cupy.cuda.get_current_stream().ptr)
+    import torch
+
+    return int(torch.cuda.current_stream(a.device).cuda_stream)
+
+
+def _contiguous(a):
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.ascontiguousarray(a)
+    return a.contiguous()
+
+
+class CudaBackend(ArrayApiBackend):
+    """Mixture statistics by the CUDA kernels (float32 or float64 training sets on a GPU)."""
+
+    name = "cuda"
+
+    def __init__(self, train, weights, **options):
+        problem = cuda_problem()
+        if problem is not None:
+            raise RuntimeError(
+                f"backend='cuda' is not available: {problem}. "
+                "backend='cupy' runs the array-API fallback instead"
+            )
+        super().__init__(_contiguous(_on_gpu(train)), weights, **options)
+        self.train = _contiguous(self.train)
+        if self.wide != self.xp.float64:
+            raise RuntimeError("backend='cuda' needs float64 on the device")
+
+    def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
+        from .. import _cuda
+
+        xp, wide, dev = self.xp, self.wide, self.device
+        lam_min = xp.empty((m,), dtype=wide, device=dev)
+        best = xp.empty((m,), dtype=xp.int64, device=dev)
+        acc = {k: xp.empty((m,), dtype=wide, device=dev) for k in ("s0", "sum_w2", "s2")}
+        acc["s1"] = xp.empty((m, self.dim), dtype=wide, device=dev)
+        if m == 0:
+            return lam_min, best, acc
+        x = _contiguous(xp.astype(xw, self.train.dtype))
+        args = [
+            _contiguous(a)
+            for a in (x, q, self.train, self.packed, self.p2, self.mu, alpha, sigma2, xs2)
+        ]
+        logw = 0 if self.logw is None else _pointer(self.logw)
+        run = _cuda.posterior_f32 if self.dtype == np.float32 else _cuda.posterior_f64
+        run(
+            *[_pointer(a) for a in args],
+            logw,
+            m,
+            self.n,
+            self.dim,
+            self.mu_norm,
+            self.tol,
+            _CUTOFF_NATS + math.log(self.n),
+            _pointer(lam_min),
+            _pointer(best),
+            _pointer(acc["s0"]),
+            _pointer(acc["sum_w2"]),
+            _pointer(acc["s1"]),
+            _pointer(acc["s2"]),
+            _stream(self.train),
+        )
+        return lam_min, best, acc
+
+
+def _require():
+    problem = cuda_problem()
+    if problem is not None:
+        raise RuntimeError(f"mixscore CUDA kernels are not available: {problem}")
+    from .. import _cuda
+
+    return _cuda
+
+
+def nearest(queries, train, k: int):
+    """Exact k nearest training points by the CUDA kernel: (squared distances (M, k) float64,
+    indices (M, k) int64) in the inputs' library on the GPU, ascending by (distance, index),
+    bit-identical to the CPU engine's exact distances (k <= 32)."""
+    _cuda = _require()
+    prep = CudaBackend(train, None)  # the training mean, centred float32 rows, norms
+    xp, dev, n, d = prep.xp, prep.device, prep.n, prep.dim
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, _cuda.MAX_K):
+        raise ValueError(
+            f"k must be an int in [1, min(N, {_cuda.MAX_K})] = "
+            f"[1, {min(n, _cuda.MAX_K)}], got {k!r}"
+        )
+    x, _ = prep.queries(queries, d)
+    x = _contiguous(x)
+    xs = xp.astype(x, xp.float64) - prep.mu
+    q = _contiguous(xp.astype(xs, prep.train.dtype))
+    xs2 = _contiguous(xp.sum(xs * xs, axis=1))
+    m = x.shape[0]
+    sq = xp.empty((m, k), dtype=xp.float64, device=dev)
+    idx = xp.empty((m, k), dtype=xp.int64, device=dev)
+    run = _cuda.nearest_f32 if prep.dtype == np.float32 else _cuda.nearest_f64
+    run(
+        *[_pointer(a) for a in (x, q, prep.train, prep.packed, prep.p2, xs2)],
+        m,
+        n,
+        d,
+        k,
+        prep.mu_norm,
+        _pointer(sq),
+        _pointer(idx),
+        _stream(prep.train),
+    )
+    return sq, idx
+
+
+def philox_normals(seed: int, samples, step: int, dim: int):
+    """Standard normals (len(samples), dim) float64 of the samplers' Philox stream
+    (cpp/include/mixscore/philox.hpp) drawn on the GPU; ``samples`` an int64 CuPy array or
+    CUDA torch tensor of sample indices. Equal bit for bit to ``mixscore._core.philox_normals``
+    (the CPU draws)."""
+    _cuda = _require()
+    samples = _contiguous(samples)
+    xp, dev = _xp.namespace(samples)
+    z = xp.empty((samples.shape[0], dim), dtype=xp.float64, device=dev)
+    _cuda.philox_normals(
+        seed, _pointer(samples), samples.shape[0], step, dim, _pointer(z), _stream(samples)
+    )
+    return z

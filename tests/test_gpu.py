@@ -1,0 +1,175 @@
+"""GPU backends where a GPU is: the cuda kernels (mixscore._cuda) and the array-API fallback on
+CUDA tensors / CuPy arrays, against the CPU engine and the float64 reference on the core
+accuracy matrix; the same Philox noise as the CPU; the same nearest indices, d1 = 0 for copies.
+Everything here skips with its reason where there is no CUDA device or no extension."""
+
+import mixscore as ms
+import numpy as np
+import pytest
+from conftest import reference, rng, sigma_schedule
+from test_accuracy import SIGMA_FACTORS, check_against_reference, make_data
+
+
+def _gpu_library():
+    """(module, to_device, to_host) of an installed library with a visible CUDA device."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return (
+                torch,
+                lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda(),
+                (lambda v: v.cpu().numpy()),
+            )
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy, cupy.asarray, cupy.asnumpy
+    except Exception:  # noqa: BLE001 (no CuPy, or a CuPy without a driver)
+        pass
+    return None
+
+
+def _extension():
+    try:
+        from mixscore import _cuda
+    except ImportError:
+        return None
+    return _cuda
+
+
+LIB = _gpu_library()
+EXT = _extension()
+no_device = pytest.mark.skipif(
+    LIB is None, reason="no CUDA device (or neither torch with CUDA nor CuPy installed)"
+)
+no_ext = pytest.mark.skipif(
+    EXT is None, reason="mixscore._cuda not built (no CUDA compiler at install time)"
+)
+needs_cuda = [
+    no_ext,
+    pytest.mark.skipif(EXT is not None and EXT.device_count() == 0, reason="no CUDA device"),
+] + [no_device]
+
+
+class OnDevice:
+    """A model on the GPU seen through NumPy (inputs moved there, outputs back)."""
+
+    def __init__(self, X, schedule, backend, weights=None, **kw):
+        _, to_dev, self.to_host = LIB
+        self.to_dev = to_dev
+        self.model = ms.EmpiricalScore(to_dev(X), schedule, weights, backend=backend, **kw)
+
+    def stats(self, x, t):
+        st = self.model.stats(self.to_dev(x), t)
+        return ms.ScoreStats(**{k: self.to_host(v) for k, v in st.as_dict().items()})
+
+
+def _apply(marks):
+    def wrap(f):
+        for m in marks:
+            f = m(f)
+        return f
+
+    return wrap
+
+
+@pytest.mark.parametrize("backend", ["cuda", "cupy"])
+@pytest.mark.parametrize(
+    "d,n", [(1, 7), (2, 1000), (3, 2), (16, 1), (64, 5000), (784, 1000), (3072, 2000)]
+)
+@no_device
+def test_core_accuracy_matrix_on_the_gpu(backend, n, d):
+    if backend == "cuda" and (EXT is None or EXT.device_count() == 0):
+        pytest.skip("mixscore._cuda not built" if EXT is None else "no CUDA device")
+    sde = sigma_schedule()
+    for kind in ("normal", "pixels"):
+        X = make_data(kind, n, d, seed=n * 1000 + d)
+        model, ref = OnDevice(X, sde, backend), reference(X, sde)
+        cpu = ms.EmpiricalScore(X, sde, backend="cpu")
+        scale = float(X.std()) or 1.0
+        for f in SIGMA_FACTORS:
+            check_against_reference(model, ref, X, f * scale, seed=d + n)
+            check_against_reference(model, cpu, X, f * scale, seed=d + n)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "cupy"])
+@no_device
+def test_weights_time_per_query_and_argmax(backend):
+    if backend == "cuda" and (EXT is None or EXT.device_count() == 0):
+        pytest.skip("mixscore._cuda not built" if EXT is None else "no CUDA device")
+    sde, r = ms.VP(), rng(3)
+    X = r.standard_normal((3000, 64)).astype(np.float32)
+    w = r.uniform(0.1, 5.0, 3000)
+    t = np.geomspace(1e-4, 1.0, 40)
+    x = sde.alpha(t)[:, None] * X[:40] + sde.sigma(t)[:, None] * r.standard_normal((40, 64))
+    x = x.astype(np.float32)
+    got = OnDevice(X, sde, backend, w).stats(x, t)
+    want = reference(X, sde, w).stats(x, t)
+    np.testing.assert_allclose(got.denoised, want.denoised, atol=1e-5)
+    np.testing.assert_allclose(got.logpdf, want.logpdf, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(got.argmax, want.argmax)
+
+
+@_apply(needs_cuda)
+def test_outputs_stay_on_the_device():
+    lib, to_dev, _ = LIB
+    X = rng(1).standard_normal((500, 8)).astype(np.float32)
+    model = ms.EmpiricalScore(to_dev(X), ms.VP(), backend="auto")
+    assert model.backend.name == "cuda"
+    st = model.stats(to_dev(X[:4]) + 0.1, 0.2)
+    for v in st.as_dict().values():
+        assert type(v).__module__.startswith(lib.__name__)
+        assert "cuda" in str(getattr(v, "device", "cuda"))
+
+
+@_apply(needs_cuda)
+def test_nearest_matches_the_cpu_engine_bit_for_bit():
+    from mixscore.backends import cuda
+
+    _, to_dev, to_host = LIB
+    r = rng(2)
+    for d in (2, 64, 784):
+        X = r.integers(0, 256, size=(3000, d)).astype(np.float32)
+        q = np.concatenate([X[:10], X[10:20] + r.standard_normal((10, d)).astype(np.float32)])
+        sq, idx = cuda.nearest(to_dev(q), to_dev(X), 4)
+        dist_cpu, idx_cpu = ms.nearest(q, X, k=4)
+        np.testing.assert_array_equal(to_host(idx), idx_cpu)
+        np.testing.assert_array_equal(np.sqrt(to_host(sq)), dist_cpu)
+        assert np.all(to_host(sq)[:10, 0] == 0.0)  # copies: d1 = 0 exactly
+
+
+@_apply(needs_cuda)
+def test_philox_noise_equals_the_cpu_stream():
+    from mixscore import _core
+    from mixscore.backends import cuda
+
+    _, to_dev, to_host = LIB
+    samples = np.array([0, 1, 7, 123456789, 2**40], dtype=np.int64)
+    for step, d in [(0, 1), (3, 64), (999, 3073)]:
+        z = to_host(cuda.philox_normals(42, to_dev(samples), step, d))
+        np.testing.assert_array_equal(z, _core.philox_normals(42, samples, step, d))
+
+
+@no_device
+def test_fallback_refuses_tf32_silently_enabled():
+    """With TF32 allowed globally, the fallback still computes true float32 products (and
+    restores the setting)."""
+    lib, to_dev, _ = LIB
+    if lib.__name__ != "torch":
+        pytest.skip("TF32 switch tested with torch")
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        X = make_data("pixels", 2000, 784, seed=5)
+        sde = sigma_schedule()
+        model, ref = OnDevice(X, sde, "cupy"), reference(X, sde)
+        check_against_reference(model, ref, X, 0.01 * float(X.std()), seed=5)
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
