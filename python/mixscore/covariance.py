@@ -112,7 +112,9 @@ def scaled_by_alpha2_over_sigma4(
     shape = (-1,) + (1,) * (v.ndim - 1)
     a, s2 = alpha.reshape(shape), sigma2.reshape(shape)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        return np.where(v == 0, 0.0, ((a * a) * v / s2) / s2)  # sigma = 0: 0 stays 0
+        out = ((a * a) * v / s2) / s2
+    out[v == 0] = 0.0  # sigma = 0 (a bounded regularizer's t = 0): 0 stays 0, not 0 / 0
+    return out
 
 
 def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:
