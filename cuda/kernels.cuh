@@ -10,6 +10,7 @@
 #include <string>
 
 #include "mixscore/bound.hpp"
+#include "mixscore/exact_rule.hpp"
 
 namespace mixscore {
 namespace cuda {
@@ -35,26 +36,11 @@ __device__ inline double approx_sq(const T* __restrict__ q, const T* __restrict_
   return xs2 - 2.0 * alpha * double(g) + (alpha * alpha) * p2;
 }
 
-// |x - alpha X_n|^2 from direct float64 differences, in the fixed order of
-// cpp/include/mixscore/exact.hpp (whose bodies are host-only per-ISA builds):
-//   t_d = double(x_d) - alpha * double(X_nd); s_j = sum of t_d^2 over d = j, j + 8, ...;
-//   d^2 = ((s_0 + s_4) + (s_2 + s_6)) + ((s_1 + s_5) + (s_3 + s_7)).
+// |x - alpha X_n|^2 by the one exact rule (mixscore/exact_rule.hpp; --fmad=false keeps it).
 template <typename T>
 __device__ inline double exact_sq(const T* __restrict__ x, const T* __restrict__ Xn, int64_t D,
                                   double alpha) {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 8 <= D; d += 8)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const double t = double(x[d + j]) - alpha * double(Xn[d + j]);
-      s[j] += t * t;
-    }
-  for (int j = 0; d + j < D; ++j) {
-    const double t = double(x[d + j]) - alpha * double(Xn[d + j]);
-    s[j] += t * t;
-  }
-  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+  return device::exact_sq_rule(x, Xn, alpha, D);
 }
 
 // Block-wide minimum of v (every thread gets it); a fixed tree, so deterministic.

@@ -18,6 +18,10 @@
 #error "exact.hpp is compiled once per instruction set: define MIXSCORE_ISA"
 #endif
 
+#ifdef MIXSCORE_EXACT_DEFINITIONS
+#include "mixscore/exact_rule.hpp"
+#endif
+
 namespace mixscore {
 namespace MIXSCORE_ISA {
 
@@ -43,18 +47,7 @@ double exact_lam_columns(const double* __restrict xi, double alpha, const double
 template <typename T>
 double exact_lam(const T* __restrict x, const T* __restrict Xn, double alpha, int64_t D,
                  double tw_logw) {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 8 <= D; d += 8)
-    for (int j = 0; j < 8; ++j) {
-      const double t = double(x[d + j]) - alpha * double(Xn[d + j]);
-      s[j] += t * t;
-    }
-  for (int j = 0; d + j < D; ++j) {
-    const double t = double(x[d + j]) - alpha * double(Xn[d + j]);
-    s[j] += t * t;
-  }
-  return (((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))) - tw_logw;
+  return exact_sq_rule(x, Xn, alpha, D) - tw_logw;
 }
 
 template <int DC, bool W>
