@@ -188,18 +188,20 @@ class Driver {
     // The precise product (float32 only) when the handler finds the plain product's bound too
     // loose for some query of the tile: at intermediate noise the bound otherwise sends every
     // entry to exact float64 refinement, several times the cost of the product.
+    // (Only for D > KC: shorter chains gain nothing.)
     precise = false;
     if constexpr (sizeof(T) == 4) {
-      if (direct) return;
+      if (direct || D <= Blocking<T>::KC) return;
       for (int64_t il = 0; il < mt; ++il) {
         const int64_t i = i0 + il;
-        precise = precise || h.precise_pays(il, i, qt.bnd[il](std::abs(q.alpha[i]) * ncmax_all));
+        const double b = std::abs(q.alpha[i]) * ncmax_all;
+        bnd_precise[il] = ExpansionBound::make(std::sqrt(qt.xnorm2[il]),
+                                               std::abs(q.alpha[i]) * mu_norm, D, eps / 2,
+                                               Blocking<T>::KC);
+        precise = precise || h.precise_pays(il, i, qt.bnd[il](b), bnd_precise[il](b));
       }
       if (!precise) return;
-      for (int64_t il = 0; il < mt; ++il)
-        qt.bnd[il] = ExpansionBound::make(std::sqrt(qt.xnorm2[il]),
-                                          std::abs(q.alpha[i0 + il]) * mu_norm, D, eps / 2,
-                                          Blocking<T>::KC);
+      std::copy(bnd_precise.begin(), bnd_precise.begin() + mt, qt.bnd.begin());
       if (G64.empty()) G64.resize(QT * kTrainTile);
     }
   }
@@ -335,6 +337,7 @@ class Driver {
   double ncmax_all = 0;  // the largest |Xc_n|
   bool precise = false;  // this query tile's logits from the precise product
   std::vector<double> G64;  // its float64 slice sums
+  std::vector<ExpansionBound> bnd_precise = std::vector<ExpansionBound>(QT);
   std::vector<T> xq;   // centred queries rounded to T (GEMM path)
   AlignedVector<T> Ap, G, Gall;  // packed queries; this tile's / all tiles' dot products
   std::vector<int32_t> blocks;

@@ -100,9 +100,11 @@ struct PosteriorHandler {
     return std::min(st[il].lam, hint[il]) + opt.cutoff / inv2s2(q.sigma2[i]);
   }
   // The precise product pays when the plain one's bound (at the largest |Xc_n|) is over the
-  // cap: every entry within the cutoff would be refined (the intermediate-noise slow band).
-  bool precise_pays(int64_t, int64_t i, double bound) const {
-    return bound * inv2s2(q.sigma2[i]) > opt.approx_cap;
+  // cap, so that every entry within the cutoff would be refined (the intermediate-noise slow
+  // band), and its own is not.
+  bool precise_pays(int64_t, int64_t i, double plain, double precise) const {
+    const double inv = inv2s2(q.sigma2[i]);
+    return plain * inv > opt.approx_cap && precise * inv <= opt.approx_cap;
   }
   // A hint pays only when the boxes are spread over more than the cutoff.
   bool wants_hint(int64_t, int64_t i, double lb_best, double lb_far) const {

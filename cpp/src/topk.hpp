@@ -106,7 +106,7 @@ struct TopKHandler {
   // Direct path: the k-th smallest lam of the nearest box's tile bounds the final k-th distance.
   bool wants_hint(int64_t, int64_t, double, double) const { return true; }
   // Only the few candidates are refined: the plain product always pays.
-  bool precise_pays(int64_t, int64_t, double) const { return false; }
+  bool precise_pays(int64_t, int64_t, double, double) const { return false; }
   void direct_hint(int64_t il, int64_t, int64_t nt, double) {
     if (nt < k) return;
     std::copy(qt.lam.begin(), qt.lam.begin() + nt, hi.begin());
