@@ -15,15 +15,11 @@
 // threads or on how queries are split into calls.
 #pragma once
 #include "driver.hpp"
+#include "lam_row.hpp"  // the entry classes (kApprox, kRefined: weight through the P GEMM)
 #include "mixscore/fastexp.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
-
-// Entry classes: kSkip (beyond the cutoff), kApprox (weight through the P GEMM),
-// kRefined (exact logit, weight through the P GEMM), kExact (exact logit and float64
-// accumulation about c: the small-sigma regime, where the posterior variance needs it).
-enum : int32_t { kSkip = 0, kApprox = 1, kExact = 2, kDominant = 3, kRefined = 4 };
 
 struct QueryState {
   double lam = kInf;  // running minimum of lam (maximum logit)
@@ -81,10 +77,7 @@ struct PosteriorHandler {
     }
   }
 
-  static double inv2s2(double sigma2) {
-    double v = 0.5 / sigma2;
-    return (v <= 1e300) ? v : 1e300;  // sigma -> 0: hard assignment, never inf * 0
-  }
+  static double inv2s2(double sigma2) { return inv_two_sigma2(sigma2); }
 
   void begin(int64_t, int64_t) {
     for (int64_t il = 0; il < kQueryTile; ++il) {
