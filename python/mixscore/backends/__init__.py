@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from .base import FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
+from .base import DRAWS, FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
 
 STAT_NAMES = ("logpdf", "denoised", "score", "eps", "tau2", "max_weight", "argmax", "n_eff")
 VECTOR_STATS = ("denoised", "score", "eps")
@@ -53,4 +53,4 @@ def get_backend(name: str, what: str = "score"):
 
 
 __all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
-           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "SEARCH"]
+           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "DRAWS", "SEARCH"]
