@@ -74,3 +74,11 @@ def test_nearest_ctrl_c_and_gil():
     Q = g.standard_normal((20000, 128), dtype=np.float32)
     ctrl_c_stops(lambda: index.search(Q, 2))
     assert ticks_during(lambda: index.search(Q[:3000], 2)) > 20
+
+
+def test_ctrl_c_stops_the_fused_naive_sampler():
+    r = np.random.default_rng(2)
+    model = ms.EmpiricalScore(r.standard_normal((4000, 32)).astype(np.float32), ms.VP())
+    ctrl_c_stops(lambda: ms.sample(model, 4000, steps=2000, sampler="naive", R=4, progress=False))
+    res = ms.sample(model, 3, steps=5, sampler="naive", R=2, progress=False)
+    assert res.settings["fused"] and np.all(np.isfinite(res.samples))

@@ -113,8 +113,8 @@ class CpuBackend:
         every: int,
     ) -> tuple[np.ndarray, int]:
         """The whole sampler loop in one C++ call (GIL released, Ctrl-C checked between and
-        within steps; the naive sampler's posterior draws included) on a copy of x; returns (x, the step after which the state was NaN/Inf
-        or -1)."""
+        within steps; the naive sampler's posterior draws included) on a copy of x; returns
+        (x, the step after which the state was NaN/Inf or -1)."""
         x = np.array(x, dtype=x.dtype, order="C", copy=True)
         bad = _core.sample(
             self.prepared,
