@@ -7,8 +7,11 @@ Compares, for the same samples, grid and noise:
   python+cpu    ms.sample(..., fused=False): the Python loop over the C++ engine
   python+numpy  the Python loop over the float64 NumPy reference (timed on --numpy-steps
                 steps and scaled to the full grid; the table says so)
+and the naive sampler (generalization-through-variance paper, --naive-R posterior draws per
+step) fused against the fused Euler PF-ODE sampler on the same grid (issue 13's target: at most
+1.5x for R = 4), with its Python loop over the same C++ draws for reference.
 
-    python bench/sampler_compare.py [--n 1000] [--N 1797] [--d 64] [--steps 500]
+    python bench/sampler_compare.py [--n 1000] [--N 1797] [--d 64] [--steps 500] [--naive-R 4]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main():
     p.add_argument("--sampler", default="euler_maruyama")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--naive-R", type=int, default=4, help="0: leave the naive sampler out")
     a = p.parse_args()
     rng = np.random.default_rng(0)
     X = rng.standard_normal((a.N, a.d)).astype(a.dtype)
@@ -70,6 +74,28 @@ def main():
         print(f"| {name} | {t:.3f} | {t / t_fused:.2f}x |")
     print(f"fused / score calls = {t_fused / t_calls:.3f} (target <= 1.1); "
           f"numpy loop / fused = {t_np / t_fused:.1f} (target >= 10)")
+    if a.naive_R > 0:
+        naive_table(model, a)
+
+
+def naive_table(model, a):
+    """The fused naive sampler (R draws per step) against the fused Euler PF-ODE sampler."""
+    kw = dict(steps=a.steps, seed=0, progress=False)
+    t_euler, _ = timed(lambda: ms.sample(model, a.n, sampler="euler", **kw), a.repeats)
+    naive = dict(sampler="naive", R=a.naive_R, **kw)
+    t_naive, res = timed(lambda: ms.sample(model, a.n, **naive), a.repeats)
+    assert res.settings["fused"]
+    t_loop, res_loop = timed(lambda: ms.sample(model, a.n, fused=False, **naive))
+    assert np.array_equal(res_loop.samples, res.samples)
+    print(f"naive sampler, R = {a.naive_R}, {a.steps} steps, n = {a.n}: best of {a.repeats} "
+          "(Python loop: 1)")
+    print("| runner | seconds | / fused euler |")
+    print("|---|---|---|")
+    for name, t in (("fused euler (PF-ODE)", t_euler),
+                    (f"fused naive, R = {a.naive_R}", t_naive),
+                    ("Python loop over the C++ draws", t_loop)):
+        print(f"| {name} | {t:.3f} | {t / t_euler:.2f}x |")
+    print(f"fused naive / fused euler = {t_naive / t_euler:.2f} (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,11 @@ def test_ctrl_c_one_query_tile():
     for threads in (1, 2):
         model = ms.EmpiricalScore(X, ms.EDM(), num_threads=threads)
         ctrl_c_stops(lambda m=model: m.stats_at_noise(x, 1.0, 100.0), after=0.3, within=0.8)
+
+
+def test_ctrl_c_stops_the_fused_naive_sampler():
+    r = np.random.default_rng(2)
+    model = ms.EmpiricalScore(r.standard_normal((4000, 32)).astype(np.float32), ms.VP())
+    ctrl_c_stops(lambda: ms.sample(model, 4000, steps=2000, sampler="naive", R=4, progress=False))
+    res = ms.sample(model, 3, steps=5, sampler="naive", R=2, progress=False)
+    assert res.settings["fused"] and np.all(np.isfinite(res.samples))

@@ -227,7 +227,7 @@ def test_kde_with_labels_draws_from_the_group():
         (dict(sampler="naive", kappa=1.0), "kappa= applies to sampler='effective' only"),
         (dict(sampler="kde", bandwidth=-1.0), "bandwidth must be a finite number >= 0"),
         (dict(sampler="ddpm", bandwidth=1.0), "bandwidth= applies to sampler='kde' only"),
-        (dict(sampler="naive", fused=True), "runs in the Python loop"),
+        (dict(sampler="effective", kappa=1.0, fused=True), "runs in the Python loop"),
         (dict(sampler="kde", start=np.zeros(2)), "start= does not apply"),
         (dict(sampler="kde", end="denoised"), "end must be 'as_is'"),
     ],

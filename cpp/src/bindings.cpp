@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "mixscore/draws.hpp"
 #include "mixscore/engine.hpp"
 #include "mixscore/fastexp.hpp"
 #include "mixscore/nearest.hpp"
@@ -135,6 +136,42 @@ py::dict stats(const PyPrepared<T>& train, const py::array& x_, carray<double> a
   return result;
 }
 
+// R posterior draws per query (mixscore/draws.hpp): (M, R) local training indices. rows: the
+// stream row id of each query; key: the Philox key (seed ^ DRAWS_KEY).
+template <typename T>
+py::array_t<int64_t> draws(const PyPrepared<T>& train, const py::array& x_, carray<double> alpha,
+                           carray<double> sigma2, int64_t R, uint64_t key, carray<int64_t> rows,
+                           uint32_t first_step, const EngineOptions& opt) {
+  const TrainSet<T> tr = train.prep->view();
+  const carray<T> x = queries<T>(x_, tr.D, "x");
+  const py::ssize_t M = x.shape(0);
+  check_len(alpha, M, "alpha");
+  check_len(sigma2, M, "sigma2");
+  check_len(rows, M, "rows");
+  if (R < 1)
+    throw std::invalid_argument("R (the number of posterior draws) must be >= 1, got " +
+                                std::to_string(R));
+  if (uint64_t(first_step) + uint64_t(R) > (uint64_t(1) << 32))
+    throw std::invalid_argument("first_step + R must be <= 2**32 (the Philox step counter)");
+  Queries<T> qs;
+  qs.x = x.data();
+  qs.alpha = alpha.data();
+  qs.sigma2 = sigma2.data();
+  qs.M = M;
+  DrawSpec spec;
+  spec.R = R;
+  spec.key = key;
+  spec.rows = rows.data();
+  spec.n_total = tr.N;
+  spec.first_step = first_step;
+  py::array_t<int64_t> out({M, py::ssize_t(R)});
+  int64_t* op = out.mutable_data();
+  if (M > 0)
+    run_interruptible(
+        [&](const StopFn& poll) { return posterior_draws<T>(tr, qs, spec, op, opt, poll); });
+  return out;
+}
+
 // Runs the whole sampler loop (mixscore/sampler.hpp) on x in place. Returns -1, or the step
 // after which the state held NaN/Inf (the loop stopped there).
 template <typename T>
@@ -142,7 +179,8 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
                carray<double> coef, carray<double> alpha, carray<double> sigma2, bool predictor,
                uint64_t seed, int64_t first_sample, bool end_denoise, carray<int64_t> save_steps,
                std::optional<py::array_t<T, py::array::c_style>> saved,
-               const EngineOptions& opt, std::optional<py::function> callback, int64_t every) {
+               const EngineOptions& opt, std::optional<py::function> callback, int64_t every,
+               std::optional<carray<int64_t>> draws) {
   const TrainSet<T> tr = train.prep->view();
   if (x.ndim() != 2 || x.shape(1) != tr.D)
     throw std::invalid_argument("x: expected a 2-d array with " + std::to_string(tr.D) +
@@ -155,6 +193,16 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
   check_len(alpha, K + 1, "alpha");
   check_len(sigma2, K + 1, "sigma2");
   if (every < 1) throw std::invalid_argument("every must be >= 1");
+  if (draws) {
+    check_len(*draws, K, "draws");
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t R = draws->data()[k];
+      if (R < 0 || uint64_t(k + 1) * uint64_t(R) > (uint64_t(1) << 32))
+        throw std::invalid_argument("draws: expected counts R >= 0 with steps * R <= 2**32 "
+                                    "(the Philox step counter), got " + std::to_string(R) +
+                                    " at step " + std::to_string(k));
+    }
+  }
   for (int64_t s = 0; s < S; ++s) {
     const int64_t k = save_steps.data()[s];
     if (k < 0 || k > K || (s > 0 && k <= save_steps.data()[s - 1]))
@@ -172,6 +220,7 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
   plan.seed = seed;
   plan.first_sample = first_sample;
   plan.end_denoise = end_denoise;
+  plan.draws = draws ? draws->data() : nullptr;
   plan.save_steps = save_steps.data();
   plan.n_save = S;
   T* xs = x.mutable_data();
@@ -259,12 +308,16 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
                       }));
   m.def("stats", &stats<T>, py::arg("prepared"), py::arg("x"), py::arg("alpha"),
         py::arg("sigma2"), py::arg("want"), py::arg("options"));
+  m.def("draws", &draws<T>, py::arg("prepared"), py::arg("x"), py::arg("alpha"),
+        py::arg("sigma2"), py::arg("R"), py::arg("key"), py::arg("rows"),
+        py::arg("first_step"), py::arg("options"));
   m.def("nearest", &nearest<T>, py::arg("prepared"), py::arg("x"), py::arg("k"),
         py::arg("options"));
   m.def("sample", &sample<T>, py::arg("prepared"), py::arg("x"), py::arg("coef"),
         py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), py::arg("seed"),
         py::arg("first_sample"), py::arg("end_denoise"), py::arg("save_steps"),
-        py::arg("saved"), py::arg("options"), py::arg("callback"), py::arg("every"));
+        py::arg("saved"), py::arg("options"), py::arg("callback"), py::arg("every"),
+        py::arg("draws") = py::none());
 }
 
 }  // namespace
@@ -309,6 +362,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("counter"), py::arg("key"), "The raw Philox4x32-10 block (known-answer tests).");
   m.attr("STEP_START_NOISE") = kStepStartNoise;
   m.attr("STEP_START_INDEX") = kStepStartIndex;
+  m.attr("DRAWS_KEY") = kDrawsKey;
   m.def("max_threads", []() { return omp_get_max_threads(); });
   m.def("exp_nonpositive", [](carray<double> x) {
     py::array_t<double> y(x.size());

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "cpu_features.hpp"
+#include "mixscore/draws.hpp"
 #include "mixscore/philox.hpp"
 #include "mixscore/threads.hpp"
 #include "mixscore/prepared.hpp"
@@ -58,6 +59,12 @@ bool nearest_search(const TrainSet<T>& tr, const T* x, int64_t M, int64_t k, dou
 }
 
 template <typename T>
+bool posterior_draws(const TrainSet<T>& tr, const Queries<T>& q, const DrawSpec& spec,
+                     int64_t* out, const EngineOptions& opt, const StopFn& stop) {
+  return variant().kernels<T>().draws(tr, q, spec, out, opt, stop);
+}
+
+template <typename T>
 void pack_train_tiles(const T* X, const double* mu, int64_t N, int64_t D, T* out,
                       int num_threads) {
   variant().kernels<T>().pack(X, mu, N, D, out, num_threads);
@@ -74,7 +81,9 @@ void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step,
   template bool nearest_search<T>(const TrainSet<T>&, const T*, int64_t, int64_t, double*,   \
                                   int64_t*, const NearestOptions&, const StopFn&,            \
                                   NearestCounters*);                                         \
-  template void pack_train_tiles<T>(const T*, const double*, int64_t, int64_t, T*, int);
+  template void pack_train_tiles<T>(const T*, const double*, int64_t, int64_t, T*, int);      \
+  template bool posterior_draws<T>(const TrainSet<T>&, const Queries<T>&, const DrawSpec&,   \
+                                   int64_t*, const EngineOptions&, const StopFn&);
 MIXSCORE_INSTANTIATE(float)
 MIXSCORE_INSTANTIATE(double)
 

@@ -15,15 +15,11 @@
 // threads or on how queries are split into calls.
 #pragma once
 #include "driver.hpp"
+#include "lam_row.hpp"  // the entry classes (kApprox, kRefined: weight through the P GEMM)
 #include "mixscore/fastexp.hpp"
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
-
-// Entry classes: kSkip (beyond the cutoff), kApprox (weight through the P GEMM),
-// kRefined (exact logit, weight through the P GEMM), kExact (exact logit and float64
-// accumulation about c: the small-sigma regime, where the posterior variance needs it).
-enum : int32_t { kSkip = 0, kApprox = 1, kExact = 2, kDominant = 3, kRefined = 4 };
 
 struct QueryState {
   double lam = kInf;  // running minimum of lam (maximum logit)
@@ -81,11 +77,6 @@ struct PosteriorHandler {
     }
   }
 
-  static double inv2s2(double sigma2) {
-    double v = 0.5 / sigma2;
-    return (v <= 1e300) ? v : 1e300;  // sigma -> 0: hard assignment, never inf * 0
-  }
-
   void begin(int64_t, int64_t) {
     for (int64_t il = 0; il < kQueryTile; ++il) {
       st[il] = QueryState{};
@@ -97,18 +88,14 @@ struct PosteriorHandler {
 
   // Tiles whose lam all exceed this are beyond the cutoff from the final maximum.
   double cut(int64_t il, int64_t i) const {
-    return std::min(st[il].lam, hint[il]) + opt.cutoff / inv2s2(q.sigma2[i]);
+    return std::min(st[il].lam, hint[il]) + opt.cutoff / inv_two_sigma2(q.sigma2[i]);
   }
-  // The precise product pays when the plain one's bound (at the largest |Xc_n|) is over the
-  // cap, so that every entry within the cutoff would be refined (the intermediate-noise slow
-  // band), and its own is not.
   bool precise_pays(int64_t, int64_t i, double plain, double precise) const {
-    const double inv = inv2s2(q.sigma2[i]);
-    return plain * inv > opt.approx_cap && precise * inv <= opt.approx_cap;
+    return precise_product_pays(plain, precise, inv_two_sigma2(q.sigma2[i]), opt.approx_cap);
   }
   // A hint pays only when the boxes are spread over more than the cutoff.
   bool wants_hint(int64_t, int64_t i, double lb_best, double lb_far) const {
-    return (lb_far - lb_best) * inv2s2(q.sigma2[i]) > opt.cutoff;
+    return (lb_far - lb_best) * inv_two_sigma2(q.sigma2[i]) > opt.cutoff;
   }
   void direct_hint(int64_t il, int64_t, int64_t, double lmin) {
     hint[il] = std::min(hint[il], lmin);
@@ -192,7 +179,7 @@ struct PosteriorHandler {
   // loops of larger D changed how the compiler split the first moment's sum: its last bits.)
   template <int DC, bool Moments>
   void direct_row(int64_t il, int64_t i, int64_t p0, int64_t nt, double lmin) {
-    const double inv = inv2s2(q.sigma2[i]);
+    const double inv = inv_two_sigma2(q.sigma2[i]);
     const double* L = qt.lam.data();
     take_min(il, p0, nt, lmin, inv);
     QueryState& s = st[il];
@@ -276,110 +263,40 @@ struct PosteriorHandler {
 
   void gemm_tile_begin(int64_t nt) { std::fill(active.begin(), active.begin() + nt, 0); }
 
-  // GEMM path: approximate lam with bounds, refine what matters, weights into P.
+  // GEMM path: approximate lam with bounds, refine what matters (lam_row.hpp), weights into P.
   void gemm_row(int64_t il, int64_t i, int64_t n0, int64_t nt) {
-    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
-    const double xn2 = qt.xnorm2[il];
-    const T* Grow = qt.Gcur + il * kTrainTile;
+    const double inv = inv_two_sigma2(q.sigma2[i]);
     double* L = qt.lam.data();
     int32_t* S = status.data();
-    const double* nc2 = tr.norm2c + n0;
-    const double* lw = tr.logw ? tr.logw + n0 : nullptr;
-    const double a2 = alpha * alpha, two_s2 = 2.0 * sigma2;
     const double B = qt.tile_bound(il);
     QueryState& s = st[il];
     const double ub0 = std::min(s.lam, hint[il]);
     // (1) approximate lam. Entries above thr are beyond the cutoff even against the running
     // minimum: when none is below, the tile adds nothing (the common case at small sigma,
     // where this pass is all the per-entry work).
-    const double thr = ub0 + opt.cutoff / inv + B;
     int nin = 0;
-    double lmin_all = kInf;
-    const double m2a = -2.0 * alpha;
-    if (lw) {
-#pragma omp simd reduction(+ : nin) reduction(min : lmin_all)
-      for (int64_t k = 0; k < nt; ++k) {
-        double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k] - two_s2 * lw[k];
-        L[k] = lk;
-        nin += lk <= thr;
-        lmin_all = std::min(lmin_all, lk);
-      }
-    } else {
-#pragma omp simd reduction(+ : nin) reduction(min : lmin_all)
-      for (int64_t k = 0; k < nt; ++k) {
-        double lk = xn2 + m2a * double(Grow[k]) + a2 * nc2[k];
-        L[k] = lk;
-        nin += lk <= thr;
-        lmin_all = std::min(lmin_all, lk);
-      }
-    }
+    const double lmin_all =
+        approx_lam_row(qt, il, i, n0, nt, L, ub0 + opt.cutoff / inv + B, nin);
     if (nin == 0) {
       s.wa = 0.0;
       return;
     }
     const double lam_ub = std::min(ub0, lmin_all + B);  // an upper bound on the true minimum
-    const double cut = opt.cutoff, tol = opt.refine_tol, cap = opt.approx_cap,
-                 dom = opt.dominant_gap;
-    const double e = B * inv;  // error bound of the tile's lam, nats
-    const int must_all = e > cap, dom_ok = (e > tol) & (e <= cap);
-    // An entry is kept when the lower bound on its true gap, (lk - B - lam_ub) inv nats, is
-    // within the cutoff.
-    auto kept = [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; };
-    if (!must_all) {  // a spread posterior needs no refinement: no per-entry classes
-      int ndom = 0;  // the counts and minimum of the classification below, without classes
-      double lmin = kInf;
-#pragma omp simd reduction(+ : ndom) reduction(min : lmin)
-      for (int64_t k = 0; k < nt; ++k) {
-        const double lk = L[k];
-        const double gap_lo = (lk - B - lam_ub) * inv;
-        const int in = gap_lo <= cut;
-        const int d = in & (gap_lo <= dom) & dom_ok;
-        ndom += d;
-        lmin = std::min(lmin, in ? lk : kInf);
-      }
-      if (ndom == 0 || ndom > opt.refine_budget) {
-        lower_minimum(il, n0, nt, lmin, inv, kept);
-        approx_weights(il, n0, nt, inv, kept);
-        return;
-      }
+    const double cut = opt.cutoff;
+    // (2) the refinement rule: classes in S (kSkip, kApprox, kExact, kRefined), exact lam
+    // of the refined entries in L
+    const RowRefinement rr = refine_row(qt, i, n0, nt, L, S, B, lam_ub, inv, opt);
+    if (!rr.classified) {  // a spread posterior: no per-entry classes
+      auto kept = [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; };
+      lower_minimum(il, n0, nt, rr.lmin, inv, kept);
+      approx_weights(il, n0, nt, inv, kept);
+      return;
     }
-    // (2) classify: skip (beyond cutoff), approx, must refine (bound over the cap), dominant;
-    // and the minimum over the entries kept.
-    int ndom = 0, nmust = 0;
-    double lmin = kInf;
-#pragma omp simd reduction(+ : ndom, nmust) reduction(min : lmin)
-    for (int64_t k = 0; k < nt; ++k) {
-      const double lk = L[k];
-      const double gap_lo = (lk - B - lam_ub) * inv;  // lower bound on the true gap, nats
-      const int in = gap_lo <= cut;
-      const int must = in & must_all;
-      const int d = in & (gap_lo <= dom) & dom_ok;
-      S[k] = in * kApprox + must * (kExact - kApprox) + d * (kDominant - kApprox);
-      ndom += d;
-      nmust += must;
-      lmin = std::min(lmin, in ? lk : kInf);
-    }
-    const bool refine_dominant = ndom > 0 && ndom <= opt.refine_budget;
-    if (ndom > 0) {
-      const int32_t to = refine_dominant ? kRefined : kApprox;
-#pragma omp simd
-      for (int64_t k = 0; k < nt; ++k) S[k] = S[k] == kDominant ? to : S[k];
-    }
-    if (nmust > 0 || refine_dominant) {
-      for_flagged(nt, [S](int64_t k) { return (S[k] == kExact) | (S[k] == kRefined); },
-                  [&](int64_t k) { L[k] = qt.exact(i, n0 + k); });
-      lmin = kInf;  // (3) the refined values change the minimum
-#pragma omp simd reduction(min : lmin)
-      for (int64_t k = 0; k < nt; ++k) {
-        const double lk = L[k];  // unconditional load: lets the compiler vectorize
-        lmin = std::min(lmin, S[k] != kSkip ? lk : kInf);
-      }
-    }
-    lower_minimum(il, n0, nt, lmin, inv, [S](int64_t k) { return S[k] != kSkip; });
-    // (4) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
+    lower_minimum(il, n0, nt, rr.lmin, inv, [S](int64_t k) { return S[k] != kSkip; });
+    // (3) weights: approximate ones into P (second GEMM), exact ones accumulated directly.
     approx_weights(il, n0, nt, inv,
                    [S](int64_t k) { return (S[k] == kApprox) | (S[k] == kRefined); });
-    if (nmust > 0) {  // exact entries: float64 weights accumulated about c
+    if (rr.nmust > 0) {  // exact entries: float64 weights accumulated about c
       const double lam0 = s.lam;
       for_flagged(nt, [S](int64_t k) { return S[k] == kExact; }, [&](int64_t k) {
         const double g = (L[k] - lam0) * inv;
@@ -489,7 +406,7 @@ struct PosteriorHandler {
 
   void finish(int64_t il, int64_t i, int64_t) {
     const QueryState& s = st[il];
-    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv2s2(sigma2);
+    const double alpha = q.alpha[i], sigma2 = q.sigma2[i], inv = inv_two_sigma2(sigma2);
     const double* S1 = &s1[il * D];
     const double* cc = &c[il * D];
     const T* xi = q.x + i * D;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "mixscore/draws.hpp"
 #include "mixscore/philox.hpp"
 #include "mixscore/threads.hpp"
 
@@ -41,6 +42,50 @@ struct Denoiser {
   }
 };
 
+// The naive estimator's denoiser: xh (n x D, float64) = the mean of R training points drawn
+// from w(x, t) per sample (mixscore/draws.hpp), summed in draw order as NumPy's mean does.
+template <typename T>
+struct DrawsMean {
+  const TrainSet<T>& train;
+  const EngineOptions& opt;
+  const StopFn& stop;
+  int64_t n;
+  std::vector<double> alpha, sigma2;
+  std::vector<int64_t> rows, idx;
+
+  bool operator()(const T* x, double alpha_t, double sigma2_t, int64_t R, uint64_t seed,
+                  uint32_t first_step, double* xh) {
+    std::fill(alpha.begin(), alpha.end(), alpha_t);
+    std::fill(sigma2.begin(), sigma2.end(), sigma2_t);
+    idx.resize(n * R);
+    Queries<T> q;
+    q.x = x;
+    q.alpha = alpha.data();
+    q.sigma2 = sigma2.data();
+    q.M = n;
+    DrawSpec spec;
+    spec.R = R;
+    spec.key = seed ^ kDrawsKey;
+    spec.rows = rows.data();
+    spec.n_total = train.N;
+    spec.first_step = first_step;
+    if (!posterior_draws<T>(train, q, spec, idx.data(), opt, stop)) return false;
+    const int64_t D = train.D;
+#pragma omp parallel for num_threads(thread_count(opt.num_threads)) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      double* out = xh + i * D;
+      const T* X0 = train.X + idx[i * R] * D;
+      for (int64_t d = 0; d < D; ++d) out[d] = double(X0[d]);
+      for (int64_t r = 1; r < R; ++r) {
+        const T* Xr = train.X + idx[i * R + r] * D;
+        for (int64_t d = 0; d < D; ++d) out[d] += double(Xr[d]);
+      }
+      for (int64_t d = 0; d < D; ++d) out[d] /= double(R);
+    }
+    return true;
+  }
+};
+
 int threads_for(const EngineOptions& opt) {
   return thread_count(opt.num_threads);
 }
@@ -55,6 +100,13 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
   const int64_t D = train.D, nD = n * D;
   Denoiser<T> denoise{train, opt, should_stop, n, std::vector<double>(n), std::vector<double>(n)};
   std::vector<T> xh(nD), xe(plan.predictor ? nD : 0), xhb(plan.predictor ? nD : 0);
+  bool naive = false;  // any step with posterior draws
+  for (int64_t k = 0; plan.draws && k < plan.K; ++k) naive = naive || plan.draws[k] > 0;
+  DrawsMean<T> draws_mean{train, opt, should_stop, n,
+                          std::vector<double>(naive ? n : 0), std::vector<double>(naive ? n : 0),
+                          std::vector<int64_t>(naive ? n : 0), {}};
+  for (int64_t i = 0; naive && i < n; ++i) draws_mean.rows[i] = plan.first_sample + i;
+  std::vector<double> xhd(naive ? nD : 0);  // the naive step's float64 denoiser
   SamplerStatus status;
   int64_t next_save = 0;
   auto save = [&](int64_t step) {
@@ -67,7 +119,14 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
   const int nthreads = threads_for(opt);
   for (int64_t k = 0; k < plan.K; ++k) {
     const double* c = plan.coef + k * kNumCoef;
-    if (!denoise(x, plan.alpha[k], plan.sigma2[k], xh.data())) return {false, -1};
+    const int64_t R = plan.draws ? plan.draws[k] : 0;
+    if (R > 0) {
+      if (!draws_mean(x, plan.alpha[k], plan.sigma2[k], R, plan.seed, uint32_t(k * R),
+                      xhd.data()))
+        return {false, -1};
+    } else if (!denoise(x, plan.alpha[k], plan.sigma2[k], xh.data())) {
+      return {false, -1};
+    }
     if (plan.predictor) {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
       for (int64_t e = 0; e < nD; ++e)
@@ -86,7 +145,7 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
         const int64_t i1 = std::min(n, i0 + kBatch);
         if (noisy) fill_normals(plan.seed, plan.first_sample + i0, i1 - i0, uint32_t(k), D, z.data());
         for (int64_t e = i0 * D; e < i1 * D; ++e) {
-          double v = c[kA] * double(x[e]) + c[kB] * double(xh[e]);
+          double v = c[kA] * double(x[e]) + c[kB] * (R > 0 ? xhd[e] : double(xh[e]));
           if (plan.predictor) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
           if (noisy) v = v + c[kS] * z[e - i0 * D];
           x[e] = T(v);

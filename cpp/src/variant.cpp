@@ -1,7 +1,8 @@
 // One instruction-set variant (compiled once per ISA by CMakeLists.txt with
-// -DMIXSCORE_ISA=<name>): the engine, the nearest search and the packing of the prepared
-// training set, collected in this variant's dispatch table (mixscore/variant.hpp).
+// -DMIXSCORE_ISA=<name>): the engine, the nearest search, the posterior draws and the packing
+// of the prepared training set, collected in this variant's dispatch table (mixscore/variant.hpp).
 #include "mixscore/variant.hpp"
+#include "draws.hpp"
 #include "posterior.hpp"
 #include "topk.hpp"
 
@@ -20,8 +21,8 @@ void pack_train(const T* X, const double* mu, int64_t N, int64_t D, T* out, int 
 
 extern const Variant kVariant = {
     MIXSCORE_STR(MIXSCORE_ISA),
-    {&run<float>, &nearest_search<float>, &pack_train<float>},
-    {&run<double>, &nearest_search<double>, &pack_train<double>},
+    {&run<float>, &nearest_search<float>, &pack_train<float>, &posterior_draws<float>},
+    {&run<double>, &nearest_search<double>, &pack_train<double>, &posterior_draws<double>},
     &fill_normals,
 };
 

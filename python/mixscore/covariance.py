@@ -12,8 +12,10 @@ With w_n = p(n | x, t) and xhat0 = sum_n w_n X_n:
 (``posterior_extras``). C v, C, the Hessian, Gumbel-max posterior draws and Gaussian noise of
 covariance Cov_w(X_0) need every weight; they are computed here as chunked float64 NumPy
 reductions over the training set (direct differences, bounded memory), normalized by the
-log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the engine. These are
-the candidates for C++ handlers.
+log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the engine.
+``posterior_draws`` here is the reference: a backend with the ``draws`` capability (the cpu
+backend, cpp/src/draws.hpp) draws from the same streams in one engine pass, and
+``EmpiricalScore.posterior_draws`` and the naive sampler use it.
 
 Random streams (counter-based Philox, independent of batch split): query row i, point n (global
 index), draw r of ``posterior_draws`` use the uniform of (key seed ^ DRAWS_KEY, id i N_total + n,
@@ -31,7 +33,7 @@ from . import _core
 from .backends import _xp
 from .partial import PosteriorPartial, inv_two_sigma2
 
-DRAWS_KEY = 0x9E3779B97F4A7C15
+DRAWS_KEY = _core.DRAWS_KEY  # 0x9E3779B97F4A7C15, cpp/include/mixscore/draws.hpp
 NOISE_KEY = 0xD1B54A32D192ED03
 EXTRA_STATS = ("trace_cov", "entropy")
 _CHUNK_ELEMENTS = 1 << 21  # queries x points x D per block

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import covariance
 from ._validation import per_query_times
-from .backends import STAT_NAMES
+from .backends import DRAWS, STAT_NAMES, has
 from .conditional import by_label
 from .regularizers import mixture_context, regularized_stats
 
@@ -48,6 +48,18 @@ def _mixture_partial(model, xq, ts):
     return model.backend.partial(xq, ctx.alpha, ctx.mix_sigma2)
 
 
+def _draws(model, xq, ts, R: int, seed: int, rows, first_step: int) -> np.ndarray:
+    """(M, R) local indices drawn from w(x, t): one pass of the backend's draws handler when it
+    has one (same streams as the reference), else ``covariance.posterior_draws``."""
+    if has(model.backend, DRAWS) and not model.regularizers:
+        sch = model.schedule
+        alpha = np.broadcast_to(sch.alpha(ts), ts.shape)
+        sigma2 = np.broadcast_to(sch.sigma2(ts), ts.shape)
+        return model.backend.draws(xq, alpha, sigma2, R, seed, rows, first_step)
+    part = _mixture_partial(model, xq, ts)
+    return covariance.posterior_draws(model, part, R, seed, rows, first_step)
+
+
 def _check_count(R) -> int:
     if isinstance(R, (bool, np.bool_)) or not isinstance(R, numbers.Integral) or R < 1:
         raise ValueError(f"R (the number of posterior draws) must be an int >= 1, got {R!r}")
@@ -79,6 +91,8 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     ids, step = (np.arange(m), 0) if stream is None else stream
 
     def run(sub, rows):
+        if op == "draws":
+            return {"draws": _draws(sub, xq[rows], ts[rows], R, seed, ids[rows], step)}
         part = _mixture_partial(sub, xq[rows], ts[rows])
         if op == "cov_matvec":
             res = covariance.cov_matvec(sub, part, vq[rows])
@@ -86,8 +100,6 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
             res = covariance.cov(sub, part)
             if op == "hessian":
                 res = res - np.eye(xq.shape[1])[None] / part.sigma2[:, None, None]
-        elif op == "draws":
-            return {"draws": covariance.posterior_draws(sub, part, R, seed, ids[rows], step)}
         else:
             res = covariance.cov_noise(sub, part, seed, ids[rows], step)
         return {"value": res}

@@ -16,6 +16,9 @@ namespace mixscore {
 // with the seven coefficients of step k computed once in Python (python/mixscore/sampling/
 // methods.py), so the C++ loop and the Python loop for user scores share one definition of
 // each method and perform the same float64 operations in the same order.
+// The naive sampler (generalization-through-variance paper, Prop. 4.1) replaces xh(x, t_a) at
+// step k by the float64 mean of draws[k] training points drawn from w(x, t_a)
+// (mixscore/draws.hpp: Philox key seed ^ kDrawsKey, row first_sample + i, steps k R ..).
 enum Coef : int { kA = 0, kB, kS, kEx, kEh, kCe, kCb, kNumCoef };
 
 struct SamplerPlan {
@@ -27,6 +30,7 @@ struct SamplerPlan {
   uint64_t seed = 0;
   int64_t first_sample = 0;   // global index of row 0 (noise stream of each sample)
   bool end_denoise = false;   // true: replace x(t_end) by the denoiser at t_end
+  const int64_t* draws = nullptr;  // K posterior draws per step replacing xh (0: xh), or null
   const int64_t* save_steps = nullptr;  // increasing step numbers in [0, K] (0 = the start)
   int64_t n_save = 0;
 };

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "mixscore/draws.hpp"
 #include "mixscore/engine.hpp"
 #include "mixscore/nearest.hpp"
 
@@ -16,6 +17,8 @@ struct Kernels {
   bool (*nearest)(const TrainSet<T>&, const T*, int64_t, int64_t, double*, int64_t*,
                   const NearestOptions&, const StopFn&, NearestCounters*);
   void (*pack)(const T*, const double*, int64_t, int64_t, T*, int);  // prepared.hpp's tiles
+  bool (*draws)(const TrainSet<T>&, const Queries<T>&, const DrawSpec&, int64_t*,
+                const EngineOptions&, const StopFn&);
 };
 
 struct Variant {

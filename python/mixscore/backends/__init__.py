@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from .base import FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
+from .base import DRAWS, FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
 
 STAT_NAMES = ("logpdf", "denoised", "score", "eps", "tau2", "max_weight", "argmax", "n_eff")
 VECTOR_STATS = ("denoised", "score", "eps")
@@ -87,5 +87,5 @@ def get_backend(name: str, what: str = "score", like=None):
 
 
 __all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
-           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "SEARCH", "NAMES",
+           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "DRAWS", "SEARCH", "NAMES",
            "keeps_arrays", "device_backend"]

@@ -8,7 +8,11 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
 * ``partial``      ``partial(x, alpha, sigma2) -> PosteriorPartial`` (mergeable, see
                    ``mixscore.partial``);
 * ``fused_sample`` ``fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
-                   on_step, every) -> x`` (the whole fixed-grid sampler loop in one call).
+                   on_step, every) -> x`` (the whole fixed-grid sampler loop in one call; with
+                   ``draws`` too, the naive sampler's ``plan.draws`` as well);
+* ``draws``        ``draws(x, alpha, sigma2, R, seed, rows, first_step) -> (M, R)`` local
+                   training indices drawn from the posterior, with the Philox streams of
+                   ``mixscore.covariance.posterior_draws``.
 
 A nearest backend, ``Backend(train, num_threads=...)``, offers ``search``:
 ``search(queries, k) -> (distances, indices)`` (exact, ascending by (distance, index)).
@@ -23,6 +27,7 @@ import numpy as np
 STATS = "stats"
 PARTIAL = "partial"
 FUSED_SAMPLE = "fused_sample"
+DRAWS = "draws"
 SEARCH = "search"
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from .. import _core
 from .._validation import check_threads
 from ..partial import POSTERIOR_FIELDS, PosteriorPartial
-from .base import FUSED_SAMPLE, PARTIAL, STATS
+from .base import DRAWS, FUSED_SAMPLE, PARTIAL, STATS
 from .numpy_ref import log_weight_sum
 
 
@@ -26,7 +26,7 @@ class CpuBackend:
     prepared once (``prepare``; pass ``prepared`` to share one with a nearest index)."""
 
     name = "cpu"
-    capabilities = frozenset({STATS, PARTIAL, FUSED_SAMPLE})
+    capabilities = frozenset({STATS, PARTIAL, FUSED_SAMPLE, DRAWS})
 
     def __init__(
         self,
@@ -75,6 +75,31 @@ class CpuBackend:
             dtype=self.dtype,
         )
 
+    def draws(
+        self,
+        x: np.ndarray,
+        alpha: np.ndarray,
+        sigma2: np.ndarray,
+        R: int,
+        seed: int,
+        rows: np.ndarray,
+        first_step: int = 0,
+    ) -> np.ndarray:
+        """(M, R) local training indices drawn from w_n(x, t) in one pass of the C++ draws
+        handler (cpp/src/draws.hpp): the streams, and in float64 the indices, of the NumPy
+        reference ``mixscore.covariance.posterior_draws``."""
+        return _core.draws(
+            self.prepared,
+            np.ascontiguousarray(x, dtype=self.dtype),
+            np.ascontiguousarray(alpha, dtype=np.float64),
+            np.ascontiguousarray(sigma2, dtype=np.float64),
+            int(R),
+            (int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF,
+            np.ascontiguousarray(rows, dtype=np.int64),
+            int(first_step),
+            self.options,
+        )
+
     def fused_sample(
         self,
         x: np.ndarray,
@@ -88,8 +113,8 @@ class CpuBackend:
         every: int,
     ) -> tuple[np.ndarray, int]:
         """The whole sampler loop in one C++ call (GIL released, Ctrl-C checked between and
-        within steps) on a copy of x; returns (x, the step after which the state was NaN/Inf
-        or -1)."""
+        within steps; the naive sampler's posterior draws included) on a copy of x; returns
+        (x, the step after which the state was NaN/Inf or -1)."""
         x = np.array(x, dtype=x.dtype, order="C", copy=True)
         bad = _core.sample(
             self.prepared,
@@ -106,5 +131,6 @@ class CpuBackend:
             self.options,
             on_step,
             every,
+            plan.draws,
         )
         return x, bad

@@ -21,14 +21,14 @@ from numpy.typing import ArrayLike
 
 from .. import _core
 from .._validation import as_array, as_float_matrix
-from ..backends import FUSED_SAMPLE, has
+from ..backends import DRAWS, FUSED_SAMPLE, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
 from .denoisers import CallableDenoiser, ModelDenoiser
 from .fold import fold_regularizers, foldable
 from .loop import NonFiniteState, run_fused, run_python
-from .methods import POSTERIOR_SAMPLERS, SAMPLERS, build_plan
+from .methods import SAMPLERS, build_plan
 from .variance import check_model, check_options, draw_index, sample_kde
 
 __all__ = ["sample", "SampleResult", "SAMPLERS", "START_KINDS", "END_RULES"]
@@ -234,7 +234,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = sampler not in POSTERIOR_SAMPLERS and _use_fused(fused, den, labels)
+    use_fused = sampler != "effective" and _use_fused(fused, den, labels, plan.draws is not None)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
@@ -426,8 +426,9 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     return s
 
 
-def _use_fused(fused, den, labels=None) -> bool:
+def _use_fused(fused, den, labels=None, draws: bool = False) -> bool:
     can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
+    can = can and (not draws or has(den.model.backend, DRAWS))  # naive: the draws handler
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")

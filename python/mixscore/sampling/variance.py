@@ -54,7 +54,8 @@ def check_options(sampler: str, R, kappa, bandwidth) -> dict:
 
 
 def check_model(sampler: str, den, fused) -> None:
-    """naive, effective and kde need an unregularized EmpiricalScore and the Python loop."""
+    """naive, effective and kde need an unregularized EmpiricalScore; effective and kde run in
+    Python (naive runs fused where the backend has the ``draws`` capability)."""
     if sampler not in POSTERIOR_SAMPLERS + ("kde",):
         return
     if not isinstance(den, ModelDenoiser):
@@ -67,10 +68,10 @@ def check_model(sampler: str, den, fused) -> None:
             f"sampler={sampler!r} does not apply regularizers yet; build the "
             "EmpiricalScore without regularizer="
         )
-    if fused:
+    if fused and sampler != "naive":
         raise ValueError(
             f"fused=True: sampler={sampler!r} runs in the Python loop (its "
-            "posterior draws are NumPy); use fused=None or False"
+            "noise or draws are NumPy); use fused=None or False"
         )
 
 
