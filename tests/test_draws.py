@@ -21,7 +21,8 @@ def reference_draws(model, x, t, R, seed, first_step=0):
     m = x.shape[0]
     a, s2 = np.full(m, float(sch.alpha(t))), np.full(m, float(sch.sigma2(t)))
     part = model.backend.partial(np.ascontiguousarray(x, model.dtype), a, s2)
-    return covariance.posterior_draws(model, part, R, seed, np.arange(m), first_step)
+    return covariance.posterior_draws(model, part, R, seed, np.arange(m), first_step,
+                                      order=model.backend.prepared.visit_order)
 
 
 def data(n, d, seed=0, weights=False, dtype=np.float64):

@@ -162,7 +162,6 @@ py::array_t<int64_t> draws(const PyPrepared<T>& train, const py::array& x_, carr
   spec.R = R;
   spec.key = key;
   spec.rows = rows.data();
-  spec.n_total = tr.N;
   spec.first_step = first_step;
   py::array_t<int64_t> out({M, py::ssize_t(R)});
   int64_t* op = out.mutable_data();
@@ -296,6 +295,14 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("mu", [](const P& p) {
         const auto& mu = p.prep->mu();
         return py::array_t<double>(py::ssize_t(mu.size()), mu.data());
+      })
+      .def_property_readonly("visit_order", [](const P& p) {
+        // the order in which the driver visits the points (the direct path's k-d tiles for
+        // D < 16): what makes a posterior draw's realization (draws.hpp)
+        const TrainSet<T> tr = p.prep->view();
+        py::array_t<int64_t> order(tr.N);
+        for (int64_t k = 0; k < tr.N; ++k) order.mutable_data()[k] = tr.order ? tr.order[k] : k;
+        return order;
       })
       .def_readonly("X", &P::X)
       .def(py::pickle([](const P& p) { return p.state(); },

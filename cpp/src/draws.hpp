@@ -3,23 +3,31 @@
 // generalization-through-variance paper, Prop. 4.1; SCIENCE.md section 4), without the
 // weighted-sum GEMM.
 //
-// The exponential race, equivalent to Gumbel-max argmax_n (l_n + G_n): with E = -log U,
-//     n_r = argmin_n E_{n,r} / w_n,    w_n = exp(-(lam_n - Lambda) / (2 sigma^2)),
-// Lambda the running minimum of lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n (the stored best
-// keys are rescaled when Lambda drops). U_{n,r} is the Philox uniform of (key seed ^ DRAWS_KEY,
-// stream id = row * N + n, step first_step + r): the streams of the NumPy reference
-// (python/mixscore/covariance.py, posterior_draws), so in float64 both give the same indices
-// except at ties within rounding. Entries beyond the engine's cutoff (relative weight below
-// e^-cutoff) are left out; GEMM-path logits follow the engine's refinement rule (lam_row.hpp).
-// Since -log U >= 1 - U, an entry can only win draw r when 1 - U < K_r w_n (K_r the draw's
-// best key): the uniforms are drawn for every kept entry in one vectorized loop, the log only
-// for those candidates. Ties go to the lowest index; each query is handled by one thread in a
-// fixed order, so results do not depend on the number of threads or on the batch split.
+// Exponential jumps (Efraimidis and Spirakis' A-ExpJ for one item), in the form of the race
+// n_r = argmin_n E_n / w_n (E_n ~ Exp(1), equivalent to Gumbel-max argmax_n l_n + G_n), with
+//     w_n = exp(-(lam_n - Lambda) / (2 sigma^2)),
+// Lambda the running minimum of lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n. Each draw keeps
+// its best key K and the weight X still to skip before the next replacement: the entries are
+// visited in the driver's fixed order; entry k replaces the draw when its weight exceeds what
+// is left of X (the chance that none of a run of weight S does is e^{-K S}); the new key is
+// E / w_k with E ~ Exp(1) conditioned below K w_k, the next skip J / K with J ~ Exp(1). So a
+// draw needs O(log N) random numbers, not one per entry: the draws cost about one weight per
+// entry (whole blocks of 16 skipped at once) on top of the logits, and no weighted-sum GEMM.
+// The random numbers of replacement j of draw s of query row `row` are the Philox block with
+// counter (j, s, row lo, row hi) and key seed ^ DRAWS_KEY (the NumPy reference,
+// python/mixscore/covariance.py posterior_draws, visits the points in the same order and gives
+// the same indices in float64 except where rounding decides). When Lambda drops the states are
+// rescaled (K / f, X f). Entries beyond the engine's cutoff (relative weight below e^-cutoff)
+// are left out; GEMM-path logits follow the engine's refinement rule (lam_row.hpp). Each query
+// is handled by one thread in a fixed order: results do not depend on the number of threads
+// or on the batch split.
 #pragma once
 #include "lam_row.hpp"
 #include "mixscore/draws.hpp"
 #include "mixscore/fastexp.hpp"
 #include "mixscore/philox.hpp"
+
+#include <cmath>
 
 namespace mixscore {
 namespace MIXSCORE_ISA {
@@ -28,6 +36,9 @@ template <typename T>
 struct DrawsHandler {
   static constexpr int64_t kQueryTile = 128;  // the posterior's GEMM shape (same logits)
   static constexpr bool kDynamicCut = false, kLookahead = true, kSplit = false;
+  // sweep 0 finds each query's minimum Lambda (so every weight is relative to the final
+  // maximum and the cutoff is the NumPy reference's), sweep 1 draws
+  static constexpr int kSweeps = 2;
 
   struct Shared {
     DrawSpec spec;
@@ -42,24 +53,30 @@ struct DrawsHandler {
   const Queries<T>& q;
   const Shared& sh;
   const int64_t R;
-  std::vector<double> lam, hint, key;  // per query: running minimum, hint; per draw: best key
-  std::vector<int64_t> best;
-  std::vector<double> w, cw, v;        // tile scratch: weights, kept weights, 1 - U
-  std::vector<int64_t> cn;             // kept entries' original indices
+  std::vector<double> lam, hint;  // per query: running minimum of lam, its hint
+  std::vector<double> key, rem;   // per draw: best key, weight left to skip
+  std::vector<int64_t> best;      // per draw: the current draw
+  std::vector<uint32_t> jump;     // per draw: replacements so far (its Philox counter)
+  std::vector<double> w, bsum;    // tile scratch: weights, their sums over blocks of 16
   std::vector<int32_t> status;
+  bool drawing = false;  // sweep 1
 
   DrawsHandler(QueryTile<T>& qt_, Shared& sh_)
       : qt(qt_), tr(qt_.tr), q(qt_.q), sh(sh_), R(sh_.spec.R), lam(kQueryTile),
-        hint(kQueryTile), key(kQueryTile * sh_.spec.R), best(kQueryTile * sh_.spec.R),
-        w(kTrainTile), cw(kTrainTile), v(kTrainTile), cn(kTrainTile), status(kTrainTile) {}
+        hint(kQueryTile), key(kQueryTile * R), rem(kQueryTile * R), best(kQueryTile * R),
+        jump(kQueryTile * R), w(kTrainTile), bsum(kTrainTile / 16), status(kTrainTile) {}
 
   void begin(int64_t, int64_t) {
     std::fill(lam.begin(), lam.end(), kInf);
     std::fill(hint.begin(), hint.end(), kInf);
-    std::fill(key.begin(), key.end(), kInf);
+    std::fill(key.begin(), key.end(), kInf);  // the first entry with weight replaces
+    std::fill(rem.begin(), rem.end(), 0.0);
     std::fill(best.begin(), best.end(), int64_t(-1));
+    std::fill(jump.begin(), jump.end(), 0u);
+    drawing = false;
   }
   void done() {}
+  void next_sweep() { drawing = true; }
 
   // Tiles whose lam all exceed this are beyond the cutoff from the final maximum.
   double cut(int64_t il, int64_t i) const {
@@ -78,9 +95,12 @@ struct DrawsHandler {
   // Direct path: exact lam of the tile at positions [p0, p0 + nt) in qt.lam.
   template <int DC>
   void direct_tile(int64_t il, int64_t i, int64_t p0, int64_t nt, double lmin) {
+    if (!drawing) {
+      lam[il] = std::min(lam[il], lmin);
+      return;
+    }
     const int64_t* order = tr.order + p0;
-    race(il, i, nt, lmin, [](int64_t) { return true; },
-         [order](int64_t k) { return order[k]; });
+    race(il, i, nt, [](int64_t) { return true; }, [order](int64_t k) { return order[k]; });
   }
 
   // Lookahead: lower hint[il] to this tile's smallest approximate lam plus its error bound.
@@ -101,83 +121,89 @@ struct DrawsHandler {
     const double lmin_all =
         approx_lam_row(qt, il, i, n0, nt, L, ub0 + sh.opt.cutoff / inv + B, nin);
     if (nin == 0) return;
+    if (!drawing && lmin_all - B >= lam[il]) return;  // the tile cannot lower the minimum
     const double lam_ub = std::min(ub0, lmin_all + B);  // an upper bound on the true minimum
     int32_t* S = status.data();
     const RowRefinement rr = refine_row(qt, i, n0, nt, L, S, B, lam_ub, inv, sh.opt);
+    if (!drawing) {
+      lam[il] = std::min(lam[il], rr.lmin);
+      return;
+    }
     const auto index = [n0](int64_t k) { return n0 + k; };
     if (rr.classified) {
-      race(il, i, nt, rr.lmin, [S](int64_t k) { return S[k] != kSkip; }, index);
+      race(il, i, nt, [S](int64_t k) { return S[k] != kSkip; }, index);
     } else {
       const double cut = sh.opt.cutoff;
-      race(il, i, nt, rr.lmin,
+      race(il, i, nt,
            [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; },
            index);
     }
   }
 
-  // The race over one tile for query il: L = qt.lam, lmin the smallest lam where kept(k),
-  // index(k) the entry's original (local) index.
+  // The draws over one tile for query il (sweep 1, Lambda final): L = qt.lam, kept(k) the
+  // entries the refinement rule keeps, index(k) the entry's original (local) index.
   template <typename Kept, typename Index>
-  void race(int64_t il, int64_t i, int64_t nt, double lmin, Kept kept, Index index) {
+  void race(int64_t il, int64_t i, int64_t nt, Kept kept, Index index) {
     const double inv = inv_two_sigma2(q.sigma2[i]), cut = sh.opt.cutoff;
     const double* L = qt.lam.data();
-    if (lmin < lam[il]) {  // the keys are relative to Lambda: rescale them
-      if (lam[il] < kInf) {
-        const double f = std::exp((lam[il] - lmin) * inv);  // may be inf: those keys lose
-        for (int64_t r = 0; r < R; ++r) key[il * R + r] *= f;
-      }
-      lam[il] = lmin;
-    }
-    const double lam0 = lam[il], ub = std::min(lam0, hint[il]);
+    const double lam0 = lam[il];
     double* W = w.data();
 #pragma omp simd
     for (int64_t k = 0; k < nt; ++k) {
       const double g = (L[k] - lam0) * inv;
-      const bool in = kept(k) & ((L[k] - ub) * inv <= cut);
+      const bool in = kept(k) & (g <= cut);
       W[k] = in ? exp_nonpositive(-std::max(g, 0.0)) : 0.0;
     }
-    int64_t m = 0;  // compact the kept entries
-    for (int64_t k = 0; k < nt; ++k) {
-      cn[m] = index(k);
-      cw[m] = W[k];
-      m += W[k] > 0.0;
+    double total = 0.0;  // the tile's weight, from sums over blocks of 16 (skipped whole)
+    for (int64_t b = 0; b * 16 < nt; ++b) {
+      const int64_t k1 = std::min(nt, b * 16 + 16);
+      double sb = 0.0;
+#pragma omp simd reduction(+ : sb)
+      for (int64_t k = b * 16; k < k1; ++k) sb += W[k];
+      bsum[b] = sb;
+      total += sb;
     }
-    for (int64_t r = 0; r < R; ++r) race_draw(il, i, r, m);
+    for (int64_t r = 0; r < R; ++r) jumps(il, i, r, nt, total, index);
   }
 
-  // Draw r of query il over the m kept entries of the tile (cn, cw).
-  void race_draw(int64_t il, int64_t i, int64_t r, int64_t m) {
-    const DrawSpec& sp = sh.spec;
-    const uint64_t base = uint64_t(sp.rows[i]) * uint64_t(sp.n_total);
-    const uint32_t k0 = uint32_t(sp.key), k1 = uint32_t(sp.key >> 32);
-    const uint32_t step = sp.first_step + uint32_t(r);
-    double& K = key[il * R + r];
-    int64_t& b = best[il * R + r];
-    const double* CW = cw.data();
-    const int64_t* CN = cn.data();
-    double* V = v.data();
-    // -log U >= 1 - U: only entries with 1 - U < K w (with a margin for rounding) can win
-    const double Km = K * (1.0 + 1e-9);
-    int any = 0;
-#pragma omp simd reduction(| : any)
-    for (int64_t j = 0; j < m; ++j) {
-      const uint64_t id = base + uint64_t(CN[j]);
-      const Philox4x32 blk =
-          philox4x32_10(0u, step, uint32_t(id), uint32_t(id >> 32), k0, k1);
-      const double vj = 1.0 - unit_double(blk.v[0], blk.v[1]);  // exact
-      V[j] = vj;
-      any |= int(vj < Km * CW[j]);
+  // Draw r of query il over the tile's weights W: skip the weight rem[r] left before its next
+  // replacement, replace, draw the next skip (exponential jumps: Efraimidis and Spirakis'
+  // A-ExpJ, in the form of the race argmin_n E_n / w_n).
+  template <typename Index>
+  void jumps(int64_t il, int64_t i, int64_t r, int64_t nt, double total, Index index) {
+    double& X = rem[il * R + r];
+    if (!(total > X)) {  // no replacement in this tile (the common case)
+      X -= total;
+      return;
     }
-    if (!any) return;
-    for (int64_t j = 0; j < m; ++j) {
-      if (!(V[j] < K * (1.0 + 1e-9) * CW[j])) continue;
-      const double u = 1.0 - V[j];
-      if (!(u > 0.0)) continue;  // E = inf never wins
-      const double kj = -log_unit(u) / CW[j];
-      if (kj < K || (kj == K && CN[j] < b)) {
-        K = kj;
-        b = CN[j];
+    double& K = key[il * R + r];
+    const DrawSpec& sp = sh.spec;
+    const uint64_t row = uint64_t(sp.rows[i]);
+    const uint32_t s = sp.first_step + uint32_t(r);
+    const double* W = w.data();
+    for (int64_t k = 0; k < nt;) {
+      if ((k & 15) == 0 && !(bsum[k >> 4] > X)) {
+        X -= bsum[k >> 4];
+        k += 16;
+        continue;
       }
+      const double wk = W[k];
+      if (!(wk > X)) {
+        X -= wk;
+        ++k;
+        continue;
+      }
+      // entry k replaces the draw: its key E / w_k with E ~ Exp(1) below K w_k, then the
+      // weight to skip before the next replacement, J / K' with J ~ Exp(1)
+      const Philox4x32 b = philox4x32_10(jump[il * R + r]++, s, uint32_t(row),
+                                         uint32_t(row >> 32), uint32_t(sp.key),
+                                         uint32_t(sp.key >> 32));
+      const double u1 = unit_double(b.v[0], b.v[1]), u2 = unit_double(b.v[2], b.v[3]);
+      const double p = K < kInf ? -std::expm1(-K * wk) : 1.0;
+      K = -std::log1p(-u1 * p) / wk;
+      best[il * R + r] = index(k);
+      X = K > 0.0 ? -std::log1p(-u2) / K : kInf;
+      ++k;
     }
   }
 

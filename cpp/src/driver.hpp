@@ -137,7 +137,8 @@ class Driver {
       Ap.resize(QT * D);
       G.resize(QT * kTrainTile);
       blocks.resize(QT / MR);
-      if (H::kLookahead && D >= kLookaheadMinD &&
+      // (a second sweep reuses them: worth it at any D)
+      if (H::kLookahead && (D >= kLookaheadMinD || H::kSweeps > 1) &&
           tr.N * QT * int64_t(sizeof(T)) <= kLookaheadBytes)
         Gall.resize(((tr.N + kTrainTile - 1) / kTrainTile) * QT * kTrainTile);
     }
@@ -148,8 +149,13 @@ class Driver {
                 const std::atomic<bool>& stop, const StopFn* poll) {
     load(i0, mt);
     h.begin(i0, mt);
-    const bool done = direct ? direct_tiles(t0, t1, stop, poll) : gemm_tiles(t0, t1, stop, poll);
-    if (!done) return false;
+    for (int sweep = 0; sweep < H::kSweeps; ++sweep) {  // two: the draws' exact maximum first
+      if constexpr (H::kSweeps > 1)
+        if (sweep > 0) h.next_sweep();
+      const bool done = direct ? direct_tiles(t0, t1, stop, poll)
+                               : gemm_tiles(t0, t1, stop, poll, sweep > 0);
+      if (!done) return false;
+    }
     for (int64_t il = 0; il < mt; ++il) h.finish(il, i0 + il, s);
     return true;
   }
@@ -219,14 +225,16 @@ class Driver {
     qt.Gcur = Gout;
   }
 
-  bool gemm_tiles(int64_t t0, int64_t t1, const std::atomic<bool>& stop, const StopFn* poll) {
+  // again: a second sweep over the same queries (the lookahead's logits are kept)
+  bool gemm_tiles(int64_t t0, int64_t t1, const std::atomic<bool>& stop, const StopFn* poll,
+                  bool again) {
     const int64_t mt = qt.mt, i0 = qt.i0;
     nblk = int((mt + MR - 1) / MR);  // only blocks holding queries are computed
     for (int b = 0; b < nblk; ++b) blocks[b] = b;
-    pack_a<T>(nblk, D, xq.data(), D, Ap.data());
     const bool lookahead = !Gall.empty();
+    if (!(again && lookahead)) pack_a<T>(nblk, D, xq.data(), D, Ap.data());
     auto tile_G = [this](int64_t t) { return Gall.data() + t * QT * kTrainTile; };
-    if (lookahead)  // all logit GEMMs first: each query's minimum is bounded before weighting
+    if (lookahead && !again)  // all logit GEMMs first: each query's minimum is bounded first
       for (int64_t t = t0; t < t1; ++t) {
         if (stopped(stop, poll)) return false;
         const int64_t n0 = t * kTrainTile, nt = std::min(kTrainTile, tr.N - n0);

@@ -33,6 +33,7 @@ struct PosteriorHandler {
   static constexpr int64_t kQueryTile = 128;  // fixed GEMM shape: results independent of batch split
   static constexpr bool kDynamicCut = false;  // tiles left out against the cut before the loop only
   static constexpr bool kLookahead = true, kSplit = false;
+  static constexpr int kSweeps = 1;  // one pass over the training set
   static constexpr int64_t kLdP = kTrainTile + 16;  // P's row stride, padded against L1 aliasing
   static constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
 

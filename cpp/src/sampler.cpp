@@ -67,7 +67,6 @@ struct DrawsMean {
     spec.R = R;
     spec.key = seed ^ kDrawsKey;
     spec.rows = rows.data();
-    spec.n_total = train.N;
     spec.first_step = first_step;
     if (!posterior_draws<T>(train, q, spec, idx.data(), opt, stop)) return false;
     const int64_t D = train.D;

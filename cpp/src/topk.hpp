@@ -33,6 +33,7 @@ struct TopKHandler {
   static constexpr int64_t kQueryTile = 256;  // any value gives the same results
   static constexpr bool kDynamicCut = true;  // the k-th distance tightens: boxes tested again
   static constexpr bool kLookahead = false, kSplit = true;
+  static constexpr int kSweeps = 1;  // one pass over the training set
   static constexpr int64_t kChunk = 64;  // entries per vectorized "any candidate?" test
 
   struct Shared {

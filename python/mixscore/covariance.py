@@ -160,28 +160,66 @@ def _stream_ids(rows: np.ndarray, ns: slice, n_total: int) -> np.ndarray:
 
 
 def posterior_draws(
-    model, part: PosteriorPartial, R: int, seed: int, rows: np.ndarray, first_step: int = 0
+    model,
+    part: PosteriorPartial,
+    R: int,
+    seed: int,
+    rows: np.ndarray,
+    first_step: int = 0,
+    order: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(M, R) training indices (of ``model``, local) drawn from w by Gumbel-max,
-    argmax_n (l_n + G_n). Query i uses the streams of row id rows[i], steps first_step ..
-    first_step + R - 1."""
+    """(M, R) training indices (of ``model``, local) drawn from w by exponential jumps
+    (Efraimidis and Spirakis' A-ExpJ for one item, in the form of the race argmin_n E_n / w_n,
+    E_n ~ Exp(1)) over the weights relative to the maximum, truncated as the engine does: the
+    points are visited in ``order`` (default 0 .. N-1; the cpu backend visits
+    ``prepared.visit_order``); a draw keeps its key K and the weight X to skip; the
+    entry whose cumulative weight passes X replaces it with key E / w (E ~ Exp(1) below K w)
+    and the next skip is J / K (J ~ Exp(1)). Draw r of query i takes replacement j's numbers
+    from the Philox block of counter (j, first_step + r, rows[i]) and key seed ^ DRAWS_KEY:
+    the algorithm and streams of cpp/src/draws.hpp."""
     m = part.x.shape[0]
-    n_total = model.n
-    best = np.full((m, R), -1, np.int64)
-    top = np.full((m, R), -np.inf)
+    order = np.arange(model.n) if order is None else np.asarray(order, np.int64)
     key = (int(seed) ^ DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF
-    for qs, ns, lw, _ in _blocks(model, part):
-        ids = _stream_ids(rows[qs], ns, n_total)
-        for r in range(R):
-            u = _core.philox_uniforms(key, ids, first_step + r).reshape(lw.shape)
-            with np.errstate(divide="ignore"):
-                g = lw - np.log(-np.log(u))
-            j = np.argmax(g, axis=1)
-            val = g[np.arange(g.shape[0]), j]
-            better = val > top[qs, r]
-            top[qs, r] = np.where(better, val, top[qs, r])
-            best[qs, r] = np.where(better, j + ns.start, best[qs, r])
+    philox_key = [key & 0xFFFFFFFF, key >> 32]
+    best = np.full((m, R), -1, np.int64)
+    blocks: dict = {}
+    for qs, _ns, lw, _ in _blocks(model, part):
+        blocks.setdefault((qs.start, qs.stop), []).append(lw)
+    # the engine's truncation (cpp/src/draws.hpp): weights relative to the maximum, those more
+    # than log N + 20 (float32) or 40 (float64) nats below it, and at most 60, left out
+    cut = min(60.0, np.log(model.n) + (20.0 if np.dtype(model.dtype) == np.float32 else 40.0))
+    for (q0, q1), parts in blocks.items():
+        lw = np.concatenate(parts, axis=1)[:, order]
+        lw = lw - lw.max(axis=1, keepdims=True)
+        w_all = np.where(lw >= -cut, np.exp(lw), 0.0)
+        for i in range(q0, q1):
+            w = w_all[i - q0]
+            cum = np.cumsum(w)
+            row = int(rows[i])
+            for r in range(R):
+                best[i, r] = order[_jump_draw(w, cum, [row & 0xFFFFFFFF, row >> 32],
+                                              first_step + r, philox_key)]
     return best
+
+
+def _unit_double(hi: int, lo: int) -> float:
+    return float(((hi << 32) | lo) >> 11) * 2.0**-53
+
+
+def _jump_draw(w: np.ndarray, cum: np.ndarray, row: list, s: int, philox_key: list) -> int:
+    """One draw (a position in the visiting order) by exponential jumps over weights w."""
+    K, X, base, j, pos = np.inf, 0.0, 0.0, 0, -1
+    while True:
+        k = int(np.searchsorted(cum, base + X, side="right"))  # cumulative weight passes X
+        if k >= w.size:
+            return pos
+        b = _core.philox4x32_10([j, s, row[0], row[1]], philox_key)
+        j += 1
+        u1, u2 = _unit_double(b[0], b[1]), _unit_double(b[2], b[3])
+        p = -np.expm1(-K * w[k]) if np.isfinite(K) else 1.0
+        K = -np.log1p(-u1 * p) / w[k]
+        X = -np.log1p(-u2) / K if K > 0 else np.inf
+        base, pos = cum[k], k
 
 
 def cov_noise(

@@ -1,9 +1,9 @@
 // Posterior draws: for each query x at (alpha, sigma^2), R training indices drawn independently
-// from w_n(x, t) = softmax_n(log pi_n - |x - alpha X_n|^2 / (2 sigma^2)) (Gumbel-max as an
-// exponential race, cpp/src/draws.hpp), the naive estimator of the generalization-through-
-// variance paper (Prop. 4.1). Query i, point n, draw r use the Philox uniform of
-// (key, stream id rows[i] * n_total + n, step first_step + r): the streams of the NumPy
-// reference (python/mixscore/covariance.py, posterior_draws).
+// from w_n(x, t) = softmax_n(log pi_n - |x - alpha X_n|^2 / (2 sigma^2)) by exponential jumps
+// (cpp/src/draws.hpp), the naive estimator of the generalization-through-variance paper
+// (Prop. 4.1). Draw r of query i uses the Philox blocks of counter (j, first_step + r,
+// rows[i]) for its replacements j = 0, 1, ...: the streams of the NumPy reference
+// (python/mixscore/covariance.py, posterior_draws).
 #pragma once
 #include <cstdint>
 
@@ -18,8 +18,7 @@ struct DrawSpec {
   int64_t R = 1;               // draws per query
   uint64_t key = 0;            // Philox key: seed ^ kDrawsKey
   const int64_t* rows = nullptr;  // M stream row ids (samplers: the global sample index)
-  int64_t n_total = 0;         // points per row in the stream id (the training set's N)
-  uint32_t first_step = 0;     // counter step of draw 0
+  uint32_t first_step = 0;     // counter word of draw 0 (draw r: first_step + r)
 };
 
 // out (M x R): local indices into the training set. Returns false if should_stop() asked to
