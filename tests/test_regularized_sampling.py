@@ -114,3 +114,86 @@ def test_t_zero_refused_where_the_score_is_unbounded():
     zero_at_0 = ms.EmpiricalScore(X, ms.VP(), regularizer=Tikhonov(lambda t: t))
     with pytest.raises(ValueError, match="unbounded"):
         zero_at_0.score(X[:2], 0.0)
+
+
+def _dense_per_point(X, w, x, alpha, sigma2, h):
+    """log p and its score for the per-point smoothed mixture, a direct transcription."""
+    s2 = sigma2 + alpha**2 * h**2  # (N,)
+    d = X.shape[1]
+    d2 = ((x[:, None, :] - alpha * X[None]) ** 2).sum(-1)
+    logc = np.log(w)[None] - 0.5 * d * np.log(2 * np.pi * s2)[None] - d2 / (2 * s2)[None]
+    top = logc.max(axis=1, keepdims=True)
+    e = np.exp(logc - top)
+    logp = (top[:, 0] + np.log(e.sum(axis=1))) - np.log(w.sum())
+    post = e / e.sum(axis=1, keepdims=True)
+    score = np.einsum("mn,mnd->md", post / s2[None], alpha * X[None] - x[:, None, :])
+    return logp, score, post
+
+
+def test_per_point_smoothing_matches_the_transcription():
+    g = np.random.default_rng(9)
+    X = g.standard_normal((400, 3))
+    w = g.uniform(0.5, 2.0, 400)
+    h = g.uniform(0.0, 0.5, 400)
+    x = 0.8 * X[:7] + 0.4 * g.standard_normal((7, 3))
+    t = 0.3
+    model = ms.EmpiricalScore(X, ms.VP(), w, regularizer=Smoothing(h))
+    a, s2 = float(ms.VP().alpha(t)), float(ms.VP().sigma2(t))
+    logp, score, post = _dense_per_point(X, w, x, a, s2, h)
+    st = model.stats(x, t, include=("logpdf", "score", "denoised", "max_weight", "argmax",
+                                    "n_eff", "entropy"))
+    np.testing.assert_allclose(st.logpdf, logp, rtol=1e-12)
+    np.testing.assert_allclose(st.score, score, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.denoised, (x + s2 * score) / a, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.max_weight, post.max(axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(st.argmax, post.argmax(axis=1))
+    np.testing.assert_allclose(st.n_eff, 1 / (post**2).sum(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(st.entropy, -(post * np.log(post)).sum(axis=1), rtol=1e-10)
+    # the score is the gradient of the log-density (central differences)
+    eps = 1e-6
+    for k in range(3):
+        dx = np.zeros(3)
+        dx[k] = eps
+        fd = (model.stats(x + dx, t, include="logpdf").logpdf
+              - model.stats(x - dx, t, include="logpdf").logpdf) / (2 * eps)
+        np.testing.assert_allclose(fd, st.score[:, k], rtol=1e-5, atol=1e-6)
+
+
+def test_per_point_smoothing_equal_bandwidths_is_global_smoothing():
+    X = _data()
+    x = X[:6] + 0.2
+    for extra in ([], [Tikhonov(0.05)], [Perturbation(np.full(5, 0.3))]):
+        a = ms.EmpiricalScore(X, ms.VP(), regularizer=[Smoothing(np.full(300, 0.15)), *extra])
+        b = ms.EmpiricalScore(X, ms.VP(), regularizer=[Smoothing(0.15), *extra])
+        sa, sb = a.stats(x, 0.4), b.stats(x, 0.4)
+        for name in ("logpdf", "score", "denoised", "max_weight", "n_eff"):
+            np.testing.assert_allclose(getattr(sa, name), getattr(sb, name), rtol=1e-9,
+                                       atol=1e-12, err_msg=name)
+        assert sa.trace_cov is None and sa.tau2 is None
+
+
+def test_per_point_smoothing_in_samplers_and_at_t_zero():
+    X = _data()
+    h = np.random.default_rng(1).uniform(0.05, 0.2, 300)
+    model = ms.EmpiricalScore(X, ms.VP(), regularizer=Smoothing(h))
+    res = ms.sample(model, n=6, steps=10, seed=0, progress=False)
+    assert not res.settings["fused"] and np.all(np.isfinite(res.samples))
+    with pytest.raises(ValueError, match="Smoothing"):
+        ms.sample(model, n=6, steps=10, seed=0, progress=False, fused=True)
+    st = model.stats(X[:3] + 0.1, 0.0, include="score")  # bounded: every h_n > 0
+    assert np.all(np.isfinite(st.score))
+
+
+def test_per_point_smoothing_bad_input():
+    X = _data()
+    with pytest.raises(ValueError, match=r"shape \(300,\)"):
+        ms.EmpiricalScore(X, ms.VP(), regularizer=Smoothing(np.ones(5)))
+    with pytest.raises(ValueError, match="bandwidth"):
+        Smoothing(np.array([0.1, -1.0]))
+    model = ms.EmpiricalScore(X, ms.VP(), regularizer=[Smoothing(np.ones(300)),
+                                                       EmpiricalBayes(1.0)])
+    with pytest.raises(ValueError, match="EmpiricalBayes"):
+        model.score(X[:2], 0.5)
+    plain = ms.EmpiricalScore(X, ms.VP(), regularizer=Smoothing(np.ones(300)))
+    with pytest.raises(ValueError, match="one bandwidth per point"):
+        plain.posterior_draws(X[:2], 0.5, R=2)

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from . import covariance
+from . import covariance, smoothing
 from ._validation import per_query_times
 from .backends import DRAWS, STAT_NAMES, has
 from .conditional import by_label
@@ -18,6 +18,8 @@ from .regularizers import mixture_context, regularized_stats
 def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
     """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None): the
     backend's ``stats`` unless a regularizer or the entropy needs the partial state."""
+    if any(getattr(r, "per_point", False) for r in model.regularizers):
+        return smoothing.per_point_stats(model, xq, t, alpha, sigma2, model.regularizers, want)
     if not model.regularizers and "entropy" not in want:
         base = want & set(STAT_NAMES)
         out = model.backend.stats(

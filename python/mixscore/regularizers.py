@@ -148,30 +148,56 @@ class Regularizer:
 
 class Smoothing(Regularizer):
     """Data convolved with N(0, h^2 I): the mixture at variance sigma^2 + alpha^2 h^2
-    (bounded-target paper Thm 3.7; Pidstrigach Corollary 1). ``bandwidth`` h >= 0, one global
-    number (one bandwidth per training point is not supported yet)."""
+    (bounded-target paper Thm 3.7; Pidstrigach Corollary 1). ``bandwidth`` h >= 0: one global
+    number, or one per training point (shape (N,): component n has variance sigma^2 +
+    alpha^2 h_n^2; its statistics come from a float64 pass, ``mixscore.smoothing``)."""
 
     rank = 0
     linear = True
 
-    def __init__(self, bandwidth: float):
-        if np.ndim(bandwidth) != 0:
-            raise NotImplementedError(
-                "Smoothing: one bandwidth per training point is not supported yet; pass one "
-                f"number (got an array of shape {np.shape(bandwidth)})"
+    def __init__(self, bandwidth: float | np.ndarray):
+        if callable(bandwidth):
+            raise TypeError("Smoothing: bandwidth must be a number or one number per point")
+        if np.ndim(bandwidth) == 0:
+            self.bandwidth = _check_level(bandwidth, "bandwidth", "Smoothing")
+            return
+        h = np.asarray(bandwidth)
+        if h.ndim != 1 or h.dtype.kind not in "fiu" or not np.all(np.isfinite(h) & (h >= 0)):
+            raise ValueError(
+                "Smoothing: bandwidth must be a number >= 0 or a 1-d array of finite numbers "
+                f">= 0, one per training point; got shape {h.shape}, dtype {h.dtype}"
             )
-        self.bandwidth = _check_level(bandwidth, "bandwidth", "Smoothing")
-        if callable(self.bandwidth):
-            raise TypeError("Smoothing: bandwidth must be a number")
+        self.bandwidth = h.astype(np.float64)
+        self.linear = False  # per-point: the fused loop cannot fold it (smoothing.py)
+
+    @property
+    def per_point(self) -> bool:
+        """One bandwidth per training point (statistics from ``mixscore.smoothing``)."""
+        return np.ndim(self.bandwidth) == 1
+
+    def bind(self, model) -> None:
+        if self.per_point and self.bandwidth.shape != (model.n,):
+            raise ValueError(
+                f"Smoothing: bandwidth must have one value per training point, shape "
+                f"({model.n},), got shape {self.bandwidth.shape}"
+            )
 
     @property
     def bounded(self) -> bool:
-        return self.bandwidth > 0
+        return bool(np.all(self.bandwidth > 0))
 
     def __repr__(self) -> str:
+        if self.per_point:
+            return f"Smoothing(bandwidth=<{self.bandwidth.size} per-point values>)"
         return f"Smoothing(bandwidth={self.bandwidth!r})"
 
     def mixture_sigma2(self, ctx: Context) -> np.ndarray:
+        if self.per_point:
+            raise ValueError(
+                "Smoothing with one bandwidth per point has no single mixture variance: the "
+                "posterior operations (draws, C v, covariance noise) and partial states are "
+                "not defined for it; its statistics come from mixscore.smoothing"
+            )
         return ctx.mix_sigma2 + (ctx.alpha * self.bandwidth) ** 2
 
 
