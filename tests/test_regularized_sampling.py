@@ -1,7 +1,8 @@
 """Regularized models in the fused C++ sampler (issue 13): Smoothing and Tikhonov fold into the
-per-step coefficients (mixscore/sampling/fold.py) and the fused loop equals the Python loop,
-which applies them through the statistics; the others stay in the Python loop; models whose
-score is bounded at sigma -> 0 are defined at t = 0."""
+per-step coefficients, Empirical Bayes and a constant perturbation are applied per sample by
+the C++ loop (mixscore/sampling/fold.py), and the fused loop equals the Python loop, which
+applies them through the statistics; a callable perturbation and per-point bandwidths stay in
+the Python loop; models whose score is bounded at sigma -> 0 are defined at t = 0."""
 
 import mixscore as ms
 import numpy as np
@@ -18,6 +19,11 @@ REGULARIZERS = {
     "tikhonov_of_t": lambda: Tikhonov(lambda t: 0.02 + 0.1 * t),
     "smoothing": lambda: Smoothing(0.1),
     "both": lambda: [Smoothing(0.05), Tikhonov(0.03)],
+    "eb_kernel_sum": lambda: EmpiricalBayes(30.0),
+    "eb_density_of_t": lambda: EmpiricalBayes(lambda t: 0.5 + t, units="density"),
+    "perturbation": lambda: Perturbation(np.linspace(-0.5, 0.5, 5)),
+    "all": lambda: [Smoothing(0.05), Tikhonov(0.03), EmpiricalBayes(30.0),
+                    Perturbation(np.full(5, 0.2))],
 }
 
 
@@ -66,8 +72,9 @@ def test_grid_ending_at_zero_with_tikhonov():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("reg", [EmpiricalBayes(1.0), Perturbation(np.ones(5))])
-def test_nonlinear_regularizers_stay_in_the_python_loop(reg):
+@pytest.mark.parametrize("reg", [Perturbation(lambda x, t: 0.1 * x),
+                                 Smoothing(np.full(300, 0.1))])
+def test_callable_perturbation_and_per_point_smoothing_stay_in_the_python_loop(reg):
     model = ms.EmpiricalScore(_data(), ms.VP(), regularizer=reg)
     kw = dict(n=4, steps=5, seed=0, progress=False)
     assert not ms.sample(model, **kw).settings["fused"]

@@ -179,7 +179,9 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
                uint64_t seed, int64_t first_sample, bool end_denoise, carray<int64_t> save_steps,
                std::optional<py::array_t<T, py::array::c_style>> saved,
                const EngineOptions& opt, std::optional<py::function> callback, int64_t every,
-               std::optional<carray<int64_t>> draws) {
+               std::optional<carray<int64_t>> draws, std::optional<carray<double>> eb_log_c,
+               bool eb_density, std::optional<carray<double>> shift,
+               std::optional<carray<double>> shift_scale) {
   const TrainSet<T> tr = train.prep->view();
   if (x.ndim() != 2 || x.shape(1) != tr.D)
     throw std::invalid_argument("x: expected a 2-d array with " + std::to_string(tr.D) +
@@ -202,6 +204,13 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
                                     " at step " + std::to_string(k));
     }
   }
+  if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
+  if (shift || shift_scale) {
+    if (!shift || !shift_scale)
+      throw std::invalid_argument("shift and shift_scale go together");
+    check_len(*shift, tr.D, "shift");
+    check_len(*shift_scale, K + 1, "shift_scale");
+  }
   for (int64_t s = 0; s < S; ++s) {
     const int64_t k = save_steps.data()[s];
     if (k < 0 || k > K || (s > 0 && k <= save_steps.data()[s - 1]))
@@ -220,6 +229,10 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
   plan.first_sample = first_sample;
   plan.end_denoise = end_denoise;
   plan.draws = draws ? draws->data() : nullptr;
+  plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
+  plan.eb_density = eb_density;
+  plan.shift = shift ? shift->data() : nullptr;
+  plan.shift_scale = shift_scale ? shift_scale->data() : nullptr;
   plan.save_steps = save_steps.data();
   plan.n_save = S;
   T* xs = x.mutable_data();
@@ -324,7 +337,9 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
         py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), py::arg("seed"),
         py::arg("first_sample"), py::arg("end_denoise"), py::arg("save_steps"),
         py::arg("saved"), py::arg("options"), py::arg("callback"), py::arg("every"),
-        py::arg("draws") = py::none());
+        py::arg("draws") = py::none(), py::arg("eb_log_c") = py::none(),
+        py::arg("eb_density") = false, py::arg("shift") = py::none(),
+        py::arg("shift_scale") = py::none());
 }
 
 }  // namespace

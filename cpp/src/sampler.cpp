@@ -22,15 +22,17 @@ namespace {
 template <typename T>
 struct Denoiser {
   const TrainSet<T>& train;
+  const SamplerPlan& plan;
   const EngineOptions& opt;
   const StopFn& stop;
   int64_t n;
-  std::vector<double> alpha, sigma2;
+  std::vector<double> alpha, sigma2, logpdf;
 
-  // xh = denoiser(x, t) for grid point (alpha_t, sigma2_t); false if asked to stop.
-  bool operator()(const T* x, double alpha_t, double sigma2_t, T* xh) {
-    std::fill(alpha.begin(), alpha.end(), alpha_t);
-    std::fill(sigma2.begin(), sigma2.end(), sigma2_t);
+  // xh = the denoiser at x and grid point j (the regularized one where the plan says so);
+  // false if asked to stop.
+  bool operator()(const T* x, int64_t j, T* xh) {
+    std::fill(alpha.begin(), alpha.end(), plan.alpha[j]);
+    std::fill(sigma2.begin(), sigma2.end(), plan.sigma2[j]);
     Queries<T> q;
     q.x = x;
     q.alpha = alpha.data();
@@ -38,7 +40,34 @@ struct Denoiser {
     q.M = n;
     Outputs<T> out;
     out.denoised = xh;
-    return run_engine<T>(train, q, out, opt, stop);
+    if (plan.eb_log_c) {
+      logpdf.resize(n);
+      out.logpdf = logpdf.data();
+    }
+    if (!run_engine<T>(train, q, out, opt, stop)) return false;
+    if (plan.eb_log_c || plan.shift) regularize(x, j, xh);
+    return true;
+  }
+
+  // SamplerPlan's Empirical Bayes factor and perturbation (the log kernel sum from the
+  // log-density: log K = logpdf + log sum pi + (D/2) log(2 pi sigma^2)).
+  void regularize(const T* x, int64_t j, T* xh) const {
+    const int64_t D = train.D;
+    const double a = plan.alpha[j], log_c = plan.eb_log_c ? plan.eb_log_c[j] : 0.0;
+    const double to_kernel = plan.eb_density ? 0.0
+        : train.logw_sum + 0.5 * double(D) * (1.8378770664093453 + std::log(plan.sigma2[j]));
+    const double g = plan.shift ? plan.shift_scale[j] : 0.0;
+#pragma omp parallel for num_threads(thread_count(opt.num_threads)) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const double m = plan.eb_log_c ? std::exp(std::min(0.0, logpdf[i] + to_kernel - log_c))
+                                     : 1.0;
+      for (int64_t d = 0; d < D; ++d) {
+        const int64_t e = i * D + d;
+        double v = m * double(xh[e]) + (1.0 - m) * (double(x[e]) / a);
+        if (plan.shift) v = v + g * plan.shift[d];
+        xh[e] = T(v);
+      }
+    }
   }
 };
 
@@ -97,7 +126,8 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
                           const StopFn& should_stop,
                           const std::function<bool(int64_t)>& on_steps, int64_t every) {
   const int64_t D = train.D, nD = n * D;
-  Denoiser<T> denoise{train, opt, should_stop, n, std::vector<double>(n), std::vector<double>(n)};
+  Denoiser<T> denoise{train, plan, opt, should_stop, n, std::vector<double>(n),
+                      std::vector<double>(n), {}};
   std::vector<T> xh(nD), xe(plan.predictor ? nD : 0), xhb(plan.predictor ? nD : 0);
   bool naive = false;  // any step with posterior draws
   for (int64_t k = 0; plan.draws && k < plan.K; ++k) naive = naive || plan.draws[k] > 0;
@@ -123,14 +153,14 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
       if (!draws_mean(x, plan.alpha[k], plan.sigma2[k], R, plan.seed, uint32_t(k * R),
                       xhd.data()))
         return {false, -1};
-    } else if (!denoise(x, plan.alpha[k], plan.sigma2[k], xh.data())) {
+    } else if (!denoise(x, k, xh.data())) {
       return {false, -1};
     }
     if (plan.predictor) {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
       for (int64_t e = 0; e < nD; ++e)
         xe[e] = T(c[kEx] * double(x[e]) + c[kEh] * double(xh[e]));
-      if (!denoise(xe.data(), plan.alpha[k + 1], plan.sigma2[k + 1], xhb.data()))
+      if (!denoise(xe.data(), k + 1, xhb.data()))
         return {false, -1};
     }
     const bool noisy = c[kS] != 0.0;
@@ -158,7 +188,7 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
     if (on_steps && ((k + 1) % every == 0 || last) && on_steps(k + 1)) return {false, -1};
   }
   if (plan.end_denoise) {
-    if (!denoise(x, plan.alpha[plan.K], plan.sigma2[plan.K], xh.data())) return {false, -1};
+    if (!denoise(x, plan.K, xh.data())) return {false, -1};
     std::memcpy(x, xh.data(), sizeof(T) * nD);
   }
   return status;

@@ -31,10 +31,11 @@ dynamics. ``logpdf``, ``tau2``, ``max_weight``, ``argmax``, ``n_eff``, ``trace_c
 ``entropy`` stay the statistics of the (smoothed) mixture and its posterior.
 
 The regularizers act in Python on the float64 accumulators of the pass (``model.partial``),
-on every backend. The fused C++ sampler applies the *linear* ones (``Smoothing``,
-``Tikhonov``: the regularized denoiser is p x + q xhat0 with p, q depending on t only) by
-folding them into its per-step coefficients (``mixscore.sampling.fold``); with
-``EmpiricalBayes`` or ``Perturbation`` ``ms.sample`` runs the Python loop.
+on every backend. The fused C++ sampler applies them too (``mixscore.sampling.fold``): the
+*linear* ones (``Smoothing``, ``Tikhonov``: the regularized denoiser is p x + q xhat0 with p, q
+depending on t only) folded into its per-step coefficients, ``EmpiricalBayes`` and a constant
+``Perturbation`` per sample after each denoiser call; with a callable perturbation or per-point
+Smoothing bandwidths ``ms.sample`` runs the Python loop.
 
 A model whose score stays bounded as sigma -> 0 (``Tikhonov(c > 0)``, ``Smoothing(h > 0)``)
 may be evaluated at t = 0 (sigma = 0: the posterior is the hard assignment to the nearest

@@ -33,6 +33,15 @@ struct SamplerPlan {
   const int64_t* draws = nullptr;  // K posterior draws per step replacing xh (0: xh), or null
   const int64_t* save_steps = nullptr;  // increasing step numbers in [0, K] (0 = the start)
   int64_t n_save = 0;
+  // The regularizers not folded into coef (python/mixscore/sampling/fold.py): after each
+  // denoiser call at grid point j, per sample
+  //   xh <- m xh + (1 - m) x / alpha[j] + shift_scale[j] shift,
+  //   m = min(1, exp(log K(x) - eb_log_c[j]))  (Empirical Bayes: K the kernel sum of the
+  //   mixture, or its normalized density when eb_density), shift the perturbation e.
+  const double* eb_log_c = nullptr;     // K + 1, or null: no Empirical Bayes
+  bool eb_density = false;
+  const double* shift = nullptr;        // D, or null: no perturbation
+  const double* shift_scale = nullptr;  // K + 1 (with shift)
 };
 
 struct SamplerStatus {

@@ -132,5 +132,9 @@ class CpuBackend:
             on_step,
             every,
             plan.draws,
+            plan.eb_log_c,
+            plan.eb_density,
+            plan.shift,
+            plan.shift_scale,
         )
         return x, bad

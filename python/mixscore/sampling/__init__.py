@@ -160,8 +160,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         rk45 tolerances (SciPy semantics).
     fused : bool
         Force (True) or forbid (False) the C++ loop; default: fused when possible (an
-        EmpiricalScore on the cpu backend, a fixed-grid sampler, no labels, regularizers
-        only Smoothing and Tikhonov, which fold into the step coefficients).
+        EmpiricalScore on the cpu backend, a fixed-grid sampler, no labels, no callable
+        perturbation or per-point Smoothing bandwidths; see ``sampling/fold.py``).
     progress : bool
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
@@ -435,10 +435,10 @@ def _use_fused(fused, den, labels=None, draws: bool = False) -> bool:
     if can and (not foldable(den.model.regularizers) or labels is not None):
         if fused:
             what = ("labels (y=)" if labels is not None else "the regularizers " + ", ".join(
-                type(r).__name__ for r in den.model.regularizers if not r.linear))
-            raise ValueError(f"fused=True: the C++ loop does not apply {what} yet (it folds "
-                             "Smoothing and Tikhonov only); use fused=None or False (the "
-                             "Python loop)")
+                repr(r) for r in den.model.regularizers if not foldable((r,))))
+            raise ValueError(f"fused=True: the C++ loop does not apply {what} yet (a callable "
+                             "perturbation, per-point Smoothing bandwidths); use fused=None "
+                             "or False (the Python loop)")
         can = False
     return can if fused is None else bool(fused)
 

@@ -80,6 +80,11 @@ class Plan:
     rho: np.ndarray        # (K,) stiffness of an explicit step (0 for exponential integrators)
     draws: np.ndarray | None = None  # (K,) posterior draws replacing xh at each step (0: xh)
     posterior_noise: bool = False    # z ~ N(0, Cov_w(X_0)) instead of N(0, I)
+    # the regularizers the fused loop applies per sample (fold.py; C++ SamplerPlan)
+    eb_log_c: np.ndarray | None = None     # (K + 1,) log c of Empirical Bayes
+    eb_density: bool = False               # c compared with the density, not the kernel sum
+    shift: np.ndarray | None = None        # (D,) a constant perturbation e
+    shift_scale: np.ndarray | None = None  # (K + 1,) its factor denom / alpha
 
 
 def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1.0,
