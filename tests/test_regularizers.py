@@ -6,7 +6,7 @@ import warnings
 import mixscore as ms
 import numpy as np
 import pytest
-from conftest import rng
+from conftest import BACKENDS, rng
 from mixscore.regularizers import EmpiricalBayes, Perturbation, Smoothing, Tikhonov
 from scipy.special import logsumexp
 
@@ -22,6 +22,13 @@ def dense(x, X, alpha, sigma2, weights=None):
     w = np.exp(lg - log_k[:, None])
     logp = log_k - logsumexp(logw) - 0.5 * X.shape[1] * np.log(2 * np.pi * sigma2)
     return w @ X, log_k, logp
+
+
+
+@pytest.fixture(params=BACKENDS + ["cupy"])
+def backend(request):
+    """Every backend, the array-API fallback (on NumPy arrays) included."""
+    return request.param
 
 
 def data(n=40, d=3, seed=0):
