@@ -375,8 +375,10 @@ class EmpiricalScore:
         return posterior_op(self, "hessian", x, t, y)
 
     def posterior_draws(self, x, t, R: int, seed: int = 0, y=None) -> np.ndarray:
-        """(M, R) (or (R,)) training indices drawn from w_n(x, t) by Gumbel-max with
-        counter-based Philox noise (``mixscore.covariance`` documents the streams)."""
+        """(M, R) (or (R,)) training indices drawn independently from w_n(x, t): exponential
+        jumps (the race argmin_n E_n / w_n, equivalent to Gumbel-max, with O(log N) random
+        numbers per draw) on counter-based Philox streams (``mixscore.covariance`` and
+        cpp/src/draws.hpp document the algorithm and the streams)."""
         return posterior_op(self, "draws", x, t, y, R=R, seed=seed)
 
     def cov_noise(self, x, t, seed: int = 0, y=None) -> np.ndarray:

@@ -58,7 +58,7 @@ SAMPLERS = {
             "SciPy solve_ivp's step-size control (rtol, atol)",
     "naive": "generalization-through-variance paper, Prop. 4.1: PF-ODE Euler steps with the "
              "denoiser replaced at each step by the mean of R fresh posterior draws "
-             "(Gumbel-max); R -> infinity is sampler='euler'",
+             "(exponential jumps); R -> infinity is sampler='euler'",
     "effective": "generalization-through-variance paper, Prop. 3.1 (Eq. 8, white V): the "
                  "Ito SDE dx = PF-ODE drift dt + noise of covariance kappa g^4/4 C dt, "
                  "C = (alpha^2/sigma^4) Cov_w(X_0); Euler-Maruyama; kappa = 0 is 'euler'",
