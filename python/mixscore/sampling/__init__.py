@@ -172,7 +172,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     R : int
         sampler="naive" (generalization-through-variance paper, Prop. 4.1): posterior draws
         per step (default 1); each step's denoiser is the mean of R training points drawn from
-        w(x, t) by exponential jumps, Philox streams (seed, sample, step) (``mixscore.covariance``).
+        w(x, t) by exponential jumps, Philox streams (seed, sample, step)
+        (``mixscore.covariance``).
         ``end="no_noise_last"`` takes the last step with the posterior mean itself.
     kappa : float or callable kappa(t)
         sampler="effective" (same paper, Prop. 3.1): Euler-Maruyama on the PF-ODE drift plus
