@@ -10,8 +10,8 @@ With w_n = p(n | x, t) and xhat0 = sum_n w_n X_n:
 
 ``trace_cov`` and (without weights) ``entropy`` come from the accumulators of the one pass
 (``posterior_extras``). C v, C, the Hessian, posterior draws (exponential jumps) and
-Gaussian noise of covariance Cov_w(X_0) need every weight; they are computed here as chunked float64 NumPy
-reductions over the training set (direct differences, bounded memory), normalized by the
+Gaussian noise of covariance Cov_w(X_0) need every weight; they are computed here as chunked
+float64 NumPy reductions over the training set (direct differences, bounded memory), normalized by the
 log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the engine.
 ``posterior_draws`` here is the reference: a backend with the ``draws`` capability (the cpu
 backend, cpp/src/draws.hpp) draws from the same streams in one engine pass, and
