@@ -11,16 +11,17 @@ With w_n = p(n | x, t) and xhat0 = sum_n w_n X_n:
 ``trace_cov`` and (without weights) ``entropy`` come from the accumulators of the one pass
 (``posterior_extras``). C v, C, the Hessian, posterior draws (exponential jumps) and
 Gaussian noise of covariance Cov_w(X_0) need every weight; they are computed here as chunked
-float64 NumPy reductions over the training set (direct differences, bounded memory), normalized by the
-log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the engine.
+float64 NumPy reductions over the training set (direct differences, bounded memory),
+normalized by the log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the
+engine.
 ``posterior_draws`` here is the reference: a backend with the ``draws`` capability (the cpu
 backend, cpp/src/draws.hpp) draws from the same streams in one engine pass, and
 ``EmpiricalScore.posterior_draws`` and the naive sampler use it.
 
-Random streams (counter-based Philox, independent of batch split): query row i, point n (global
-index), draw r of ``posterior_draws`` use the uniform of (key seed ^ DRAWS_KEY, id i N_total + n,
-step first_step + r); ``cov_noise`` uses the normal of (key seed ^ NOISE_KEY, id i N_total + n,
-step). The samplers pass the sample's global index as i and their step number in the counter's
+Random streams (counter-based Philox, independent of batch split): draw r of query row i in
+``posterior_draws`` takes its j-th replacement's numbers from the block of counter (j,
+first_step + r, i) and key seed ^ DRAWS_KEY; ``cov_noise`` uses the normal of (key seed ^
+NOISE_KEY, id i N_total + n, step) for point n (global index). The samplers pass the sample's global index as i and their step number in the counter's
 step (``first_step = k R`` for the R draws of step k), so every (seed, sample, step) has its own
 stream.
 """
