@@ -21,9 +21,9 @@ backend, cpp/src/draws.hpp) draws from the same streams in one engine pass, and
 Random streams (counter-based Philox, independent of batch split): draw r of query row i in
 ``posterior_draws`` takes its j-th replacement's numbers from the block of counter (j,
 first_step + r, i) and key seed ^ DRAWS_KEY; ``cov_noise`` uses the normal of (key seed ^
-NOISE_KEY, id i N_total + n, step) for point n (global index). The samplers pass the sample's global index as i and their step number in the counter's
-step (``first_step = k R`` for the R draws of step k), so every (seed, sample, step) has its own
-stream.
+NOISE_KEY, id i N_total + n, step) for point n (global index). The samplers pass the
+sample's global index as i and their step number in the counter (``first_step = k R`` for
+the R draws of step k), so every (seed, sample, step) has its own stream.
 """
 
 from __future__ import annotations
