@@ -66,8 +66,8 @@ bool posterior_draws(const TrainSet<T>& tr, const Queries<T>& q, const DrawSpec&
 
 template <typename T>
 void pack_train_tiles(const T* X, const double* mu, int64_t N, int64_t D, T* out,
-                      int num_threads) {
-  variant().kernels<T>().pack(X, mu, N, D, out, num_threads);
+                      int num_threads, double* norm2) {
+  variant().kernels<T>().pack(X, mu, N, D, out, num_threads, norm2);
 }
 
 void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step, int64_t D,
@@ -81,7 +81,8 @@ void fill_normals(uint64_t seed, int64_t first_sample, int64_t n, uint32_t step,
   template bool nearest_search<T>(const TrainSet<T>&, const T*, int64_t, int64_t, double*,   \
                                   int64_t*, const NearestOptions&, const StopFn&,            \
                                   NearestCounters*);                                         \
-  template void pack_train_tiles<T>(const T*, const double*, int64_t, int64_t, T*, int);      \
+  template void pack_train_tiles<T>(const T*, const double*, int64_t, int64_t, T*, int,      \
+                                    double*);                                               \
   template bool posterior_draws<T>(const TrainSet<T>&, const Queries<T>&, const DrawSpec&,   \
                                    int64_t*, const EngineOptions&, const StopFn&);
 MIXSCORE_INSTANTIATE(float)

@@ -15,8 +15,9 @@ namespace MIXSCORE_ISA {
 void fill_normals(uint64_t, int64_t, int64_t, uint32_t, int64_t, double*);  // noise_variant.cpp
 
 template <typename T>
-void pack_train(const T* X, const double* mu, int64_t N, int64_t D, T* out, int num_threads) {
-  pack_tiles<T>(X, mu, N, D, kTrainTile, out, num_threads);
+void pack_train(const T* X, const double* mu, int64_t N, int64_t D, T* out, int num_threads,
+                double* norm2) {
+  pack_tiles<T>(X, mu, N, D, kTrainTile, out, num_threads, norm2);
 }
 
 extern const Variant kVariant = {

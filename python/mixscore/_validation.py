@@ -4,6 +4,7 @@ what was expected, and is raised before any work starts."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -21,7 +22,8 @@ def as_plain_array(a, name: str) -> np.ndarray:
     ``np.asarray`` drops a ``numpy.ma.MaskedArray``'s mask, so masked entries would be used as
     values. mixscore does not guess whether a mask means "drop these rows" or "fill these
     values": the caller says so. A masked array with nothing masked is read as its data."""
-    if isinstance(a, np.ma.MaskedArray):
+    ma = sys.modules.get("numpy.ma")  # (not imported: no masked array exists; importing
+    if ma is not None and isinstance(a, ma.MaskedArray):  # it costs 30 ms on the first call)
         masked = np.ma.getmaskarray(a)
         if masked.any():
             rows = "" if masked.ndim < 2 else f" in {int(masked.any(axis=-1).sum())} rows"
@@ -35,8 +37,10 @@ def as_plain_array(a, name: str) -> np.ndarray:
     return np.asarray(a)
 
 
-def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> np.ndarray:
-    """A C-contiguous 2-d float32/float64 array without NaN/Inf.
+def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False,
+                    check_finite: bool = True) -> np.ndarray:
+    """A C-contiguous 2-d float32/float64 array without NaN/Inf (``check_finite=False``: the
+    caller checks, e.g. through ``value_ranges``).
 
     Integer and boolean arrays are converted to float64 (or ``dtype``); float16 is promoted to
     float32; other kinds, and masked arrays with masked entries, are refused."""
@@ -56,10 +60,31 @@ def as_float_matrix(a, name: str, *, dtype=None, allow_empty: bool = False) -> n
         raise ValueError(f"{name} is empty ({describe(arr)}); expected at least one row")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has zero columns ({describe(arr)})")
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+    if check_finite and not np.all(np.isfinite(arr)):
+        _refuse_non_finite(arr, name)
     return arr
+
+
+def _refuse_non_finite(arr: np.ndarray, name: str):
+    bad = np.argwhere(~np.isfinite(arr))[0]
+    raise ValueError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+
+
+def value_ranges(arr: np.ndarray, name: str,
+                 spread_limit: float = np.inf) -> tuple[float, float]:
+    """(largest |value|, largest column range) of a float matrix, refusing NaN/Inf (they
+    propagate into the minimum and maximum). The range is exact when below ``spread_limit``,
+    otherwise some value >= it: the column reductions cost ten times the rest, and the lower
+    bound from the first and last rows settles the usual case."""
+    if not arr.size:
+        return 0.0, 0.0
+    lo, hi = arr.min(), arr.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        _refuse_non_finite(arr, name)
+    spread = float(np.max(np.abs(arr[-1] - arr[0])))
+    if spread < spread_limit:
+        spread = float((arr.max(axis=0) - arr.min(axis=0)).max())
+    return float(max(-lo, hi)), spread
 
 
 def as_weights(w, n: int, name: str = "weights") -> np.ndarray:
@@ -175,18 +200,17 @@ _MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
 _MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
 
 
-def spread_of(arr: np.ndarray) -> float:
-    """The largest range of a column (within a factor 2 of the largest deviation from the
-    mean; no N x D temporary)."""
-    return float(np.max(np.ptp(arr, axis=0))) if arr.size else 0.0
-
-
-def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True) -> float:
+def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True,
+                     top: float | None = None) -> float:
     """Refuse data whose squared distances would overflow, or float32 data whose spread (largest
     column range) is below 1e-15, where the float32 products underflow, with the remedy;
-    returns the largest |value|."""
+    returns the largest |value| (``top``: already known)."""
     dtype = np.dtype(dtype)
-    top = float(max(-np.min(arr), np.max(arr))) if arr.size else 0.0
+    dev = None
+    if top is None and spread:
+        top, dev = value_ranges(arr, name, _MIN_SPREAD[dtype])
+    elif top is None:  # (one pass each for min and max: the per-call check of queries)
+        top = float(max(-np.min(arr), np.max(arr))) if arr.size else 0.0
     limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
     if top > limit:
         hint = " or use dtype=np.float64" if dtype == np.float32 else ""
@@ -194,7 +218,8 @@ def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True) 
                          f"{dtype} (limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); "
                          f"rescale the data{hint}")
     if spread and _MIN_SPREAD[dtype] > 0 and arr.shape[0] > 1:
-        dev = spread_of(arr)
+        if dev is None:
+            dev = value_ranges(arr, name, _MIN_SPREAD[dtype])[1]
         # (a spread at the values' rounding, 1e-9 of them, is identical points: no products)
         if 1e-9 * top < dev < _MIN_SPREAD[dtype]:
             hint = " or use dtype=np.float64" if dtype == np.float32 else ""

@@ -27,7 +27,7 @@ from ._validation import (
     as_points,
     check_magnitudes,
     check_threads,
-    spread_of,
+    value_ranges,
 )
 from .backends import get_backend
 from .backends.numpy_ref import neighbors_partial
@@ -112,8 +112,10 @@ class NearestIndex:
         self.name = name
         self.row_offset = check_row_offset(row_offset)
         self._backend_name = backend
-        train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True)
-        m = check_magnitudes(train, name, np.float64, spread=False)
+        train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True,
+                                check_finite=False)
+        m, spread = value_ranges(train, name, 1e-15)  # (NaN / Inf refused here)
+        check_magnitudes(train, name, np.float64, spread=False, top=m)
         self.train = train
         self._max_abs = m
         self._cls = get_backend(backend, "nearest")
@@ -122,7 +124,7 @@ class NearestIndex:
         self._prepared = {}
         # float32 products of a tiny spread underflow (the bound does not cover that): float64
         f32 = (m * m * train.shape[1] <= _F32_SAFE / 4 and _is_float32_exact(train)
-               and not 0.0 < spread_of(train) < 1e-15)
+               and not 0.0 < spread < 1e-15)
         self.dtype = np.dtype(np.float32 if f32 else np.float64)
         self._last = self._prepare(self.dtype) if self.n and prepare else None
 

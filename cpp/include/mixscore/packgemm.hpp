@@ -283,10 +283,11 @@ void pack_b_rows(const int32_t* idx, int64_t nk, int64_t ncols, const T* src, in
 
 // The prepared training set's packing (mixscore/prepared.hpp): each tile of `tile` rows of
 // src, centred (T(src - shift), the prepared set's rounding) into a scratch tile, then
-// transposed into panels once; tile t at out + t * tile * K.
+// transposed into panels once; tile t at out + t * tile * K. With norm2, also the float64
+// squared norms of the centred rounded rows (one pass over src for both).
 template <typename T>
 void pack_tiles(const T* src, const double* shift, int64_t nrows, int64_t K, int64_t tile,
-                T* out, int num_threads) {
+                T* out, int num_threads, double* norm2 = nullptr) {
   const int64_t ntiles = (nrows + tile - 1) / tile;
 #pragma omp parallel num_threads(num_threads)
   {
@@ -300,6 +301,11 @@ void pack_tiles(const T* src, const double* shift, int64_t nrows, int64_t K, int
         T* cr = centred.data() + r * K;
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) cr[k] = T(double(sr[k]) - shift[k]);
+        if (norm2) {
+          double acc = 0.0;
+          for (int64_t k = 0; k < K; ++k) acc += double(cr[k]) * double(cr[k]);
+          norm2[t * tile + r] = acc;
+        }
       }
       pack_b_transposed<T>(rows, K, centred.data(), K, out + t * tile * K);
     }

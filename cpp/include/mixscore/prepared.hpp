@@ -34,7 +34,7 @@ inline int64_t packed_size(int64_t N, int64_t D) {
 int isa_index();
 template <typename T>
 void pack_train_tiles(const T* X, const double* mu, int64_t N, int64_t D, T* out,
-                      int num_threads);
+                      int num_threads, double* norm2);
 
 template <typename T>
 class Prepared {
@@ -91,7 +91,8 @@ class Prepared {
 
  private:
   // mu in float64 summed in a fixed order (chunks of rows combined in order, so any thread
-  // count gives the same bits), then the float64 norms of the centred rounded rows.
+  // count gives the same bits); the norms of the centred rounded rows come with the first
+  // packing (packed_for).
   void centre() {
     constexpr int64_t kChunk = 4096;
     const int64_t N = N_, D = D_, nchunks = (N + kChunk - 1) / kChunk;
@@ -106,18 +107,6 @@ class Prepared {
     for (int64_t c = 0; c < nchunks; ++c)
       for (int64_t d = 0; d < D; ++d) mu_[d] += part[c * D + d];
     for (int64_t d = 0; d < D; ++d) mu_[d] /= double(N);
-    norm2c_.resize(N);
-    normc_.resize(N);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t n = 0; n < N; ++n) {
-      double s = 0.0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double r = double(T(double(X_[n * D + d]) - mu_[d]));
-        s += r * r;
-      }
-      norm2c_[n] = s;
-      normc_[n] = std::sqrt(s);
-    }
   }
 
   double local_logw_sum() const {
@@ -134,7 +123,14 @@ class Prepared {
     AlignedBuffer<T>& p = packed_[isa];
     if (p.empty()) {
       p.resize(packed_size(N_, D_));  // not zeroed: the packing writes every panel read
-      pack_train_tiles<T>(X_, mu_.data(), N_, D_, p.data(), threads_);
+      const bool norms = norm2c_.empty();  // the first packing computes them (same bits)
+      if (norms) norm2c_.resize(N_);
+      pack_train_tiles<T>(X_, mu_.data(), N_, D_, p.data(), threads_,
+                          norms ? norm2c_.data() : nullptr);
+      if (norms) {
+        normc_.resize(N_);
+        for (int64_t n = 0; n < N_; ++n) normc_[n] = std::sqrt(norm2c_[n]);
+      }
     }
     return p.data();
   }
@@ -143,7 +139,8 @@ class Prepared {
   int64_t N_, D_, row_offset_, global_n_;
   int threads_;
   double logw_sum_ = 0.0;
-  std::vector<double> mu_, norm2c_, normc_, logw_;
+  std::vector<double> mu_, logw_;
+  mutable std::vector<double> norm2c_, normc_;  // filled by the first packing
   std::optional<DirectLayout> direct_;
   mutable std::mutex pack_mutex_;
   mutable std::array<AlignedBuffer<T>, 3> packed_;

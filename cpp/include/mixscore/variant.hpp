@@ -16,7 +16,7 @@ struct Kernels {
                 const StopFn&);
   bool (*nearest)(const TrainSet<T>&, const T*, int64_t, int64_t, double*, int64_t*,
                   const NearestOptions&, const StopFn&, NearestCounters*);
-  void (*pack)(const T*, const double*, int64_t, int64_t, T*, int);  // prepared.hpp's tiles
+  void (*pack)(const T*, const double*, int64_t, int64_t, T*, int, double*);  // prepared.hpp
   bool (*draws)(const TrainSet<T>&, const Queries<T>&, const DrawSpec&, int64_t*,
                 const EngineOptions&, const StopFn&);
 };
