@@ -288,26 +288,29 @@ void pack_b_rows(const int32_t* idx, int64_t nk, int64_t ncols, const T* src, in
 template <typename T>
 void pack_tiles(const T* src, const double* shift, int64_t nrows, int64_t K, int64_t tile,
                 T* out, int num_threads, double* norm2 = nullptr) {
+  constexpr int NR = Blocking<T>::NR;  // (tile is a multiple of NR)
   const int64_t ntiles = (nrows + tile - 1) / tile;
 #pragma omp parallel num_threads(num_threads)
   {
-    std::vector<T> centred(tile * K);
+    std::vector<T> centred(NR * K);  // one panel's rows: stays in L2
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
-      const int64_t rows = std::min(tile, nrows - t * tile);
-      const T* s = src + t * tile * K;
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* sr = s + r * K;
-        T* cr = centred.data() + r * K;
+      const int64_t n_tile = std::min(tile, nrows - t * tile);
+      for (int64_t p0 = 0; p0 < n_tile; p0 += NR) {
+        const int64_t rows = std::min<int64_t>(NR, n_tile - p0), n0 = t * tile + p0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* sr = src + (n0 + r) * K;
+          T* cr = centred.data() + r * K;
 #pragma omp simd
-        for (int64_t k = 0; k < K; ++k) cr[k] = T(double(sr[k]) - shift[k]);
-        if (norm2) {
-          double acc = 0.0;
-          for (int64_t k = 0; k < K; ++k) acc += double(cr[k]) * double(cr[k]);
-          norm2[t * tile + r] = acc;
+          for (int64_t k = 0; k < K; ++k) cr[k] = T(double(sr[k]) - shift[k]);
+          if (norm2) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; ++k) acc += double(cr[k]) * double(cr[k]);
+            norm2[n0 + r] = acc;
+          }
         }
+        pack_b_transposed<T>(rows, K, centred.data(), K, out + t * tile * K + p0 * K);
       }
-      pack_b_transposed<T>(rows, K, centred.data(), K, out + t * tile * K);
     }
   }
 }
