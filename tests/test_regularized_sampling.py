@@ -204,3 +204,28 @@ def test_per_point_smoothing_bad_input():
     plain = ms.EmpiricalScore(X, ms.VP(), regularizer=Smoothing(np.ones(300)))
     with pytest.raises(ValueError, match="one bandwidth per point"):
         plain.posterior_draws(X[:2], 0.5, R=2)
+
+
+@pytest.mark.parametrize("sampler,kw", [("euler_maruyama", {}), ("heun", {}),
+                                        ("naive", {"R": 3})])
+def test_labelled_fused_equals_python_loop(sampler, kw):
+    """Labelled samples run by label in the fused loop (each label's sub-model, the samples'
+    own noise and draw streams): equal to the Python loop, with regularizers too, for any
+    batch size."""
+    X = _data()
+    labels = np.arange(300) % 3
+    y = np.random.default_rng(4).integers(0, 3, 10)
+    for reg in (None, [Tikhonov(0.05), EmpiricalBayes(30.0)]):
+        if sampler == "naive" and reg is not None:
+            continue  # (the naive sampler takes unregularized models)
+        model = ms.EmpiricalScore(X, ms.VP(), labels=labels, regularizer=reg)
+        args = dict(n=10, y=y, sampler=sampler, steps=15, seed=2, progress=False,
+                    save_steps=[0, 7], end="denoised" if sampler != "naive" else "as_is", **kw)
+        fused = ms.sample(model, fused=True, batch_size=4, **args)
+        python = ms.sample(model, fused=False, **args)
+        assert fused.settings["fused"] and ms.sample(model, **args).settings["fused"]
+        np.testing.assert_allclose(fused.samples, python.samples, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(fused.saved, python.saved, rtol=1e-9, atol=1e-9)
+        if reg is None and sampler != "naive":  # the exact conditional denoiser at t_end
+            nearest = np.argmin(((fused.samples[:, None] - X[None]) ** 2).sum(-1), axis=1)
+            np.testing.assert_array_equal(labels[nearest], y)

@@ -181,7 +181,7 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
                const EngineOptions& opt, std::optional<py::function> callback, int64_t every,
                std::optional<carray<int64_t>> draws, std::optional<carray<double>> eb_log_c,
                bool eb_density, std::optional<carray<double>> shift,
-               std::optional<carray<double>> shift_scale) {
+               std::optional<carray<double>> shift_scale, std::optional<carray<int64_t>> rows) {
   const TrainSet<T> tr = train.prep->view();
   if (x.ndim() != 2 || x.shape(1) != tr.D)
     throw std::invalid_argument("x: expected a 2-d array with " + std::to_string(tr.D) +
@@ -205,6 +205,7 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
     }
   }
   if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
+  if (rows) check_len(*rows, n, "rows");
   if (shift || shift_scale) {
     if (!shift || !shift_scale)
       throw std::invalid_argument("shift and shift_scale go together");
@@ -229,6 +230,7 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
   plan.first_sample = first_sample;
   plan.end_denoise = end_denoise;
   plan.draws = draws ? draws->data() : nullptr;
+  plan.rows = rows ? rows->data() : nullptr;
   plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
   plan.eb_density = eb_density;
   plan.shift = shift ? shift->data() : nullptr;
@@ -339,7 +341,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
         py::arg("saved"), py::arg("options"), py::arg("callback"), py::arg("every"),
         py::arg("draws") = py::none(), py::arg("eb_log_c") = py::none(),
         py::arg("eb_density") = false, py::arg("shift") = py::none(),
-        py::arg("shift_scale") = py::none());
+        py::arg("shift_scale") = py::none(), py::arg("rows") = py::none());
 }
 
 }  // namespace

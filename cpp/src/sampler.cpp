@@ -134,7 +134,8 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
   DrawsMean<T> draws_mean{train, opt, should_stop, n,
                           std::vector<double>(naive ? n : 0), std::vector<double>(naive ? n : 0),
                           std::vector<int64_t>(naive ? n : 0), {}};
-  for (int64_t i = 0; naive && i < n; ++i) draws_mean.rows[i] = plan.first_sample + i;
+  for (int64_t i = 0; naive && i < n; ++i)
+    draws_mean.rows[i] = plan.rows ? plan.rows[i] : plan.first_sample + i;
   std::vector<double> xhd(naive ? nD : 0);  // the naive step's float64 denoiser
   SamplerStatus status;
   int64_t next_save = 0;
@@ -172,7 +173,11 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
 #pragma omp for schedule(static)
       for (int64_t i0 = 0; i0 < n; i0 += kBatch) {
         const int64_t i1 = std::min(n, i0 + kBatch);
-        if (noisy) fill_normals(plan.seed, plan.first_sample + i0, i1 - i0, uint32_t(k), D, z.data());
+        if (noisy && plan.rows)  // each sample its own stream (not consecutive)
+          for (int64_t i = i0; i < i1; ++i)
+            fill_normals(plan.seed, plan.rows[i], 1, uint32_t(k), D, z.data() + (i - i0) * D);
+        else if (noisy)
+          fill_normals(plan.seed, plan.first_sample + i0, i1 - i0, uint32_t(k), D, z.data());
         for (int64_t e = i0 * D; e < i1 * D; ++e) {
           double v = c[kA] * double(x[e]) + c[kB] * (R > 0 ? xhd[e] : double(xh[e]));
           if (plan.predictor) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);

@@ -29,6 +29,7 @@ struct SamplerPlan {
   bool predictor = false;          // Heun: evaluate xh at (xe, t_{k+1}) too
   uint64_t seed = 0;
   int64_t first_sample = 0;   // global index of row 0 (noise stream of each sample)
+  const int64_t* rows = nullptr;  // n global indices instead (samples of one label), or null
   bool end_denoise = false;   // true: replace x(t_end) by the denoiser at t_end
   const int64_t* draws = nullptr;  // K posterior draws per step replacing xh (0: xh), or null
   const int64_t* save_steps = nullptr;  // increasing step numbers in [0, K] (0 = the start)

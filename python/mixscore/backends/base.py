@@ -8,7 +8,8 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
 * ``partial``      ``partial(x, alpha, sigma2) -> PosteriorPartial`` (mergeable, see
                    ``mixscore.partial``);
 * ``fused_sample`` ``fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
-                   on_step, every) -> x`` (the whole fixed-grid sampler loop in one call; with
+                   on_step, every, rows=None) -> x`` (the whole fixed-grid sampler loop in one
+                   call; ``rows`` the samples' global indices when not consecutive; with
                    ``draws`` too, the naive sampler's ``plan.draws`` as well);
 * ``draws``        ``draws(x, alpha, sigma2, R, seed, rows, first_step) -> (M, R)`` local
                    training indices drawn from the posterior, with the Philox streams of

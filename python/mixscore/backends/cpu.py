@@ -111,10 +111,12 @@ class CpuBackend:
         end_denoise: bool,
         on_step,
         every: int,
+        rows: np.ndarray | None = None,
     ) -> tuple[np.ndarray, int]:
         """The whole sampler loop in one C++ call (GIL released, Ctrl-C checked between and
         within steps; the naive sampler's posterior draws included) on a copy of x; returns
-        (x, the step after which the state was NaN/Inf or -1)."""
+        (x, the step after which the state was NaN/Inf or -1). ``rows``: the samples' global
+        indices (their noise streams) when they are not first_sample, first_sample + 1, ..."""
         x = np.array(x, dtype=x.dtype, order="C", copy=True)
         bad = _core.sample(
             self.prepared,
@@ -136,5 +138,6 @@ class CpuBackend:
             plan.eb_density,
             plan.shift,
             plan.shift_scale,
+            None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         )
         return x, bad

@@ -160,15 +160,17 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         rk45 tolerances (SciPy semantics).
     fused : bool
         Force (True) or forbid (False) the C++ loop; default: fused when possible (an
-        EmpiricalScore on the cpu backend, a fixed-grid sampler, no labels, no callable
-        perturbation or per-point Smoothing bandwidths; see ``sampling/fold.py``).
+        EmpiricalScore on the cpu backend, a fixed-grid sampler, no callable perturbation or
+        per-point Smoothing bandwidths; see ``sampling/fold.py``; labelled samples run by
+        label).
     progress : bool
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
         ``callback(step, t)`` every ``callback_every`` steps (per batch).
     y : label or (n,) labels
         Conditional sampling with a labelled EmpiricalScore (``labels=``): the score of the
-        points with sample i's label (fixed-grid samplers, Python loop).
+        points with sample i's label (fixed-grid samplers; the fused loop runs each label's
+        samples with that label's sub-model).
     R : int
         sampler="naive" (generalization-through-variance paper, Prop. 4.1): posterior draws
         per step (default 1); each step's denoiser is the mean of R training points drawn from
@@ -235,13 +237,12 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = sampler != "effective" and _use_fused(fused, den, labels, plan.draws is not None)
+    use_fused = sampler != "effective" and _use_fused(fused, den, plan.draws is not None)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
 
-    if use_fused:  # linear regularizers folded into the coefficients (fold.py)
-        regs = den.model.regularizers
-        fused_plan = fold_regularizers(plan, regs, ts)
+    if use_fused:  # the regularizers in the plan (fold.py)
+        fused_plan = fold_regularizers(plan, den.model.regularizers, ts)
     saved = np.empty((save.size, n, d), den.dtype) if save.size else None
     out = np.empty((n, d), den.dtype)
     K = ts.size - 1
@@ -264,10 +265,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             try:
                 if use_fused:
                     every = callback_every if bar is None else 1
-                    res = run_fused(den.model.backend, x0[b0:b1], b0, fused_plan, seed, save, sv,
-                                    end == "denoised" and not regs, on_step, every)
-                    if end == "denoised" and regs:  # the regularized denoiser at t_end
-                        res = den(res, ts[-1], plan.alpha[-1], plan.sigma2[-1]).astype(res.dtype)
+                    res = _fused_batch(den.model, x0[b0:b1], b0, fused_plan, plan, ts, seed,
+                                       save, sv, end == "denoised", on_step, every,
+                                       None if labels is None else labels[b0:b1])
                 else:
                     res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
                                      end == "denoised", on_step)
@@ -290,6 +290,31 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
 
 
 # --- pieces ------------------------------------------------------------------------------------
+
+def _fused_batch(model, x, b0: int, fused_plan, plan, ts, seed: int, save, sv,
+                 end_denoised: bool, on_step, every: int, labels) -> np.ndarray:
+    """One batch through the fused C++ loop; labelled samples by label, each group with its
+    label's sub-model and the samples' own streams (their global indices), so the result
+    equals the Python loop's. (Progress and callbacks follow the batch's last group.)"""
+    regs = model.regularizers
+    if labels is None:
+        groups = [(model, np.arange(x.shape[0]))]
+    else:
+        lg = model.label_groups
+        groups = [(lg.model(model, k), rows) for k, rows in lg.query_groups(labels, x.shape[0])]
+    out = np.empty_like(x)
+    for g, (sub, rows) in enumerate(groups):
+        svg = None if sv is None else np.empty((sv.shape[0], rows.size, x.shape[1]), sv.dtype)
+        res = run_fused(sub.backend, x[rows], b0, fused_plan, seed, save, svg,
+                        end_denoised and not regs, on_step if g == len(groups) - 1 else None,
+                        every, rows=None if labels is None else b0 + rows)
+        if end_denoised and regs:  # the regularized denoiser at t_end
+            res = ModelDenoiser(sub)(res, ts[-1], plan.alpha[-1], plan.sigma2[-1])
+        out[rows] = res
+        if sv is not None:
+            sv[:, rows] = svg
+    return out
+
 
 def _version() -> str:
     from .. import __version__
@@ -427,19 +452,18 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     return s
 
 
-def _use_fused(fused, den, labels=None, draws: bool = False) -> bool:
+def _use_fused(fused, den, draws: bool = False) -> bool:
     can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
     can = can and (not draws or has(den.model.backend, DRAWS))  # naive: the draws handler
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
-    if can and (not foldable(den.model.regularizers) or labels is not None):
+    if can and not foldable(den.model.regularizers):
         if fused:
-            what = ("labels (y=)" if labels is not None else "the regularizers " + ", ".join(
-                repr(r) for r in den.model.regularizers if not foldable((r,))))
-            raise ValueError(f"fused=True: the C++ loop does not apply {what} yet (a callable "
-                             "perturbation, per-point Smoothing bandwidths); use fused=None "
-                             "or False (the Python loop)")
+            what = ", ".join(repr(r) for r in den.model.regularizers if not foldable((r,)))
+            raise ValueError(f"fused=True: the C++ loop does not apply the regularizers {what} "
+                             "(a callable perturbation, per-point Smoothing bandwidths); use "
+                             "fused=None or False (the Python loop)")
         can = False
     return can if fused is None else bool(fused)
 

@@ -59,10 +59,11 @@ def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray
 
 def run_fused(backend, x: np.ndarray, first_sample: int, plan: Plan, seed: int,
               save_steps: np.ndarray, saved: np.ndarray | None, end_denoise: bool,
-              on_step, every: int) -> np.ndarray:
-    """The same loop in one backend call (a backend with the ``fused_sample`` capability)."""
+              on_step, every: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The same loop in one backend call (a backend with the ``fused_sample`` capability);
+    ``rows``: the samples' global indices when not consecutive from first_sample."""
     x, bad = backend.fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
-                                  on_step, every)
+                                  on_step, every, rows=rows)
     if bad >= 0:
         raise NonFiniteState(bad)
     return x
