@@ -229,3 +229,15 @@ def test_labelled_fused_equals_python_loop(sampler, kw):
         if reg is None and sampler != "naive":  # the exact conditional denoiser at t_end
             nearest = np.argmin(((fused.samples[:, None] - X[None]) ** 2).sum(-1), axis=1)
             np.testing.assert_array_equal(labels[nearest], y)
+
+
+def test_per_point_smoothing_with_labels_uses_each_groups_bandwidths():
+    X = _data()
+    labels = np.arange(300) % 2
+    h = np.where(labels == 0, 0.05, 0.3)
+    model = ms.EmpiricalScore(X, ms.VP(), labels=labels, regularizer=Smoothing(h))
+    x = X[:4] + 0.1
+    for lab in (0, 1):
+        sub = ms.EmpiricalScore(X[labels == lab], ms.VP(),
+                                regularizer=Smoothing(h[labels == lab]))
+        np.testing.assert_allclose(model.score(x, 0.3, y=lab), sub.score(x, 0.3), rtol=1e-12)

@@ -244,8 +244,9 @@ class EmpiricalScore:
         """The model of the training points ``index`` (same schedule, weights, regularizer,
         options; no labels; local indices)."""
         w = None if self.weights is None else self.weights[index]
+        regs = [r.subset(index) for r in self.regularizers]  # (per-point values follow)
         return EmpiricalScore(self.train[index], self.schedule, w,
-                              regularizer=self.regularizers or None, **self._options)
+                              regularizer=regs or None, **self._options)
 
     @property
     def n(self) -> int:

@@ -143,6 +143,10 @@ class Regularizer:
     def mixture_sigma2(self, ctx: Context) -> np.ndarray:
         return ctx.mix_sigma2
 
+    def subset(self, index) -> Regularizer:
+        """The policy for the training points ``index`` (a label's sub-model)."""
+        return self
+
     def apply(self, ctx: Context) -> None:
         """Change ctx.denom / ctx.log_factor / ctx.shift."""
 
@@ -170,6 +174,9 @@ class Smoothing(Regularizer):
             )
         self.bandwidth = h.astype(np.float64)
         self.linear = False  # per-point: the fused loop cannot fold it (smoothing.py)
+
+    def subset(self, index) -> Smoothing:
+        return Smoothing(self.bandwidth[index]) if self.per_point else self
 
     @property
     def per_point(self) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends.numpy_ref import log_weight_sum
+from .partial import _LOG_2PI
 from .regularizers import (
     Context,
     EmpiricalBayes,
@@ -31,7 +32,6 @@ from .regularizers import (
     _level_at,
 )
 
-_LOG_2PI = 1.8378770664093453
 _CHUNK_ELEMENTS = 1 << 22  # queries x points x D per chunk of direct differences
 STATS = ("logpdf", "denoised", "score", "eps", "max_weight", "argmax", "n_eff", "entropy")
 
