@@ -15,6 +15,14 @@
 namespace mixscore {
 namespace cuda {
 
+// Every launch goes through this macro, so the kernels also compile as plain C++ against a CPU
+// implementation of the runtime (HIP-CPU, which defines it as hipLaunchKernelGGL) to check their
+// logic where no GPU is.
+#ifndef MIXSCORE_LAUNCH
+#define MIXSCORE_LAUNCH(kernel, grid, block, shmem, stream, ...) \
+  kernel<<<(grid), (block), (shmem), (stream)>>>(__VA_ARGS__)
+#endif
+
 constexpr int kThreads = 256;  // threads per block (one block per query)
 
 // A CUDA error as an exception naming what failed.

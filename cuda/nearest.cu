@@ -85,7 +85,7 @@ void nearest(const NearestArgs<T>& a, uintptr_t stream) {
   if (a.k < 1 || a.k > kMaxK || a.k > a.N)
     throw std::invalid_argument("mixscore._cuda.nearest: k must be in [1, min(N, 32)]");
   if (a.M == 0) return;
-  nearest_kernel<T><<<unsigned(a.M), kThreads, 0, cudaStream_t(stream)>>>(a);
+  MIXSCORE_LAUNCH(nearest_kernel<T>, unsigned(a.M), kThreads, 0, cudaStream_t(stream), a);
   check(cudaGetLastError(), "nearest kernel launch");
 }
 

@@ -18,7 +18,8 @@ void philox_normals(uint64_t seed, const int64_t* samples, int64_t n, uint32_t s
                     double* z, uintptr_t stream) {
   if (n == 0) return;
   const unsigned blocks = unsigned((n + kThreads - 1) / kThreads);
-  normals_kernel<<<blocks, kThreads, 0, cudaStream_t(stream)>>>(seed, samples, n, step, D, z);
+  MIXSCORE_LAUNCH(normals_kernel, blocks, kThreads, 0, cudaStream_t(stream), seed, samples, n,
+                  step, D, z);
   check(cudaGetLastError(), "philox_normals kernel launch");
 }
 

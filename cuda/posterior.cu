@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kThreads) posterior_kernel(PosteriorArgs<T> a)
 template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
   if (a.M == 0) return;
-  posterior_kernel<T><<<unsigned(a.M), kThreads, 0, cudaStream_t(stream)>>>(a);
+  MIXSCORE_LAUNCH(posterior_kernel<T>, unsigned(a.M), kThreads, 0, cudaStream_t(stream), a);
   check(cudaGetLastError(), "posterior kernel launch");
 }
 
