@@ -15,13 +15,21 @@ struct PosteriorArgs {
   const T* train;        // (N, D) the training points
   const T* packed;       // (N, D) fl_T(X_n - mu)
   const double* p2;      // (N,) |packed_n|^2
+  const double* pnorm;   // (N,) |packed_n|
+  const double* xc2;     // (N,) |X_n - mu|^2
   const double* mu;      // (D,) the training mean
   const double* alpha;   // (M,)
   const double* sigma2;  // (M,)
   const double* xs2;     // (M,) |x - alpha mu|^2
   const double* logw;    // (N,) log pi_n, or null for equal weights
   int64_t M, N, D;
-  double mu_norm, tol, cut;  // |mu|, refinement tolerance (nats), cutoff (nats)
+  double mu_norm;        // |mu|
+  // the refinement rule (nats; cpp/include/mixscore/engine.hpp documents it)
+  double tol, cap, dom, cut;
+  int budget;
+  bool wide;             // float64 logits product for float32 data
+  void* workspace;       // posterior_workspace<T>(N, ws_rows, wide) bytes (D > 16 only)
+  int64_t ws_rows;       // queries per chunk, a multiple of 128
   double* lam_min;       // (M,) outputs: exact smallest penalized squared distance
   int64_t* best;         // (M,) its index (lowest among exact ties)
   double *s0, *sum_w2, *s2, *s1;  // sums of w, w^2, w |X_n - mu|^2 (M,), w (X_n - mu) (M, D)
@@ -29,6 +37,11 @@ struct PosteriorArgs {
 
 template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream);
+
+// Bytes of workspace the posterior pass needs for chunks of `rows` queries (0 when D <= 16).
+template <typename T>
+int64_t posterior_workspace(int64_t N, int64_t rows, bool wide);
+constexpr int64_t kDirectMaxD = 16;  // up to this D, the direct kernel (no workspace)
 
 // Exact k nearest training points (cuda/nearest.cu): squared distances (M, k) ascending by
 // (distance, index), indices (M, k); k <= kMaxK.

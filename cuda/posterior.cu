@@ -1,62 +1,130 @@
-// The posterior pass on the GPU: one block per query streams the whole training set in a fixed
-// order (SCIENCE.md sections 1 and 6), so results do not depend on the launch shape:
-//   1. upper = min_n (A_n + E_n), A the GEMM-expansion estimate, E its rigorous bound
-//      (mixscore/bound.hpp, shared with the CPU engine);
-//   2. every n with A_n - E_n <= upper is recomputed exactly (float64 direct differences): the
-//      exact lam_min and its lowest index;
-//   3. weights w_n = exp(-(lam_n - lam_min) / (2 sigma^2)) of the entries within `cut` nats,
-//      exact where the bound exceeds tol e^max(0, gap - log N) nats, summed in float64 in a
-//      fixed order (blockDim entries at a time), chunks without weight skipped.
-// Sums are about the mean mu; the caller moves them to the centre X_best and finalizes
-// (python/mixscore/backends/cuda.py). A simple, correct design (a matrix-vector pass per
-// query, not a tiled GEMM): compile-checked, run only where a GPU is (tests/test_gpu.py).
+// The posterior pass on the GPU (SCIENCE.md sections 1, 6, 8): per query x at (alpha, sigma^2)
+//     lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n,   w_n = e^{-(lam_n - lam_min)/(2 sigma^2)},
+// the exact lam_min and its lowest index, and float64 sums of w, w^2, w |X_n - mu|^2 and
+// w (X_n - mu) (the caller moves them to the centre X_best and finalizes:
+// python/mixscore/backends/cuda.py). Two drivers, both with a fixed order of every sum, so
+// results do not depend on the launch shape or on how queries are split:
+//
+// D > kDirectMaxD, queries in chunks of `ws_rows` (the workspace holds one chunk's logits):
+//   1. logits product  G = q . p_n (tile_gemm.cuh; float32 FMAs, or float64 when `wide`:
+//      the plain float32 bound would send every entry to exact refinement);
+//   2. one block per query (row_kernel): the rigorous bound of mixscore/bound.hpp per entry,
+//      the exact minimum among the entries it cannot exclude, then the refinement rule of the
+//      CPU engine (cpp/src/lam_row.hpp): exact float64 lam where the bound exceeds `cap`
+//      nats, and for the dominant entries (within `dom` nats of the maximum, at most
+//      `budget` per 256 entries) where it exceeds `tol`; entries more than `cut` nats below
+//      the maximum are dropped. The weights overwrite G; a flag marks each 128 x 128 block of
+//      (queries, points) that carries weight;
+//   3. weighted sums  S1 = W (X - mu) (tile_gemm.cuh), blocks without weight skipped, float32
+//      products summed in float64 per 128 points.
+// D <= kDirectMaxD (direct_kernel): one thread per query streams the training set through
+// shared memory; every lam is exact (direct float64 differences), no M x N array anywhere.
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels.cuh"
 #include "launch.hpp"
+#include "tile_gemm.cuh"
 
 namespace mixscore {
 namespace cuda {
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads) posterior_kernel(PosteriorArgs<T> a) {
+using S = TileShape;
+
+// --- operand loaders (tile_gemm.cuh) ---------------------------------------------------------
+template <typename T, typename Acc>
+struct RowsLoad {  // rows of a row-major (rows x K) array, K contiguous: queries, prepared rows
+  static constexpr bool kKContiguous = true;
+  const T* a;
+  int64_t rows, K;
+  __device__ Acc operator()(int64_t r, int64_t k) const {
+    return r < rows && k < K ? Acc(a[r * K + k]) : Acc(0);
+  }
+};
+
+template <typename T, typename Acc>
+struct CentredColumnsLoad {  // (X_k - mu)_r: training rows k, dimension r (r contiguous)
+  static constexpr bool kKContiguous = false;
+  const T* X;
+  const double* mu;
+  int64_t N, D;
+  __device__ Acc operator()(int64_t r, int64_t k) const {
+    return r < D && k < N ? Acc(double(X[k * D + r]) - mu[r]) : Acc(0);
+  }
+};
+
+// --- 1. the logits product -------------------------------------------------------------------
+template <typename T, typename Acc>
+__global__ void __launch_bounds__(S::kThreads)
+    logits_kernel(const T* q, const T* packed, int64_t m, int64_t N, int64_t D, Acc* G) {
+  Acc acc[S::TM][S::TN];
+  for (auto& row : acc)
+    for (auto& v : row) v = Acc(0);
+  const int64_t row0 = int64_t(blockIdx.y) * S::BM, col0 = int64_t(blockIdx.x) * S::BN;
+  tile_product<Acc>(RowsLoad<T, Acc>{q, m, D}, RowsLoad<T, Acc>{packed, N, D}, row0, col0, 0, D,
+                    acc);
+  const int tx = threadIdx.x % (S::BN / S::TN), ty = threadIdx.x / (S::BN / S::TN);
+  for (int i = 0; i < S::TM; ++i) {
+    const int64_t r = row0 + ty * S::TM + i;
+    if (r >= m) break;
+    for (int j = 0; j < S::TN; ++j) {
+      const int64_t c = col0 + tx * S::TN + j;
+      if (c < N) G[r * N + c] = acc[i][j];
+    }
+  }
+}
+
+// --- 2. one query's row: bound, exact minimum, refinement rule, weights ----------------------
+// Sum over the block in a fixed tree (every thread gets it).
+__device__ inline double block_sum(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+template <typename T, typename Acc>
+__global__ void __launch_bounds__(kThreads)
+    row_kernel(PosteriorArgs<T> a, int64_t i0, Acc* G, uint8_t* live) {
   __shared__ double shv[kThreads];
   __shared__ int64_t shi[kThreads];
   __shared__ int sho[kThreads];
-  __shared__ double shw[kThreads], shn2[kThreads];
-  const int64_t i = blockIdx.x, D = a.D, N = a.N;
+  const int64_t r = blockIdx.x, i = i0 + r, N = a.N, D = a.D;
   const int tid = threadIdx.x, nt = blockDim.x;
-  const T* q = a.q + i * D;
-  const T* x = a.x + i * D;
   const double alpha = a.alpha[i], s2 = a.sigma2[i], xs2 = a.xs2[i];
-  const double inv = fmin(0.5 / s2, 1e300), tws = 2.0 * s2;
+  const double inv = fmin(0.5 / s2, 1e300), tws = 2.0 * s2, a2 = alpha * alpha;
   const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
-  const ExpansionBound bound = ExpansionBound::make(sqrt(xs2), fabs(alpha) * a.mu_norm, D, u);
-  const double log_n = log(double(N));
-
-  auto estimate = [&](int64_t n, double* err) {
-    const double p2 = a.p2[n];
-    *err = bound(fabs(alpha) * sqrt(p2));
-    double A = approx_sq(q, a.packed + n * D, D, xs2, alpha, p2);
-    if (a.logw) A -= tws * a.logw[n];
-    return A;
+  // float64 products of float32 rows: exact products, float64 sums (chunk 1 over-covers them)
+  const int64_t chunk = (a.wide && sizeof(T) == 4) ? 1 : 0;
+  const ExpansionBound bound =
+      ExpansionBound::make(sqrt(xs2), fabs(alpha) * a.mu_norm, D, u, chunk);
+  const T* x = a.x + i * D;
+  Acc* g = G + r * N;
+  auto approx = [&](int64_t n, double* err) {
+    *err = bound(fabs(alpha) * a.pnorm[n]);
+    const double A = xs2 - 2.0 * alpha * double(g[n]) + a2 * a.p2[n];
+    return a.logw ? A - tws * a.logw[n] : A;
   };
   auto exact = [&](int64_t n) {
-    const double l = exact_sq(x, a.train + n * D, D, alpha);
+    const double l = exact_sq<T>(x, a.train + n * D, D, alpha);
     return a.logw ? l - tws * a.logw[n] : l;
   };
 
-  // 1. an upper bound of the minimum
+  // the exact minimum: an upper bound of it, then every entry the bound cannot exclude
   double upper = INFINITY, err;
-  for (int64_t n = tid; n < N; n += nt) upper = fmin(upper, estimate(n, &err) + err);
+  for (int64_t n = tid; n < N; n += nt) upper = fmin(upper, approx(n, &err) + err);
   upper = block_min(upper, shv);
-  // 2. the exact minimum among the entries the bound cannot exclude
   double lam_min = INFINITY;
   int64_t best = N;
   for (int64_t n = tid; n < N; n += nt) {
-    const double A = estimate(n, &err);
+    const double A = approx(n, &err);
     if (A - err <= upper) {
       const double l = exact(n);
       if (l < lam_min) lam_min = l, best = n;  // n increases: the first of ties is kept
@@ -64,40 +132,37 @@ __global__ void __launch_bounds__(kThreads) posterior_kernel(PosteriorArgs<T> a)
   }
   int owner;
   block_argmin(&lam_min, &best, &owner, shv, shi, sho);
-  // 3. the weighted sums, blockDim entries at a time in index order
+
+  // the weights, nt entries at a time; each thread sums its own entries in index order
+  const int64_t nchunks = (N + S::BN - 1) / S::BN;
+  uint8_t* live_row = live + (r / S::BM) * nchunks;
   double s0 = 0, sw2 = 0, sx2 = 0;
-  double* s1 = a.s1 + i * D;
-  for (int64_t d = tid; d < D; d += nt) s1[d] = 0;
   for (int64_t c0 = 0; c0 < N; c0 += nt) {
     const int64_t n = c0 + tid;
-    double w = 0, n2 = 0;
+    double A = INFINITY, e = 0, gap = INFINITY;
     if (n < N) {
-      const double A = estimate(n, &err);
-      const double gap = (A - err - lam_min) * inv;
-      if (gap < a.cut) {
-        const double slack = exp(fmin(fmax(gap - log_n, 0.0), 80.0));
-        const double l = err * inv > a.tol * slack ? exact(n) : A;
-        w = exp(-(l - lam_min) * inv);
-        for (int64_t d = 0; d < D; ++d) {
-          const double t = double(a.train[n * D + d]) - a.mu[d];
-          n2 += t * t;
-        }
-      }
+      A = approx(n, &err);
+      e = err * inv;  // the entry's error bound, nats
+      gap = (A - err - lam_min) * inv;  // a lower bound of its true gap below the maximum
     }
-    shw[tid] = w;
-    shn2[tid] = n2;
-    if (!__syncthreads_or(w != 0.0)) continue;  // no weight in this chunk
-    const int cnt = int(N - c0 < nt ? N - c0 : nt);
-    if (tid == 0)
-      for (int j = 0; j < cnt; ++j) s0 += shw[j], sw2 += shw[j] * shw[j], sx2 += shw[j] * shn2[j];
-    for (int64_t d = tid; d < D; d += nt) {
-      double acc = s1[d];
-      for (int j = 0; j < cnt; ++j)
-        if (shw[j] != 0.0) acc += shw[j] * (double(a.train[(c0 + j) * D + d]) - a.mu[d]);
-      s1[d] = acc;
+    const bool keep = gap < a.cut;
+    const bool dominant = keep && gap <= a.dom && e > a.tol && e <= a.cap;
+    const bool refine_dominant = __syncthreads_count(dominant) <= a.budget;
+    double w = 0;
+    if (keep) {
+      const bool refine = e > a.cap || (dominant && refine_dominant);
+      const double l = refine ? exact(n) : A;
+      w = exp(-(l - lam_min) * inv);
+      s0 += w;
+      sw2 += w * w;
+      sx2 += w * a.xc2[n];
+      live_row[n / S::BN] = 1;  // every writer writes 1
     }
-    __syncthreads();
+    if (n < N) g[n] = Acc(w);
   }
+  s0 = block_sum(s0, shv);
+  sw2 = block_sum(sw2, shv);
+  sx2 = block_sum(sx2, shv);
   if (tid == 0) {
     a.lam_min[i] = lam_min;
     a.best[i] = best;
@@ -107,15 +172,157 @@ __global__ void __launch_bounds__(kThreads) posterior_kernel(PosteriorArgs<T> a)
   }
 }
 
+// --- 3. the weighted sums --------------------------------------------------------------------
+template <typename T, typename Acc>
+__global__ void __launch_bounds__(S::kThreads)
+    sums_kernel(PosteriorArgs<T> a, int64_t i0, int64_t m, const Acc* W, const uint8_t* live) {
+  const int64_t N = a.N, D = a.D, nchunks = (N + S::BN - 1) / S::BN;
+  const int64_t row0 = int64_t(blockIdx.y) * S::BM, col0 = int64_t(blockIdx.x) * S::BN;
+  const uint8_t* live_row = live + blockIdx.y * nchunks;
+  const RowsLoad<Acc, Acc> weights{W, m, N};
+  const CentredColumnsLoad<T, Acc> centred{a.train, a.mu, N, D};
+  double out[S::TM][S::TN];
+  for (auto& row : out)
+    for (auto& v : row) v = 0.0;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    if (!live_row[c]) continue;  // the same for the whole block: no divergent barrier
+    const int64_t k0 = c * S::BN, k1 = k0 + S::BN;
+    if constexpr (std::is_same<Acc, double>::value) {
+      tile_product<Acc>(weights, centred, row0, col0, k0, k1, out);
+    } else {  // float32 products over 128 points, then summed in float64
+      Acc acc[S::TM][S::TN];
+      for (auto& row : acc)
+        for (auto& v : row) v = Acc(0);
+      tile_product<Acc>(weights, centred, row0, col0, k0, k1, acc);
+      for (int ii = 0; ii < S::TM; ++ii)
+        for (int j = 0; j < S::TN; ++j) out[ii][j] += double(acc[ii][j]);
+    }
+  }
+  const int tx = threadIdx.x % (S::BN / S::TN), ty = threadIdx.x / (S::BN / S::TN);
+  for (int ii = 0; ii < S::TM; ++ii) {
+    const int64_t r = row0 + ty * S::TM + ii;
+    if (r >= m) break;
+    for (int j = 0; j < S::TN; ++j) {
+      const int64_t d = col0 + tx * S::TN + j;
+      if (d < D) a.s1[(i0 + r) * D + d] = out[ii][j];
+    }
+  }
+}
+
+// --- small D: the fused direct kernel --------------------------------------------------------
+constexpr int kDirectThreads = 128, kDirectTile = 256;  // queries per block, points per stage
+
+template <typename T, int DC>
+__global__ void __launch_bounds__(kDirectThreads) direct_kernel(PosteriorArgs<T> a) {
+  __shared__ T shX[kDirectTile * DC];
+  __shared__ double shL[kDirectTile], shC[kDirectTile];  // log pi_n, |X_n - mu|^2
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, N = a.N, D = a.D;
+  const bool active = i < a.M;
+  T x[DC];
+  double alpha = 0, inv = 0, tws = 0;
+  if (active) {
+    for (int d = 0; d < D; ++d) x[d] = a.x[i * D + d];
+    alpha = a.alpha[i];
+    inv = fmin(0.5 / a.sigma2[i], 1e300);
+    tws = 2.0 * a.sigma2[i];
+  }
+  // Stream the training set through shared memory in order, calling f(n, X_n) per point.
+  auto stream = [&](auto&& f) {
+    for (int64_t n0 = 0; n0 < N; n0 += kDirectTile) {
+      const int cnt = int(N - n0 < kDirectTile ? N - n0 : kDirectTile);
+      for (int e = threadIdx.x; e < cnt * D; e += blockDim.x) shX[e] = a.train[n0 * D + e];
+      for (int e = threadIdx.x; e < cnt; e += blockDim.x) {
+        shL[e] = a.logw ? a.logw[n0 + e] : 0.0;
+        shC[e] = a.xc2[n0 + e];
+      }
+      __syncthreads();
+      if (active)
+        for (int k = 0; k < cnt; ++k) f(n0 + k, shX + k * D, shL[k], shC[k]);
+      __syncthreads();
+    }
+  };
+  double lam_min = INFINITY;
+  int64_t best = N;
+  stream([&](int64_t n, const T* Xn, double lw, double) {
+    const double l = exact_sq<T>(x, Xn, D, alpha) - tws * lw;
+    if (l < lam_min) lam_min = l, best = n;  // strict: the first of exact ties is kept
+  });
+  double s0 = 0, sw2 = 0, sx2 = 0, s1[DC];
+  for (int d = 0; d < DC; ++d) s1[d] = 0;
+  stream([&](int64_t, const T* Xn, double lw, double xc2) {
+    const double gap = (exact_sq<T>(x, Xn, D, alpha) - tws * lw - lam_min) * inv;
+    if (!(gap < a.cut)) return;
+    const double w = exp(-gap);
+    s0 += w;
+    sw2 += w * w;
+    sx2 += w * xc2;
+    for (int d = 0; d < D; ++d) s1[d] += w * (double(Xn[d]) - a.mu[d]);
+  });
+  if (!active) return;
+  a.lam_min[i] = lam_min;
+  a.best[i] = best;
+  a.s0[i] = s0;
+  a.sum_w2[i] = sw2;
+  a.s2[i] = sx2;
+  for (int d = 0; d < D; ++d) a.s1[i * D + d] = s1[d];
+}
+
+// --- the host driver -------------------------------------------------------------------------
+template <typename T, typename Acc>
+void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
+  const int64_t nchunks = (a.N + S::BN - 1) / S::BN;
+  Acc* G = reinterpret_cast<Acc*>(a.workspace);
+  uint8_t* live = reinterpret_cast<uint8_t*>(G + a.ws_rows * a.N);
+  for (int64_t i0 = 0; i0 < a.M; i0 += a.ws_rows) {
+    const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
+    const int64_t qtiles = (m + S::BM - 1) / S::BM;
+    check(cudaMemsetAsync(live, 0, size_t(qtiles * nchunks), st), "clearing the block flags");
+    const T* q = a.q + i0 * a.D;
+    MIXSCORE_LAUNCH((logits_kernel<T, Acc>), dim3(unsigned(nchunks), unsigned(qtiles)),
+                    S::kThreads, 0, st, q, a.packed, m, a.N, a.D, G);
+    check(cudaGetLastError(), "logits kernel launch");
+    MIXSCORE_LAUNCH((row_kernel<T, Acc>), unsigned(m), kThreads, 0, st, a, i0, G, live);
+    check(cudaGetLastError(), "row kernel launch");
+    const unsigned dtiles = unsigned((a.D + S::BN - 1) / S::BN);
+    MIXSCORE_LAUNCH((sums_kernel<T, Acc>), dim3(dtiles, unsigned(qtiles)), S::kThreads, 0, st,
+                    a, i0, m, G, live);
+    check(cudaGetLastError(), "sums kernel launch");
+  }
+}
+
+template <typename T>
+int64_t posterior_workspace(int64_t N, int64_t rows, bool wide) {
+  if (rows <= 0) return 0;
+  const int64_t acc = (wide || sizeof(T) == 8) ? 8 : 4;
+  const int64_t chunks = (N + S::BN - 1) / S::BN, qtiles = (rows + S::BM - 1) / S::BM;
+  return rows * N * acc + qtiles * chunks;
+}
+
 template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
   if (a.M == 0) return;
-  MIXSCORE_LAUNCH(posterior_kernel<T>, unsigned(a.M), kThreads, 0, cudaStream_t(stream), a);
-  check(cudaGetLastError(), "posterior kernel launch");
+  const cudaStream_t st = cudaStream_t(stream);
+  if (a.D <= kDirectMaxD) {
+    const unsigned blocks = unsigned((a.M + kDirectThreads - 1) / kDirectThreads);
+    if (a.D <= 4)
+      MIXSCORE_LAUNCH((direct_kernel<T, 4>), blocks, kDirectThreads, 0, st, a);
+    else
+      MIXSCORE_LAUNCH((direct_kernel<T, 16>), blocks, kDirectThreads, 0, st, a);
+    check(cudaGetLastError(), "direct posterior kernel launch");
+    return;
+  }
+  if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
+    throw std::invalid_argument("posterior: ws_rows must be a positive multiple of 128");
+  if (a.wide || sizeof(T) == 8)
+    tiled_pass<T, double>(a, st);
+  else
+    tiled_pass<T, float>(a, st);
 }
 
 template void posterior<float>(const PosteriorArgs<float>&, uintptr_t);
 template void posterior<double>(const PosteriorArgs<double>&, uintptr_t);
+template int64_t posterior_workspace<float>(int64_t, int64_t, bool);
+template int64_t posterior_workspace<double>(int64_t, int64_t, bool);
 
 int device_count() {
   int n = 0;

@@ -19,6 +19,11 @@ import numpy as np
 from . import _xp
 from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
 
+# The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
+# tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
+_ENGINE_RULE = {"tol": 1e-9, "cap": 0.05, "dom": 6.0, "budget": 16}
+_WORKSPACE_BYTES = 1 << 29  # one chunk of queries' logits (512 MiB): memory O((M + N) D)
+
 NOT_BUILT = (
     "the mixscore._cuda extension was not built: no CUDA compiler (nvcc) was found when "
     "mixscore was installed (or it was built with MIXSCORE_CUDA=OFF). Put nvcc on PATH (or set "
@@ -85,17 +90,41 @@ class CudaBackend(ArrayApiBackend):
 
     name = "cuda"
 
-    def __init__(self, train, weights, **options):
+    def __init__(self, train, weights, *, refine: str = "auto", workspace_bytes=None, **options):
         problem = cuda_problem()
         if problem is not None:
             raise RuntimeError(
                 f"backend='cuda' is not available: {problem}. "
                 "backend='cupy' runs the array-API fallback instead"
             )
-        super().__init__(_contiguous(_on_gpu(train)), weights, **options)
+        if workspace_bytes is not None and (
+            isinstance(workspace_bytes, bool)
+            or not isinstance(workspace_bytes, int)
+            or workspace_bytes < 1
+        ):
+            raise ValueError(f"workspace_bytes must be an int >= 1, got {workspace_bytes!r}")
+        super().__init__(_contiguous(_on_gpu(train)), weights, refine=refine, **options)
         self.train = _contiguous(self.train)
         if self.wide != self.xp.float64:
             raise RuntimeError("backend='cuda' needs float64 on the device")
+        xp = self.xp
+        xc = xp.astype(self.train, self.wide) - self.mu
+        self.xc2 = _contiguous(xp.sum(xc * xc, axis=1))  # |X_n - mu|^2, float64
+        # the CPU engine's refinement rule (mixscore._core.EngineOptions; "all": every entry
+        # within the cutoff exact)
+        self.rule = dict(_ENGINE_RULE, cap=0.0) if refine == "all" else dict(_ENGINE_RULE)
+        self.workspace_bytes = workspace_bytes or _WORKSPACE_BYTES
+        self.pmax = float(xp.max(self.pnorm)) if self.n else 0.0
+
+    def _wide(self, bound, alpha, inv) -> bool:
+        """float64 logits products for float32 data: where the plain float32 product's bound
+        (at the largest |alpha| |p_n|) exceeds the cap for some query, every entry within the
+        cutoff would be recomputed exactly (the slow band of the CPU engine's precise product)."""
+        if self.dtype != np.float32:
+            return False
+        k0, k1, k2 = bound
+        b = self.xp.abs(alpha) * self.pmax  # the bound grows with b = |alpha| |p_n|
+        return bool(self.xp.any((k0 + b * (k1 + b * k2)) * inv > self.rule["cap"]))
 
     def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
         from .. import _cuda
@@ -107,31 +136,55 @@ class CudaBackend(ArrayApiBackend):
         acc["s1"] = xp.empty((m, self.dim), dtype=wide, device=dev)
         if m == 0:
             return lam_min, best, acc
-        x = _contiguous(xp.astype(xw, self.train.dtype))
-        args = [
-            _contiguous(a)
-            for a in (x, q, self.train, self.packed, self.p2, self.mu, alpha, sigma2, xs2)
-        ]
-        logw = 0 if self.logw is None else _pointer(self.logw)
-        run = _cuda.posterior_f32 if self.dtype == np.float32 else _cuda.posterior_f64
+        f64 = self.dtype == np.float64
+        use_wide = self._wide(bound, alpha, inv)
+        rows, nbytes = 0, 0
+        if self.dim > _cuda.DIRECT_MAX_D:
+            rows = _chunk_rows(m, self.n, 8 if (use_wide or f64) else 4, self.workspace_bytes)
+            nbytes = _cuda.posterior_workspace(self.n, rows, use_wide, f64)
+        work = xp.empty((max(nbytes, 1),), dtype=xp.uint8, device=dev)
+        arrays = dict(
+            x=xp.astype(xw, self.train.dtype),
+            q=q,
+            train=self.train,
+            packed=self.packed,
+            p2=self.p2,
+            pnorm=self.pnorm,
+            xc2=self.xc2,
+            mu=self.mu,
+            alpha=alpha,
+            sigma2=sigma2,
+            xs2=xs2,
+        )
+        # the contiguous arrays stay referenced until the kernels are queued
+        arrays = {k: _contiguous(v) for k, v in arrays.items()}
+        run = _cuda.posterior_f64 if f64 else _cuda.posterior_f32
         run(
-            *[_pointer(a) for a in args],
-            logw,
-            m,
-            self.n,
-            self.dim,
-            self.mu_norm,
-            self.tol,
-            _CUTOFF_NATS + math.log(self.n),
-            _pointer(lam_min),
-            _pointer(best),
-            _pointer(acc["s0"]),
-            _pointer(acc["sum_w2"]),
-            _pointer(acc["s1"]),
-            _pointer(acc["s2"]),
-            _stream(self.train),
+            **{k: _pointer(v) for k, v in arrays.items()},
+            logw=0 if self.logw is None else _pointer(self.logw),
+            M=m,
+            N=self.n,
+            D=self.dim,
+            mu_norm=self.mu_norm,
+            cut=_CUTOFF_NATS + math.log(self.n),
+            wide=use_wide,
+            workspace=_pointer(work),
+            ws_rows=rows,
+            **{k: _pointer(v) for k, v in acc.items()},
+            lam_min=_pointer(lam_min),
+            best=_pointer(best),
+            stream=_stream(self.train),
+            **self.rule,
         )
         return lam_min, best, acc
+
+
+def _chunk_rows(m: int, n: int, itemsize: int, budget: int) -> int:
+    """Queries per chunk of the tiled pass: a multiple of 128 whose logits (rows x N x
+    itemsize bytes) fit ``budget``, at least 128, at most what m needs."""
+    need = -(-m // 128) * 128
+    fit = max(128, budget // max(1, n * itemsize) // 128 * 128)
+    return min(need, fit)
 
 
 def _require():
