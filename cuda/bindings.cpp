@@ -42,9 +42,11 @@ void posterior_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, u
 template <typename T>
 void nearest_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, uintptr_t p2,
                 uintptr_t xs2, int64_t M, int64_t N, int64_t D, int64_t k, double mu_norm,
-                uintptr_t sq_dist, uintptr_t index, uintptr_t stream) {
+                uintptr_t workspace, int64_t ws_rows, uintptr_t sq_dist, uintptr_t index,
+                uintptr_t stream) {
   NearestArgs<T> a{ptr<T>(x), ptr<T>(q), ptr<T>(train), ptr<T>(packed), ptr<double>(p2),
                    ptr<double>(xs2), M, N, D, k, mu_norm,
+                   reinterpret_cast<void*>(workspace), ws_rows,
                    reinterpret_cast<double*>(sq_dist), reinterpret_cast<int64_t*>(index)};
   py::gil_scoped_release release;
   nearest<T>(a, stream);

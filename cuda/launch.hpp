@@ -56,6 +56,8 @@ struct NearestArgs {
   const double* xs2; // (M,) |x - mu|^2
   int64_t M, N, D, k;
   double mu_norm;
+  void* workspace;   // ws_rows x N x sizeof(T) bytes: one chunk's dot products (D > 16 only)
+  int64_t ws_rows;
   double* sq_dist;   // (M, k)
   int64_t* index;    // (M, k)
 };

@@ -1,5 +1,7 @@
 // Exact k nearest training points on the GPU: one block per query, the training set in a
-// fixed order, so the result does not depend on the launch shape:
+// fixed order, so the result does not depend on the launch shape. For D > kDirectMaxD the
+// dot products q . p_n come from the logits GEMM (logits.cuh) of a chunk of `ws_rows` queries
+// in the workspace; for small D each block computes them itself. Then per query:
 //   1. each thread keeps its k smallest upper bounds A_n + E_n (GEMM expansion plus the
 //      rigorous bound of mixscore/bound.hpp); k rounds of a block minimum give U_k, the k-th
 //      smallest upper bound, which is >= the true k-th smallest distance;
@@ -12,6 +14,7 @@
 
 #include "kernels.cuh"
 #include "launch.hpp"
+#include "logits.cuh"
 
 namespace mixscore {
 namespace cuda {
@@ -44,20 +47,26 @@ __device__ inline void block_merge(double* vals, int64_t* idx, int k, double* ou
   }
 }
 
+// G: the chunk's dot products (row blockIdx.x, N entries each), or null to compute them here.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) nearest_kernel(NearestArgs<T> a) {
+__global__ void __launch_bounds__(kThreads)
+    nearest_kernel(NearestArgs<T> a, int64_t i0, const T* G) {
   __shared__ double shv[kThreads];
   __shared__ int64_t shi[kThreads];
   __shared__ int sho[kThreads];
   __shared__ double kth[kMaxK];
   __shared__ int64_t kth_i[kMaxK];
-  const int64_t i = blockIdx.x, D = a.D, N = a.N;
+  const int64_t i = i0 + blockIdx.x, D = a.D, N = a.N;
   const int k = int(a.k), tid = threadIdx.x, nt = blockDim.x;
   const T* q = a.q + i * D;
   const T* x = a.x + i * D;
   const double xs2 = a.xs2[i];
   const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
   const ExpansionBound bound = ExpansionBound::make(sqrt(xs2), a.mu_norm, D, u);
+  const T* g = G ? G + int64_t(blockIdx.x) * N : nullptr;
+  auto approx = [&](int64_t n, double p2) {
+    return g ? xs2 - 2.0 * double(g[n]) + p2 : approx_sq(q, a.packed + n * D, D, xs2, 1.0, p2);
+  };
   double vals[kMaxK];
   int64_t idx[kMaxK];
 
@@ -65,7 +74,7 @@ __global__ void __launch_bounds__(kThreads) nearest_kernel(NearestArgs<T> a) {
   for (int j = 0; j < k; ++j) vals[j] = INFINITY, idx[j] = INT64_MAX;
   for (int64_t n = tid; n < N; n += nt) {
     const double p2 = a.p2[n];
-    insert(vals, idx, k, approx_sq(q, a.packed + n * D, D, xs2, 1.0, p2) + bound(sqrt(p2)), n);
+    insert(vals, idx, k, approx(n, p2) + bound(sqrt(p2)), n);
   }
   block_merge(vals, idx, k, kth, kth_i, shv, shi, sho);
   __syncthreads();
@@ -74,7 +83,7 @@ __global__ void __launch_bounds__(kThreads) nearest_kernel(NearestArgs<T> a) {
   for (int j = 0; j < k; ++j) vals[j] = INFINITY, idx[j] = INT64_MAX;
   for (int64_t n = tid; n < N; n += nt) {
     const double p2 = a.p2[n];
-    if (approx_sq(q, a.packed + n * D, D, xs2, 1.0, p2) - bound(sqrt(p2)) <= upper)
+    if (approx(n, p2) - bound(sqrt(p2)) <= upper)
       insert(vals, idx, k, exact_sq(x, a.train + n * D, D, 1.0), n);
   }
   block_merge(vals, idx, k, a.sq_dist + i * a.k, a.index + i * a.k, shv, shi, sho);
@@ -85,8 +94,20 @@ void nearest(const NearestArgs<T>& a, uintptr_t stream) {
   if (a.k < 1 || a.k > kMaxK || a.k > a.N)
     throw std::invalid_argument("mixscore._cuda.nearest: k must be in [1, min(N, 32)]");
   if (a.M == 0) return;
-  MIXSCORE_LAUNCH(nearest_kernel<T>, unsigned(a.M), kThreads, 0, cudaStream_t(stream), a);
-  check(cudaGetLastError(), "nearest kernel launch");
+  const cudaStream_t st = cudaStream_t(stream);
+  if (a.D <= kDirectMaxD) {
+    MIXSCORE_LAUNCH(nearest_kernel<T>, unsigned(a.M), kThreads, 0, st, a, 0, nullptr);
+    check(cudaGetLastError(), "nearest kernel launch");
+    return;
+  }
+  if (a.ws_rows < 1) throw std::invalid_argument("mixscore._cuda.nearest: ws_rows must be >= 1");
+  T* G = reinterpret_cast<T*>(a.workspace);
+  for (int64_t i0 = 0; i0 < a.M; i0 += a.ws_rows) {
+    const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
+    launch_logits<T, T>(a.q + i0 * a.D, a.packed, m, a.N, a.D, G, st);
+    MIXSCORE_LAUNCH(nearest_kernel<T>, unsigned(m), kThreads, 0, st, a, i0, G);
+    check(cudaGetLastError(), "nearest kernel launch");
+  }
 }
 
 template void nearest<float>(const NearestArgs<float>&, uintptr_t);

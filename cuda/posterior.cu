@@ -6,7 +6,7 @@
 // results do not depend on the launch shape or on how queries are split:
 //
 // D > kDirectMaxD, queries in chunks of `ws_rows` (the workspace holds one chunk's logits):
-//   1. logits product  G = q . p_n (tile_gemm.cuh; float32 FMAs, or float64 when `wide`:
+//   1. logits product  G = q . p_n (logits.cuh; float32 FMAs, or float64 when `wide`:
 //      the plain float32 bound would send every entry to exact refinement);
 //   2. one block per query (row_kernel): the rigorous bound of mixscore/bound.hpp per entry,
 //      the exact minimum among the entries it cannot exclude, then the refinement rule of the
@@ -26,55 +26,10 @@
 
 #include "kernels.cuh"
 #include "launch.hpp"
-#include "tile_gemm.cuh"
+#include "logits.cuh"
 
 namespace mixscore {
 namespace cuda {
-
-using S = TileShape;
-
-// --- operand loaders (tile_gemm.cuh) ---------------------------------------------------------
-template <typename T, typename Acc>
-struct RowsLoad {  // rows of a row-major (rows x K) array, K contiguous: queries, prepared rows
-  static constexpr bool kKContiguous = true;
-  const T* a;
-  int64_t rows, K;
-  __device__ Acc operator()(int64_t r, int64_t k) const {
-    return r < rows && k < K ? Acc(a[r * K + k]) : Acc(0);
-  }
-};
-
-template <typename T, typename Acc>
-struct CentredColumnsLoad {  // (X_k - mu)_r: training rows k, dimension r (r contiguous)
-  static constexpr bool kKContiguous = false;
-  const T* X;
-  const double* mu;
-  int64_t N, D;
-  __device__ Acc operator()(int64_t r, int64_t k) const {
-    return r < D && k < N ? Acc(double(X[k * D + r]) - mu[r]) : Acc(0);
-  }
-};
-
-// --- 1. the logits product -------------------------------------------------------------------
-template <typename T, typename Acc>
-__global__ void __launch_bounds__(S::kThreads)
-    logits_kernel(const T* q, const T* packed, int64_t m, int64_t N, int64_t D, Acc* G) {
-  Acc acc[S::TM][S::TN];
-  for (auto& row : acc)
-    for (auto& v : row) v = Acc(0);
-  const int64_t row0 = int64_t(blockIdx.y) * S::BM, col0 = int64_t(blockIdx.x) * S::BN;
-  tile_product<Acc>(RowsLoad<T, Acc>{q, m, D}, RowsLoad<T, Acc>{packed, N, D}, row0, col0, 0, D,
-                    acc);
-  const int tx = threadIdx.x % (S::BN / S::TN), ty = threadIdx.x / (S::BN / S::TN);
-  for (int i = 0; i < S::TM; ++i) {
-    const int64_t r = row0 + ty * S::TM + i;
-    if (r >= m) break;
-    for (int j = 0; j < S::TN; ++j) {
-      const int64_t c = col0 + tx * S::TN + j;
-      if (c < N) G[r * N + c] = acc[i][j];
-    }
-  }
-}
 
 // --- 2. one query's row: bound, exact minimum, refinement rule, weights ----------------------
 // Sum over the block in a fixed tree (every thread gets it).
@@ -277,10 +232,7 @@ void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
     const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
     const int64_t qtiles = (m + S::BM - 1) / S::BM;
     check(cudaMemsetAsync(live, 0, size_t(qtiles * nchunks), st), "clearing the block flags");
-    const T* q = a.q + i0 * a.D;
-    MIXSCORE_LAUNCH((logits_kernel<T, Acc>), dim3(unsigned(nchunks), unsigned(qtiles)),
-                    S::kThreads, 0, st, q, a.packed, m, a.N, a.D, G);
-    check(cudaGetLastError(), "logits kernel launch");
+    launch_logits<T, Acc>(a.q + i0 * a.D, a.packed, m, a.N, a.D, G, st);
     MIXSCORE_LAUNCH((row_kernel<T, Acc>), unsigned(m), kThreads, 0, st, a, i0, G, live);
     check(cudaGetLastError(), "row kernel launch");
     const unsigned dtiles = unsigned((a.D + S::BN - 1) / S::BN);

@@ -216,6 +216,9 @@ def nearest(queries, train, k: int):
     m = x.shape[0]
     sq = xp.empty((m, k), dtype=xp.float64, device=dev)
     idx = xp.empty((m, k), dtype=xp.int64, device=dev)
+    itemsize = np.dtype(prep.dtype).itemsize
+    rows = _chunk_rows(m, n, itemsize, _WORKSPACE_BYTES) if d > _cuda.DIRECT_MAX_D else 0
+    work = xp.empty((max(1, rows * n * itemsize),), dtype=xp.uint8, device=dev)
     run = _cuda.nearest_f32 if prep.dtype == np.float32 else _cuda.nearest_f64
     run(
         *[_pointer(a) for a in (x, q, prep.train, prep.packed, prep.p2, xs2)],
@@ -224,6 +227,8 @@ def nearest(queries, train, k: int):
         d,
         k,
         prep.mu_norm,
+        _pointer(work),
+        rows,
         _pointer(sq),
         _pointer(idx),
         _stream(prep.train),
