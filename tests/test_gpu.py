@@ -7,7 +7,7 @@ import mixscore as ms
 import numpy as np
 import pytest
 from conftest import reference, rng, sigma_schedule
-from test_accuracy import SIGMA_FACTORS, check_against_reference, make_data
+from test_accuracy import SIGMA_FACTORS, check_against_reference, make_data, make_queries
 
 
 def _gpu_library():
@@ -173,3 +173,54 @@ def test_fallback_refuses_tf32_silently_enabled():
         assert torch.backends.cuda.matmul.allow_tf32 is True
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("d", [2, 64, 784])
+def test_cuda_results_do_not_depend_on_the_query_chunking(monkeypatch, d):
+    """The tiled pass in chunks of 128 queries gives the same bits as in one chunk (every
+    sum has a fixed order); D = 2 runs the direct kernel, which has no chunks."""
+    from mixscore.backends import cuda
+
+    _, to_dev, to_host = LIB
+    X = make_data("pixels", 3000, d, seed=d)
+    x, _ = make_queries(X, 3.0, seed=d)
+    x = np.concatenate([x] * (300 // len(x) + 1))[:300]  # more than two chunks of 128
+    model = ms.EmpiricalScore(to_dev(X), ms.VE(), backend="cuda")
+    t = 0.2
+    whole = {k: to_host(v) for k, v in model.stats(to_dev(x), t).as_dict().items()}
+    monkeypatch.setattr(cuda, "_WORKSPACE_BYTES", 128 * 3000 * 4)
+    chunked = {k: to_host(v) for k, v in model.stats(to_dev(x), t).as_dict().items()}
+    for k in whole:
+        np.testing.assert_array_equal(whole[k], chunked[k], err_msg=k)
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("refine", ["auto", "all"])
+def test_cuda_float64_data_and_refine_all(dtype, refine):
+    _, to_dev, _ = LIB
+    sde = sigma_schedule()
+    X = make_data("pixels", 1500, 784, seed=11).astype(dtype)
+    model, ref = OnDevice(X, sde, "cuda", refine=refine), reference(X, sde)
+    scale = float(X.std())
+    for f in (1e-4, 1e-2, 1.0, 10.0, 1e4):
+        check_against_reference(model, ref, X, f * scale, seed=11)
+
+
+@_apply(needs_cuda)
+def test_cuda_wide_products_in_the_slow_band():
+    """Spread posteriors of off-centre data at D = 3072: the float32 bound exceeds the cap for
+    every entry, so the pass takes float64 products (no mass refinement) and stays exact."""
+    from mixscore.backends import cuda
+
+    _, to_dev, _ = LIB
+    sde = sigma_schedule()
+    X = make_data("normal", 2000, 3072, seed=12) + np.float32(3.0)
+    model, ref = OnDevice(X, sde, "cuda"), reference(X, sde)
+    backend = model.model.backend
+    calls = []
+    wide = backend._wide
+    backend._wide = lambda *a: calls.append(wide(*a)) or calls[-1]
+    check_against_reference(model, ref, X, 5.0 * float(X.std()), seed=12)
+    assert any(calls) and isinstance(backend, cuda.CudaBackend)

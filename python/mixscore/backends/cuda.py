@@ -22,7 +22,9 @@ from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
 _ENGINE_RULE = {"tol": 1e-9, "cap": 0.05, "dom": 6.0, "budget": 16}
-_WORKSPACE_BYTES = 1 << 29  # one chunk of queries' logits (512 MiB): memory O((M + N) D)
+# One chunk of queries' logits (at least 128 queries): the memory stays O((M + N) D) plus
+# this constant. Tests lower it to exercise the chunking.
+_WORKSPACE_BYTES = 1 << 29
 
 NOT_BUILT = (
     "the mixscore._cuda extension was not built: no CUDA compiler (nvcc) was found when "
@@ -90,19 +92,13 @@ class CudaBackend(ArrayApiBackend):
 
     name = "cuda"
 
-    def __init__(self, train, weights, *, refine: str = "auto", workspace_bytes=None, **options):
+    def __init__(self, train, weights, *, refine: str = "auto", **options):
         problem = cuda_problem()
         if problem is not None:
             raise RuntimeError(
                 f"backend='cuda' is not available: {problem}. "
                 "backend='cupy' runs the array-API fallback instead"
             )
-        if workspace_bytes is not None and (
-            isinstance(workspace_bytes, bool)
-            or not isinstance(workspace_bytes, int)
-            or workspace_bytes < 1
-        ):
-            raise ValueError(f"workspace_bytes must be an int >= 1, got {workspace_bytes!r}")
         super().__init__(_contiguous(_on_gpu(train)), weights, refine=refine, **options)
         self.train = _contiguous(self.train)
         if self.wide != self.xp.float64:
@@ -113,7 +109,6 @@ class CudaBackend(ArrayApiBackend):
         # the CPU engine's refinement rule (mixscore._core.EngineOptions; "all": every entry
         # within the cutoff exact)
         self.rule = dict(_ENGINE_RULE, cap=0.0) if refine == "all" else dict(_ENGINE_RULE)
-        self.workspace_bytes = workspace_bytes or _WORKSPACE_BYTES
         self.pmax = float(xp.max(self.pnorm)) if self.n else 0.0
 
     def _wide(self, bound, alpha, inv) -> bool:
@@ -140,7 +135,7 @@ class CudaBackend(ArrayApiBackend):
         use_wide = self._wide(bound, alpha, inv)
         rows, nbytes = 0, 0
         if self.dim > _cuda.DIRECT_MAX_D:
-            rows = _chunk_rows(m, self.n, 8 if (use_wide or f64) else 4, self.workspace_bytes)
+            rows = _chunk_rows(m, self.n, 8 if (use_wide or f64) else 4, _WORKSPACE_BYTES)
             nbytes = _cuda.posterior_workspace(self.n, rows, use_wide, f64)
         work = xp.empty((max(nbytes, 1),), dtype=xp.uint8, device=dev)
         arrays = dict(
