@@ -23,14 +23,14 @@ void posterior_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, u
                   uintptr_t pnorm, uintptr_t xc2, uintptr_t mu, uintptr_t alpha,
                   uintptr_t sigma2, uintptr_t xs2, uintptr_t logw, int64_t M, int64_t N,
                   int64_t D, double mu_norm, double tol, double cap, double dom, double cut,
-                  int budget, bool wide, uintptr_t workspace, int64_t ws_rows,
+                  int budget, int products, uintptr_t workspace, int64_t ws_rows,
                   uintptr_t lam_min, uintptr_t best, uintptr_t s0, uintptr_t sum_w2,
                   uintptr_t s1, uintptr_t s2, uintptr_t stream) {
   if (M < 0 || N < 1 || D < 1) throw std::invalid_argument("posterior: need M >= 0, N, D >= 1");
   PosteriorArgs<T> a{ptr<T>(x), ptr<T>(q), ptr<T>(train), ptr<T>(packed), ptr<double>(p2),
                      ptr<double>(pnorm), ptr<double>(xc2), ptr<double>(mu),
                      ptr<double>(alpha), ptr<double>(sigma2), ptr<double>(xs2),
-                     ptr<double>(logw), M, N, D, mu_norm, tol, cap, dom, cut, budget, wide,
+                     ptr<double>(logw), M, N, D, mu_norm, tol, cap, dom, cut, budget, products,
                      reinterpret_cast<void*>(workspace), ws_rows,
                      reinterpret_cast<double*>(lam_min), reinterpret_cast<int64_t*>(best),
                      reinterpret_cast<double*>(s0), reinterpret_cast<double*>(sum_w2),
@@ -63,7 +63,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("pnorm"), py::arg("xc2"), py::arg("mu"), py::arg("alpha"), py::arg("sigma2"), \
       py::arg("xs2"), py::arg("logw"), py::arg("M"), py::arg("N"), py::arg("D"), \
       py::arg("mu_norm"), py::arg("tol"), py::arg("cap"), py::arg("dom"), py::arg("cut"), \
-      py::arg("budget"), py::arg("wide"), py::arg("workspace"), py::arg("ws_rows"), \
+      py::arg("budget"), py::arg("products"), py::arg("workspace"), py::arg("ws_rows"), \
       py::arg("lam_min"), py::arg("best"), py::arg("s0"), py::arg("sum_w2"), py::arg("s1"), \
       py::arg("s2"), py::arg("stream")
   m.def("posterior_f32", &posterior_py<float>, MIXSCORE_POSTERIOR_ARGS,
@@ -72,11 +72,11 @@ PYBIND11_MODULE(_cuda, m) {
         "The posterior pass, float64 data.");
 #undef MIXSCORE_POSTERIOR_ARGS
   m.def("posterior_workspace",
-        [](int64_t N, int64_t rows, bool wide, bool f64) {
-          return f64 ? posterior_workspace<double>(N, rows, wide)
-                     : posterior_workspace<float>(N, rows, wide);
+        [](int64_t N, int64_t rows, int products, bool f64) {
+          return f64 ? posterior_workspace<double>(N, rows, products)
+                     : posterior_workspace<float>(N, rows, products);
         },
-        py::arg("N"), py::arg("rows"), py::arg("wide"), py::arg("f64"),
+        py::arg("N"), py::arg("rows"), py::arg("products"), py::arg("f64"),
         "Bytes of workspace for chunks of `rows` queries.");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
   m.def("nearest_f32", &nearest_py<float>, "Exact k nearest points, float32 data.");

@@ -27,8 +27,8 @@ struct PosteriorArgs {
   // the refinement rule (nats; cpp/include/mixscore/engine.hpp documents it)
   double tol, cap, dom, cut;
   int budget;
-  bool wide;             // float64 logits product for float32 data
-  void* workspace;       // posterior_workspace<T>(N, ws_rows, wide) bytes (D > 16 only)
+  int products;          // the logits product: 0 float32, 1 float64, 2 3xTF32 (Products)
+  void* workspace;       // posterior_workspace<T>(N, ws_rows, products) bytes (D > 16 only)
   int64_t ws_rows;       // queries per chunk, a multiple of 128
   double* lam_min;       // (M,) outputs: exact smallest penalized squared distance
   int64_t* best;         // (M,) its index (lowest among exact ties)
@@ -40,7 +40,7 @@ void posterior(const PosteriorArgs<T>& a, uintptr_t stream);
 
 // Bytes of workspace the posterior pass needs for chunks of `rows` queries (0 when D <= 16).
 template <typename T>
-int64_t posterior_workspace(int64_t N, int64_t rows, bool wide);
+int64_t posterior_workspace(int64_t N, int64_t rows, int products);
 constexpr int64_t kDirectMaxD = 16;  // up to this D, the direct kernel (no workspace)
 
 // Exact k nearest training points (cuda/nearest.cu): squared distances (M, k) ascending by

@@ -57,11 +57,16 @@ __global__ void __launch_bounds__(S::kThreads)
   }
 }
 
+// The logits grid: a block per 128 x 128 tile of (queries, points).
+inline dim3 logits_grid(int64_t m, int64_t N) {
+  return dim3(unsigned((N + S::BN - 1) / S::BN), unsigned((m + S::BM - 1) / S::BM));
+}
+
 template <typename T, typename Acc>
 void launch_logits(const T* q, const T* packed, int64_t m, int64_t N, int64_t D, Acc* G,
                    cudaStream_t st) {
-  const dim3 grid(unsigned((N + S::BN - 1) / S::BN), unsigned((m + S::BM - 1) / S::BM));
-  MIXSCORE_LAUNCH((logits_kernel<T, Acc>), grid, S::kThreads, 0, st, q, packed, m, N, D, G);
+  MIXSCORE_LAUNCH((logits_kernel<T, Acc>), logits_grid(m, N), S::kThreads, 0, st, q, packed, m,
+                  N, D, G);
   check(cudaGetLastError(), "logits kernel launch");
 }
 

@@ -6,8 +6,9 @@
 // results do not depend on the launch shape or on how queries are split:
 //
 // D > kDirectMaxD, queries in chunks of `ws_rows` (the workspace holds one chunk's logits):
-//   1. logits product  G = q . p_n (logits.cuh; float32 FMAs, or float64 when `wide`:
-//      the plain float32 bound would send every entry to exact refinement);
+//   1. logits product  G = q . p_n (logits.cuh, tensor_logits.cuh; `products`: float32
+//      SIMT FMAs; float64 (tensor cores on sm_80+), which the caller picks where the float32
+//      bound would send every entry to exact refinement; or the opt-in 3xTF32);
 //   2. one block per query (row_kernel): the rigorous bound of mixscore/bound.hpp per entry,
 //      the exact minimum among the entries it cannot exclude, then the refinement rule of the
 //      CPU engine (cpp/src/lam_row.hpp): exact float64 lam where the bound exceeds `cap`
@@ -27,6 +28,7 @@
 #include "kernels.cuh"
 #include "launch.hpp"
 #include "logits.cuh"
+#include "tensor_logits.cuh"
 
 namespace mixscore {
 namespace cuda {
@@ -45,6 +47,17 @@ __device__ inline double block_sum(double v, double* sh) {
   return r;
 }
 
+// The rigorous bound of the chunk's logits product (bound.hpp) for a query with |x'| = xa.
+template <typename T>
+__device__ inline ExpansionBound logits_bound(const PosteriorArgs<T>& a, double xa, double amu) {
+  if (sizeof(T) == 8) return ExpansionBound::make(xa, amu, a.D, 0x1p-53);
+  if (a.products == int(Products::kTf32x3))  // 3 D tensor-core accumulations
+    return ExpansionBound::make(xa, amu, 3 * a.D, kTf32x3Unit);
+  if (a.products == int(Products::kFloat64Tensor))  // exact products, float64 sums: chunk 1
+    return ExpansionBound::make(xa, amu, a.D, 0x1p-24, 1);  // over-covers them
+  return ExpansionBound::make(xa, amu, a.D, 0x1p-24);
+}
+
 template <typename T, typename Acc>
 __global__ void __launch_bounds__(kThreads)
     row_kernel(PosteriorArgs<T> a, int64_t i0, Acc* G, uint8_t* live) {
@@ -55,11 +68,7 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = threadIdx.x, nt = blockDim.x;
   const double alpha = a.alpha[i], s2 = a.sigma2[i], xs2 = a.xs2[i];
   const double inv = fmin(0.5 / s2, 1e300), tws = 2.0 * s2, a2 = alpha * alpha;
-  const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
-  // float64 products of float32 rows: exact products, float64 sums (chunk 1 over-covers them)
-  const int64_t chunk = (a.wide && sizeof(T) == 4) ? 1 : 0;
-  const ExpansionBound bound =
-      ExpansionBound::make(sqrt(xs2), fabs(alpha) * a.mu_norm, D, u, chunk);
+  const ExpansionBound bound = logits_bound<T>(a, sqrt(xs2), fabs(alpha) * a.mu_norm);
   const T* x = a.x + i * D;
   Acc* g = G + r * N;
   auto approx = [&](int64_t n, double* err) {
@@ -223,8 +232,31 @@ __global__ void __launch_bounds__(kDirectThreads) direct_kernel(PosteriorArgs<T>
 }
 
 // --- the host driver -------------------------------------------------------------------------
+// The chunk's logits product by the requested kernel (tensor cores where the device has them).
+template <typename T, typename Acc>
+void logits(const PosteriorArgs<T>& a, const T* q, int64_t m, Acc* G, bool tensor,
+            cudaStream_t st) {
+  const dim3 grid = logits_grid(m, a.N);
+  if (std::is_same<Acc, double>::value && tensor) {
+    MIXSCORE_LAUNCH(logits_f64_tensor_kernel<T>, grid, S::kThreads, 0, st, q, a.packed, m, a.N,
+                    a.D, reinterpret_cast<double*>(G));
+    check(cudaGetLastError(), "float64 tensor-core logits kernel launch");
+  } else if (a.products == int(Products::kTf32x3)) {
+    MIXSCORE_LAUNCH(logits_tf32x3_kernel, grid, S::kThreads, 0, st,
+                    reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(a.packed),
+                    m, a.N, a.D, reinterpret_cast<float*>(G));
+    check(cudaGetLastError(), "3xTF32 logits kernel launch");
+  } else {
+    launch_logits<T, Acc>(q, a.packed, m, a.N, a.D, G, st);
+  }
+}
+
 template <typename T, typename Acc>
 void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
+  const bool tensor = tensor_logits_available();
+  if (a.products == int(Products::kTf32x3) && (sizeof(T) != 4 || !tensor))
+    throw std::invalid_argument(
+        "posterior: 3xTF32 products need float32 data and a GPU of compute capability >= 8.0");
   const int64_t nchunks = (a.N + S::BN - 1) / S::BN;
   Acc* G = reinterpret_cast<Acc*>(a.workspace);
   uint8_t* live = reinterpret_cast<uint8_t*>(G + a.ws_rows * a.N);
@@ -232,7 +264,7 @@ void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
     const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
     const int64_t qtiles = (m + S::BM - 1) / S::BM;
     check(cudaMemsetAsync(live, 0, size_t(qtiles * nchunks), st), "clearing the block flags");
-    launch_logits<T, Acc>(a.q + i0 * a.D, a.packed, m, a.N, a.D, G, st);
+    logits<T, Acc>(a, a.q + i0 * a.D, m, G, tensor, st);
     MIXSCORE_LAUNCH((row_kernel<T, Acc>), unsigned(m), kThreads, 0, st, a, i0, G, live);
     check(cudaGetLastError(), "row kernel launch");
     const unsigned dtiles = unsigned((a.D + S::BN - 1) / S::BN);
@@ -242,10 +274,16 @@ void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
   }
 }
 
+// float64 logits for float64 data or float64 products, else float32.
 template <typename T>
-int64_t posterior_workspace(int64_t N, int64_t rows, bool wide) {
+bool wide_logits(int products) {
+  return sizeof(T) == 8 || products == int(Products::kFloat64Tensor);
+}
+
+template <typename T>
+int64_t posterior_workspace(int64_t N, int64_t rows, int products) {
   if (rows <= 0) return 0;
-  const int64_t acc = (wide || sizeof(T) == 8) ? 8 : 4;
+  const int64_t acc = wide_logits<T>(products) ? 8 : 4;
   const int64_t chunks = (N + S::BN - 1) / S::BN, qtiles = (rows + S::BM - 1) / S::BM;
   return rows * N * acc + qtiles * chunks;
 }
@@ -265,7 +303,7 @@ void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
   }
   if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
     throw std::invalid_argument("posterior: ws_rows must be a positive multiple of 128");
-  if (a.wide || sizeof(T) == 8)
+  if (wide_logits<T>(a.products))
     tiled_pass<T, double>(a, st);
   else
     tiled_pass<T, float>(a, st);
@@ -273,8 +311,8 @@ void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
 
 template void posterior<float>(const PosteriorArgs<float>&, uintptr_t);
 template void posterior<double>(const PosteriorArgs<double>&, uintptr_t);
-template int64_t posterior_workspace<float>(int64_t, int64_t, bool);
-template int64_t posterior_workspace<double>(int64_t, int64_t, bool);
+template int64_t posterior_workspace<float>(int64_t, int64_t, int);
+template int64_t posterior_workspace<double>(int64_t, int64_t, int);
 
 int device_count() {
   int n = 0;

@@ -50,3 +50,14 @@ def test_this_machine_says_what_is_missing():
     with pytest.raises(RuntimeError, match="backend='cuda' is not available: ") as err:
         ms.EmpiricalScore(X, ms.VP(), backend="cuda")
     assert problem in str(err.value) and "backend='cupy'" in str(err.value)
+
+
+def test_products_is_a_cuda_option():
+    with pytest.raises(ValueError, match="products applies to the 'cuda' backend, not to 'cpu'"):
+        ms.EmpiricalScore(X, ms.VP(), products="float64")
+
+
+def test_products_values_are_checked(monkeypatch):
+    fake_extension(monkeypatch, types.SimpleNamespace(device_count=lambda: 1))
+    with pytest.raises(ValueError, match="products must be one of 'auto', 'float32'"):
+        ms.EmpiricalScore(X, ms.VP(), backend="cuda", products="tf32")

@@ -224,3 +224,16 @@ def test_cuda_wide_products_in_the_slow_band():
     backend._wide = lambda *a: calls.append(wide(*a)) or calls[-1]
     check_against_reference(model, ref, X, 5.0 * float(X.std()), seed=12)
     assert any(calls) and isinstance(backend, cuda.CudaBackend)
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("products", ["float32", "float64", "3xtf32"])
+def test_cuda_products_meet_the_core_accuracy(products):
+    """Every logits product (float32 SIMT, float64 tensor cores, the opt-in 3xTF32) with the
+    exact refinement of what carries weight meets the core accuracy contract."""
+    sde = sigma_schedule()
+    for kind, d in (("pixels", 784), ("normal", 3072)):
+        X = make_data(kind, 2000, d, seed=d)
+        model, ref = OnDevice(X, sde, "cuda", products=products), reference(X, sde)
+        for f in SIGMA_FACTORS:
+            check_against_reference(model, ref, X, f * float(X.std()), seed=d)

@@ -164,8 +164,16 @@ class EmpiricalScore:
         Perturbation) applied to every statistic and sampler; see that module for the
         formulas and what ``denoised`` means then.
     tile : int, optional
-        ``cupy`` / ``cuda`` backends only: training points per tile (memory M x tile; default
-        about 2^24 / M).
+        ``cupy`` backend only: training points per tile (memory M x tile; default about
+        2^24 / M).
+    products : str
+        ``cuda`` backend only: how the GPU computes the logits product q . X_n. ``"auto"``:
+        float32 FMAs (never TF32), float64 (tensor cores on sm_80+) for the queries where the
+        float32 error bound would send every entry to exact refinement; ``"float32"``,
+        ``"float64"``: that product throughout; ``"3xtf32"`` (opt-in): split-TF32 tensor-core
+        products, float32-level error under a model of the tensor cores' accumulation rather
+        than IEEE guarantees (docs/gpu.md). Every choice keeps the exact refinement of what
+        carries weight.
 
     Models pickle and copy (the prepared state is rebuilt), so they work with multiprocessing
     and Dask. ``train`` may also be a Dask array or a list of shards (arrays or .npy paths):
@@ -181,7 +189,7 @@ class EmpiricalScore:
     def __init__(self, train: ArrayLike, schedule: Schedule, weights: ArrayLike | None = None,
                  *, backend: str = "auto", dtype=None, refine: str = "auto",
                  num_threads: int = 0, row_offset: int = 0, labels=None, regularizer=None,
-                 tile: int | None = None):
+                 tile: int | None = None, products: str = "auto"):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a mixscore Schedule (e.g. mixscore.VP()), "
                             f"got {type(schedule).__name__}")
@@ -203,8 +211,10 @@ class EmpiricalScore:
         self.weights = None if weights is None else as_weights(weights, self.train.shape[0])
         self.row_offset = check_row_offset(row_offset)
         self._options = {"backend": backend, "refine": refine, "num_threads": num_threads}
-        if tile is not None:  # the array-API / cuda backends' training points per tile
+        if tile is not None:  # the array-API backend's training points per tile
             self._options["tile"] = tile
+        if products != "auto":  # the cuda backend's logits product
+            self._options["products"] = products
         if sharded:
             self.backend = DaskScoreBackend(self.train, self.weights, schedule,
                                             row_offset=self.row_offset, **self._options)
@@ -216,6 +226,11 @@ class EmpiricalScore:
                 raise ValueError(f"tile applies to the 'cupy' and 'cuda' backends, not to "
                                  f"{cls.name!r} (got tile={tile!r})")
             extra = {} if tile is None else {"tile": tile}
+            if products != "auto":
+                if getattr(cls, "name", None) != "cuda":
+                    raise ValueError(f"products applies to the 'cuda' backend, not to "
+                                     f"{cls.name!r} (got products={products!r})")
+                extra["products"] = products
             self.backend = cls(self.train, self.weights, refine=refine,
                                num_threads=check_threads(num_threads),
                                row_offset=self.row_offset, **extra)

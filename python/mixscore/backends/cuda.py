@@ -22,6 +22,8 @@ from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
 _ENGINE_RULE = {"tol": 1e-9, "cap": 0.05, "dom": 6.0, "budget": 16}
+# The logits products (EmpiricalScore's ``products``); index - 1 is the kernels' Products.
+PRODUCTS = ("auto", "float32", "float64", "3xtf32")
 # One chunk of queries' logits (at least 128 queries): the memory stays O((M + N) D) plus
 # this constant. Tests lower it to exercise the chunking.
 _WORKSPACE_BYTES = 1 << 29
@@ -92,14 +94,21 @@ class CudaBackend(ArrayApiBackend):
 
     name = "cuda"
 
-    def __init__(self, train, weights, *, refine: str = "auto", **options):
+    def __init__(self, train, weights, *, refine: str = "auto", products: str = "auto", **options):
         problem = cuda_problem()
         if problem is not None:
             raise RuntimeError(
                 f"backend='cuda' is not available: {problem}. "
                 "backend='cupy' runs the array-API fallback instead"
             )
+        if products not in PRODUCTS:
+            raise ValueError(
+                f"products must be one of {', '.join(map(repr, PRODUCTS))}, got {products!r}"
+            )
         super().__init__(_contiguous(_on_gpu(train)), weights, refine=refine, **options)
+        if products == "3xtf32" and self.dtype != np.float32:
+            raise ValueError("products='3xtf32' needs float32 training data")
+        self.products = products
         self.train = _contiguous(self.train)
         if self.wide != self.xp.float64:
             raise RuntimeError("backend='cuda' needs float64 on the device")
@@ -111,10 +120,16 @@ class CudaBackend(ArrayApiBackend):
         self.rule = dict(_ENGINE_RULE, cap=0.0) if refine == "all" else dict(_ENGINE_RULE)
         self.pmax = float(xp.max(self.pnorm)) if self.n else 0.0
 
+    def _products(self, bound, alpha, inv) -> int:
+        """The logits product of this call (the kernels' ``Products``). "auto": float64 where
+        the float32 product's bound (at the largest |alpha| |p_n|) exceeds the cap for some
+        query, as every entry within the cutoff would then be recomputed exactly (the slow
+        band of the CPU engine's precise product)."""
+        if self.products != "auto":
+            return PRODUCTS.index(self.products) - 1
+        return 1 if self._wide(bound, alpha, inv) else 0
+
     def _wide(self, bound, alpha, inv) -> bool:
-        """float64 logits products for float32 data: where the plain float32 product's bound
-        (at the largest |alpha| |p_n|) exceeds the cap for some query, every entry within the
-        cutoff would be recomputed exactly (the slow band of the CPU engine's precise product)."""
         if self.dtype != np.float32:
             return False
         k0, k1, k2 = bound
@@ -132,11 +147,12 @@ class CudaBackend(ArrayApiBackend):
         if m == 0:
             return lam_min, best, acc
         f64 = self.dtype == np.float64
-        use_wide = self._wide(bound, alpha, inv)
+        products = self._products(bound, alpha, inv)
         rows, nbytes = 0, 0
         if self.dim > _cuda.DIRECT_MAX_D:
-            rows = _chunk_rows(m, self.n, 8 if (use_wide or f64) else 4, _WORKSPACE_BYTES)
-            nbytes = _cuda.posterior_workspace(self.n, rows, use_wide, f64)
+            itemsize = 8 if (products == 1 or f64) else 4
+            rows = _chunk_rows(m, self.n, itemsize, _WORKSPACE_BYTES)
+            nbytes = _cuda.posterior_workspace(self.n, rows, products, f64)
         work = xp.empty((max(nbytes, 1),), dtype=xp.uint8, device=dev)
         arrays = dict(
             x=xp.astype(xw, self.train.dtype),
@@ -162,7 +178,7 @@ class CudaBackend(ArrayApiBackend):
             D=self.dim,
             mu_norm=self.mu_norm,
             cut=_CUTOFF_NATS + math.log(self.n),
-            wide=use_wide,
+            products=products,
             workspace=_pointer(work),
             ws_rows=rows,
             **{k: _pointer(v) for k, v in acc.items()},
