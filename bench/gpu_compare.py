@@ -3,11 +3,15 @@ tensors) against a dense float32 PyTorch denoiser (M x N logits, softmax, produc
 torch.nn.functional.scaled_dot_product_attention used as the score (queries x, keys and values
 X, scale alpha / sigma^2, bias -alpha^2 |X_n|^2 / (2 sigma^2)), and pykeops if installed.
 
+mixscore cuda runs with each logits product: "auto" (float32 SIMT, float64 where the float32
+bound would refine everything), "float64" (tensor cores) and the opt-in "3xtf32".
+
 Per row: best-of time, achieved TFLOP/s counting the 4 M N D flops of the two products, that as
-a percentage of this card's float32 matmul peak measured in the same run (torch.matmul of two
-8192^2 float32 matrices, TF32 off), peak GPU memory of the call (torch.cuda.max_memory_allocated
-, which does not see CuPy's pool), and the largest denoiser error against a float64 dense
-reference on the first 64 queries (in units of the data's standard deviation).
+a percentage of this card's float32 peak measured in the same run (the FMA rate of
+mixscore._cuda.fp32_fma_peak when built, else torch.matmul of two 8192^2 float32 matrices with
+TF32 off; both are printed), the ratio to the dense float32 torch denoiser, peak GPU memory of
+the call (torch.cuda.max_memory_allocated, which does not see CuPy's pool), and the largest
+denoiser error against a float64 dense reference on the first 64 queries.
 
     python bench/gpu_compare.py [--quick] [--time-limit 280] [--json out.json]
     python bench/gpu_compare.py --device cpu --quick      # a smoke run without a GPU
@@ -52,6 +56,17 @@ def timed(fn, device, repeats):
     return seconds, out, peak
 
 
+def fma_peak(device) -> float | None:
+    """The card's float32 FMA rate from mixscore._cuda (None without it)."""
+    if device.type != "cuda":
+        return None
+    try:
+        from mixscore import _cuda
+    except ImportError:
+        return None
+    return _cuda.fp32_fma_peak()
+
+
 def matmul_peak(device) -> float:
     """Measured float32 matmul FLOP/s (TF32 off)."""
     n = 8192 if device.type == "cuda" else 1024
@@ -93,18 +108,26 @@ def reference(x, X, alpha, sigma2):
 _REPORTED = set()
 
 
+MIXSCORE_RUNNERS = {  # runner name: EmpiricalScore options
+    "mixscore cuda": {"backend": "cuda"},
+    "mixscore cuda f64": {"backend": "cuda", "products": "float64"},
+    "mixscore cuda 3xtf32": {"backend": "cuda", "products": "3xtf32"},
+    "mixscore cupy": {"backend": "cupy"},
+}
+
+
 def runners(device, X, sde):
-    out = {}
-    for name in ("cuda", "cupy"):
+    """The dense torch denoiser first (the ratios' denominator), then mixscore and peers."""
+    out = {"dense torch fp32": lambda x, t, a, s2: dense_torch(x, X, a, s2)}
+    for name, options in MIXSCORE_RUNNERS.items():
         try:
-            model = ms.EmpiricalScore(X, sde, backend=name)
-        except (RuntimeError, ImportError) as e:
+            model = ms.EmpiricalScore(X, sde, **options)
+        except (RuntimeError, ImportError, ValueError) as e:
             if name not in _REPORTED:  # once per run
-                print(f"# mixscore {name}: not run ({e})")
+                print(f"# {name}: not run ({e})")
                 _REPORTED.add(name)
             continue
-        out[f"mixscore {name}"] = lambda x, t, a, s2, m=model: m.denoise(x, t)
-    out["dense torch fp32"] = lambda x, t, a, s2: dense_torch(x, X, a, s2)
+        out[name] = lambda x, t, a, s2, m=model: m.denoise(x, t)
     out["torch sdpa fp32"] = lambda x, t, a, s2: sdpa(x, X, a, s2)
     if importlib.util.find_spec("pykeops") is not None:
         out["pykeops"] = lambda x, t, a, s2: keops(x, X, a, s2)
@@ -130,15 +153,19 @@ def main(argv=None) -> None:
     m = args.m or (32 if small else 256 if args.quick else 1024)
     ns = args.ns or ([1000] if small else [20000] if args.quick else [10000, 100000])
     torch.backends.cuda.matmul.allow_tf32 = False
-    peak = matmul_peak(device)
+    mm_peak, fma = matmul_peak(device), fma_peak(device)
+    peak = fma or mm_peak
+    fma_text = "not measured" if fma is None else f"{fma / 1e12:.2f} TFLOP/s"
     print(
         f"# device {torch.cuda.get_device_name(device) if not small else 'cpu'}; "
-        f"fp32 matmul peak {peak / 1e12:.2f} TFLOP/s (TF32 off); M = {m}, t = {args.t}"
+        f"fp32 FMA peak {fma_text}; fp32 matmul (torch, TF32 off) {mm_peak / 1e12:.2f} "
+        f"TFLOP/s; % peak below is of {'the FMA peak' if fma else 'the matmul rate'}; "
+        f"M = {m}, t = {args.t}"
     )
     sde = ms.VP()
     a, s2 = float(sde.alpha(args.t)), float(sde.sigma2(args.t))
     start, rows, skipped = time.perf_counter(), [], []
-    header = f"{'D':>6} {'N':>7} {'runner':<20} {'seconds':>9} {'TFLOP/s':>8} {'% peak':>7} "
+    header = f"{'D':>6} {'N':>7} {'runner':<22} {'seconds':>9} {'TFLOP/s':>8} {'% peak':>7} "
     print(header + f"{'vs dense':>9} {'peak MB':>8} {'max err':>9}")
     for n in ns:
         for d in args.dims:
@@ -161,7 +188,7 @@ def main(argv=None) -> None:
                         lambda f=fn, x=x: f(x, args.t, a, s2), device, args.repeats
                     )
                 except (RuntimeError, ValueError) as e:  # e.g. out of memory, unsupported
-                    print(f"{d:>6} {n:>7} {name:<20} failed: {str(e).splitlines()[0][:60]}")
+                    print(f"{d:>6} {n:>7} {name:<22} failed: {str(e).splitlines()[0][:60]}")
                     continue
                 if name == "dense torch fp32":
                     dense_s = sec
@@ -182,14 +209,19 @@ def main(argv=None) -> None:
                 vs = "" if dense_s is None else f"{dense_s / sec:.2f}x"
                 mb = "" if mem is None else f"{mem / 2**20:.0f}"
                 print(
-                    f"{d:>6} {n:>7} {name:<20} {sec:>9.4f} {tflops:>8.2f} "
+                    f"{d:>6} {n:>7} {name:<22} {sec:>9.4f} {tflops:>8.2f} "
                     f"{row['pct_peak']:>6.1f}% {vs:>9} {mb:>8} {err:>9.2e}"
                 )
     if skipped:
         print(f"# time limit {args.time_limit} s reached; skipped: {skipped}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"peak_flops": peak, "rows": rows, "skipped": skipped}, f, indent=1)
+            json.dump(
+                {"peak_flops": peak, "fma_peak": fma, "matmul_peak": mm_peak, "rows": rows,
+                 "skipped": skipped},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -91,5 +91,11 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("seed"), py::arg("samples"), py::arg("n"), py::arg("step"), py::arg("D"),
         py::arg("z"), py::arg("stream"),
         "Standard normals of the samples at one step (the CPU samplers' Philox stream).");
+  m.def("fp32_fma_peak",
+        [] {
+          py::gil_scoped_release release;
+          return fp32_fma_peak();
+        },
+        "The measured float32 FMA rate of the current device (FLOP/s).");
   m.attr("MAX_K") = kMaxK;
 }

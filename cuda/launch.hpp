@@ -72,5 +72,8 @@ void philox_normals(uint64_t seed, const int64_t* samples, int64_t n, uint32_t s
 
 int device_count();
 
+// The measured float32 FMA rate of the current device, FLOP/s (cuda/peak.cu).
+double fp32_fma_peak();
+
 }  // namespace cuda
 }  // namespace mixscore
