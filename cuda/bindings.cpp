@@ -72,11 +72,11 @@ PYBIND11_MODULE(_cuda, m) {
         "The posterior pass, float64 data.");
 #undef MIXSCORE_POSTERIOR_ARGS
   m.def("posterior_workspace",
-        [](int64_t N, int64_t rows, int products, bool f64) {
-          return f64 ? posterior_workspace<double>(N, rows, products)
-                     : posterior_workspace<float>(N, rows, products);
+        [](int64_t N, int64_t D, int64_t rows, int products, bool f64) {
+          return f64 ? posterior_workspace<double>(N, D, rows, products)
+                     : posterior_workspace<float>(N, D, rows, products);
         },
-        py::arg("N"), py::arg("rows"), py::arg("products"), py::arg("f64"),
+        py::arg("N"), py::arg("D"), py::arg("rows"), py::arg("products"), py::arg("f64"),
         "Bytes of workspace for chunks of `rows` queries.");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
   m.def("nearest_f32", &nearest_py<float>, "Exact k nearest points, float32 data.");

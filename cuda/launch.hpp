@@ -28,7 +28,7 @@ struct PosteriorArgs {
   double tol, cap, dom, cut;
   int budget;
   int products;          // the logits product: 0 float32, 1 float64, 2 3xTF32 (Products)
-  void* workspace;       // posterior_workspace<T>(N, ws_rows, products) bytes (D > 16 only)
+  void* workspace;       // posterior_workspace<T>(N, D, ws_rows, products) bytes
   int64_t ws_rows;       // queries per chunk, a multiple of 128
   double* lam_min;       // (M,) outputs: exact smallest penalized squared distance
   int64_t* best;         // (M,) its index (lowest among exact ties)
@@ -38,9 +38,9 @@ struct PosteriorArgs {
 template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream);
 
-// Bytes of workspace the posterior pass needs for chunks of `rows` queries (0 when D <= 16).
+// Bytes of workspace the posterior pass needs for chunks of `rows` queries.
 template <typename T>
-int64_t posterior_workspace(int64_t N, int64_t rows, int products);
+int64_t posterior_workspace(int64_t N, int64_t D, int64_t rows, int products);
 constexpr int64_t kDirectMaxD = 16;  // up to this D, the direct kernel (no workspace)
 
 // Exact k nearest training points (cuda/nearest.cu): squared distances (M, k) ascending by

@@ -18,8 +18,8 @@
 //      (queries, points) that carries weight;
 //   3. weighted sums  S1 = W (X - mu) (tile_gemm.cuh), blocks without weight skipped, float32
 //      products summed in float64 per 128 points.
-// D <= kDirectMaxD (direct_kernel): one thread per query streams the training set through
-// shared memory; every lam is exact (direct float64 differences), no M x N array anywhere.
+// D <= kDirectMaxD (posterior_direct.cuh): every lam exact from direct float64 differences,
+// the training set streamed through shared memory, no M x N array anywhere.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -28,6 +28,7 @@
 #include "kernels.cuh"
 #include "launch.hpp"
 #include "logits.cuh"
+#include "posterior_direct.cuh"
 #include "tensor_logits.cuh"
 
 namespace mixscore {
@@ -173,64 +174,6 @@ __global__ void __launch_bounds__(S::kThreads)
   }
 }
 
-// --- small D: the fused direct kernel --------------------------------------------------------
-constexpr int kDirectThreads = 128, kDirectTile = 256;  // queries per block, points per stage
-
-template <typename T, int DC>
-__global__ void __launch_bounds__(kDirectThreads) direct_kernel(PosteriorArgs<T> a) {
-  __shared__ T shX[kDirectTile * DC];
-  __shared__ double shL[kDirectTile], shC[kDirectTile];  // log pi_n, |X_n - mu|^2
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, N = a.N, D = a.D;
-  const bool active = i < a.M;
-  T x[DC];
-  double alpha = 0, inv = 0, tws = 0;
-  if (active) {
-    for (int d = 0; d < D; ++d) x[d] = a.x[i * D + d];
-    alpha = a.alpha[i];
-    inv = fmin(0.5 / a.sigma2[i], 1e300);
-    tws = 2.0 * a.sigma2[i];
-  }
-  // Stream the training set through shared memory in order, calling f(n, X_n) per point.
-  auto stream = [&](auto&& f) {
-    for (int64_t n0 = 0; n0 < N; n0 += kDirectTile) {
-      const int cnt = int(N - n0 < kDirectTile ? N - n0 : kDirectTile);
-      for (int e = threadIdx.x; e < cnt * D; e += blockDim.x) shX[e] = a.train[n0 * D + e];
-      for (int e = threadIdx.x; e < cnt; e += blockDim.x) {
-        shL[e] = a.logw ? a.logw[n0 + e] : 0.0;
-        shC[e] = a.xc2[n0 + e];
-      }
-      __syncthreads();
-      if (active)
-        for (int k = 0; k < cnt; ++k) f(n0 + k, shX + k * D, shL[k], shC[k]);
-      __syncthreads();
-    }
-  };
-  double lam_min = INFINITY;
-  int64_t best = N;
-  stream([&](int64_t n, const T* Xn, double lw, double) {
-    const double l = exact_sq<T>(x, Xn, D, alpha) - tws * lw;
-    if (l < lam_min) lam_min = l, best = n;  // strict: the first of exact ties is kept
-  });
-  double s0 = 0, sw2 = 0, sx2 = 0, s1[DC];
-  for (int d = 0; d < DC; ++d) s1[d] = 0;
-  stream([&](int64_t, const T* Xn, double lw, double xc2) {
-    const double gap = (exact_sq<T>(x, Xn, D, alpha) - tws * lw - lam_min) * inv;
-    if (!(gap < a.cut)) return;
-    const double w = exp(-gap);
-    s0 += w;
-    sw2 += w * w;
-    sx2 += w * xc2;
-    for (int d = 0; d < D; ++d) s1[d] += w * (double(Xn[d]) - a.mu[d]);
-  });
-  if (!active) return;
-  a.lam_min[i] = lam_min;
-  a.best[i] = best;
-  a.s0[i] = s0;
-  a.sum_w2[i] = sw2;
-  a.s2[i] = sx2;
-  for (int d = 0; d < D; ++d) a.s1[i * D + d] = s1[d];
-}
-
 // --- the host driver -------------------------------------------------------------------------
 // The chunk's logits product by the requested kernel (tensor cores where the device has them).
 template <typename T, typename Acc>
@@ -281,8 +224,9 @@ bool wide_logits(int products) {
 }
 
 template <typename T>
-int64_t posterior_workspace(int64_t N, int64_t rows, int products) {
+int64_t posterior_workspace(int64_t N, int64_t D, int64_t rows, int products) {
   if (rows <= 0) return 0;
+  if (D <= kDirectMaxD) return DirectPartials::bytes(rows, N, D);
   const int64_t acc = wide_logits<T>(products) ? 8 : 4;
   const int64_t chunks = (N + S::BN - 1) / S::BN, qtiles = (rows + S::BM - 1) / S::BM;
   return rows * N * acc + qtiles * chunks;
@@ -292,17 +236,9 @@ template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
   if (a.M == 0) return;
   const cudaStream_t st = cudaStream_t(stream);
-  if (a.D <= kDirectMaxD) {
-    const unsigned blocks = unsigned((a.M + kDirectThreads - 1) / kDirectThreads);
-    if (a.D <= 4)
-      MIXSCORE_LAUNCH((direct_kernel<T, 4>), blocks, kDirectThreads, 0, st, a);
-    else
-      MIXSCORE_LAUNCH((direct_kernel<T, 16>), blocks, kDirectThreads, 0, st, a);
-    check(cudaGetLastError(), "direct posterior kernel launch");
-    return;
-  }
   if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
     throw std::invalid_argument("posterior: ws_rows must be a positive multiple of 128");
+  if (a.D <= kDirectMaxD) return direct_pass<T>(a, st);
   if (wide_logits<T>(a.products))
     tiled_pass<T, double>(a, st);
   else
@@ -311,8 +247,8 @@ void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
 
 template void posterior<float>(const PosteriorArgs<float>&, uintptr_t);
 template void posterior<double>(const PosteriorArgs<double>&, uintptr_t);
-template int64_t posterior_workspace<float>(int64_t, int64_t, int);
-template int64_t posterior_workspace<double>(int64_t, int64_t, int);
+template int64_t posterior_workspace<float>(int64_t, int64_t, int64_t, int);
+template int64_t posterior_workspace<double>(int64_t, int64_t, int64_t, int);
 
 int device_count() {
   int n = 0;

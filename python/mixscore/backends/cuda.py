@@ -148,12 +148,10 @@ class CudaBackend(ArrayApiBackend):
             return lam_min, best, acc
         f64 = self.dtype == np.float64
         products = self._products(bound, alpha, inv)
-        rows, nbytes = 0, 0
-        if self.dim > _cuda.DIRECT_MAX_D:
-            itemsize = 8 if (products == 1 or f64) else 4
-            rows = _chunk_rows(m, self.n, itemsize, _WORKSPACE_BYTES)
-            nbytes = _cuda.posterior_workspace(self.n, rows, products, f64)
-        work = xp.empty((max(nbytes, 1),), dtype=xp.uint8, device=dev)
+        per_tile = _cuda.posterior_workspace(self.n, self.dim, 128, products, f64)
+        rows = _chunk_rows(m, per_tile, _WORKSPACE_BYTES)
+        nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, products, f64)
+        work = xp.empty((nbytes,), dtype=xp.uint8, device=dev)
         arrays = dict(
             x=xp.astype(xw, self.train.dtype),
             q=q,
@@ -190,12 +188,11 @@ class CudaBackend(ArrayApiBackend):
         return lam_min, best, acc
 
 
-def _chunk_rows(m: int, n: int, itemsize: int, budget: int) -> int:
-    """Queries per chunk of the tiled pass: a multiple of 128 whose logits (rows x N x
-    itemsize bytes) fit ``budget``, at least 128, at most what m needs."""
+def _chunk_rows(m: int, per_tile: int, budget: int) -> int:
+    """Queries per chunk of a pass: a multiple of 128 whose workspace (``per_tile`` bytes per
+    128 queries) fits ``budget``, at least 128, at most what m needs."""
     need = -(-m // 128) * 128
-    fit = max(128, budget // max(1, n * itemsize) // 128 * 128)
-    return min(need, fit)
+    return min(need, max(1, budget // max(1, per_tile)) * 128)
 
 
 def _require():
@@ -228,7 +225,7 @@ def nearest(queries, train, k: int):
     sq = xp.empty((m, k), dtype=xp.float64, device=dev)
     idx = xp.empty((m, k), dtype=xp.int64, device=dev)
     itemsize = np.dtype(prep.dtype).itemsize
-    rows = _chunk_rows(m, n, itemsize, _WORKSPACE_BYTES) if d > _cuda.DIRECT_MAX_D else 0
+    rows = _chunk_rows(m, 128 * n * itemsize, _WORKSPACE_BYTES) if d > _cuda.DIRECT_MAX_D else 0
     work = xp.empty((max(1, rows * n * itemsize),), dtype=xp.uint8, device=dev)
     run = _cuda.nearest_f32 if prep.dtype == np.float32 else _cuda.nearest_f64
     run(
