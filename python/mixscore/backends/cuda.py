@@ -190,9 +190,9 @@ class CudaBackend(ArrayApiBackend):
 
 def _chunk_rows(m: int, per_tile: int, budget: int) -> int:
     """Queries per chunk of a pass: a multiple of 128 whose workspace (``per_tile`` bytes per
-    128 queries) fits ``budget``, at least 128, at most what m needs."""
+    128 queries) fits ``budget``, at least 128, at most what m needs and 2^20 (grid limits)."""
     need = -(-m // 128) * 128
-    return min(need, max(1, budget // max(1, per_tile)) * 128)
+    return min(need, 1 << 20, max(1, budget // max(1, per_tile)) * 128)
 
 
 def _require():
