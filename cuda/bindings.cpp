@@ -25,7 +25,8 @@ void posterior_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, u
                   int64_t D, double mu_norm, double tol, double cap, double dom, double cut,
                   int budget, int products, uintptr_t workspace, int64_t ws_rows,
                   uintptr_t lam_min, uintptr_t best, uintptr_t s0, uintptr_t sum_w2,
-                  uintptr_t s1, uintptr_t s2, uintptr_t stream) {
+                  uintptr_t s1, uintptr_t s2, uintptr_t s0_light, uintptr_t s2_light,
+                  uintptr_t s1_light, uintptr_t stream) {
   if (M < 0 || N < 1 || D < 1) throw std::invalid_argument("posterior: need M >= 0, N, D >= 1");
   PosteriorArgs<T> a{ptr<T>(x), ptr<T>(q), ptr<T>(train), ptr<T>(packed), ptr<double>(p2),
                      ptr<double>(pnorm), ptr<double>(xc2), ptr<double>(mu),
@@ -34,7 +35,9 @@ void posterior_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, u
                      reinterpret_cast<void*>(workspace), ws_rows,
                      reinterpret_cast<double*>(lam_min), reinterpret_cast<int64_t*>(best),
                      reinterpret_cast<double*>(s0), reinterpret_cast<double*>(sum_w2),
-                     reinterpret_cast<double*>(s2), reinterpret_cast<double*>(s1)};
+                     reinterpret_cast<double*>(s2), reinterpret_cast<double*>(s1),
+                     reinterpret_cast<double*>(s0_light), reinterpret_cast<double*>(s2_light),
+                     reinterpret_cast<double*>(s1_light)};
   py::gil_scoped_release release;
   posterior<T>(a, stream);
 }
@@ -65,7 +68,8 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("mu_norm"), py::arg("tol"), py::arg("cap"), py::arg("dom"), py::arg("cut"), \
       py::arg("budget"), py::arg("products"), py::arg("workspace"), py::arg("ws_rows"), \
       py::arg("lam_min"), py::arg("best"), py::arg("s0"), py::arg("sum_w2"), py::arg("s1"), \
-      py::arg("s2"), py::arg("stream")
+      py::arg("s2"), py::arg("s0_light"), py::arg("s2_light"), py::arg("s1_light"), \
+      py::arg("stream")
   m.def("posterior_f32", &posterior_py<float>, MIXSCORE_POSTERIOR_ARGS,
         "The posterior pass, float32 data.");
   m.def("posterior_f64", &posterior_py<double>, MIXSCORE_POSTERIOR_ARGS,

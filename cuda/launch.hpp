@@ -32,7 +32,11 @@ struct PosteriorArgs {
   int64_t ws_rows;       // queries per chunk, a multiple of 128
   double* lam_min;       // (M,) outputs: exact smallest penalized squared distance
   int64_t* best;         // (M,) its index (lowest among exact ties)
-  double *s0, *sum_w2, *s2, *s1;  // sums of w, w^2, w |X_n - mu|^2 (M,), w (X_n - mu) (M, D)
+  double *s0, *sum_w2;   // (M,) sums of w and w^2 over every entry
+  // the entries whose lam was recomputed exactly, about the centre c = X_best in float64:
+  double *s2, *s1;       // sum w |X_n - c|^2 (M,), sum w (X_n - c) (M, D)
+  // the others (the weighted-sums product), about the mean mu:
+  double *s0_light, *s2_light, *s1_light;  // sum w, w |X_n - mu|^2 (M,), w (X_n - mu) (M, D)
 };
 
 template <typename T>

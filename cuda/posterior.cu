@@ -1,7 +1,8 @@
 // The posterior pass on the GPU (SCIENCE.md sections 1, 6, 8): per query x at (alpha, sigma^2)
 //     lam_n = |x - alpha X_n|^2 - 2 sigma^2 log pi_n,   w_n = e^{-(lam_n - lam_min)/(2 sigma^2)},
-// the exact lam_min and its lowest index, and float64 sums of w, w^2, w |X_n - mu|^2 and
-// w (X_n - mu) (the caller moves them to the centre X_best and finalizes:
+// the exact lam_min and its lowest index, and float64 sums of w and w^2, and of w (X_n - c),
+// w |X_n - c|^2 about the centre c = X_best for the entries whose lam is recomputed exactly;
+// the other entries' sums are about the mean mu (the caller moves them to c and finalizes:
 // python/mixscore/backends/cuda.py). Two drivers, both with a fixed order of every sum, so
 // results do not depend on the launch shape or on how queries are split:
 //
@@ -14,8 +15,9 @@
 //      CPU engine (cpp/src/lam_row.hpp): exact float64 lam where the bound exceeds `cap`
 //      nats, and for the dominant entries (within `dom` nats of the maximum, at most
 //      `budget` per 256 entries) where it exceeds `tol`; entries more than `cut` nats below
-//      the maximum are dropped. The weights overwrite G; a flag marks each 128 x 128 block of
-//      (queries, points) that carries weight;
+//      the maximum are dropped. The exactly recomputed entries are summed in float64 about the
+//      centre X_best; the others' weights overwrite G and a flag marks each 128 x 128 block of
+//      (queries, points) that carries such weight;
 //   3. weighted sums  S1 = W (X - mu) (tile_gemm.cuh), blocks without weight skipped, float32
 //      products summed in float64 per 128 points.
 // D <= kDirectMaxD (posterior_direct.cuh): every lam exact from direct float64 differences,
@@ -98,10 +100,18 @@ __global__ void __launch_bounds__(kThreads)
   int owner;
   block_argmin(&lam_min, &best, &owner, shv, shi, sho);
 
-  // the weights, nt entries at a time; each thread sums its own entries in index order
+  // the weights, nt entries at a time; each thread sums its own entries in index order. The
+  // exactly recomputed ("heavy") entries are summed here in float64 about the centre
+  // c = X_best, thread t owning dimensions t, t + nt, ... (no cancellation in tau2); the
+  // others go through the weighted-sums product (their weights in G, zero for the heavy).
+  __shared__ double shw[kThreads];
+  __shared__ int64_t shn[kThreads];
+  const T* c = a.train + best * D;
+  double* s1h = a.s1 + i * D;
+  for (int64_t d = tid; d < D; d += nt) s1h[d] = 0.0;
   const int64_t nchunks = (N + S::BN - 1) / S::BN;
   uint8_t* live_row = live + (r / S::BM) * nchunks;
-  double s0 = 0, sw2 = 0, sx2 = 0;
+  double s0 = 0, sw2 = 0, s2h = 0, s0l = 0, s2l = 0;
   for (int64_t c0 = 0; c0 < N; c0 += nt) {
     const int64_t n = c0 + tid;
     double A = INFINITY, e = 0, gap = INFINITY;
@@ -113,27 +123,47 @@ __global__ void __launch_bounds__(kThreads)
     const bool keep = gap < a.cut;
     const bool dominant = keep && gap <= a.dom && e > a.tol && e <= a.cap;
     const bool refine_dominant = __syncthreads_count(dominant) <= a.budget;
+    const bool heavy = keep && (e > a.cap || (dominant && refine_dominant));
     double w = 0;
     if (keep) {
-      const bool refine = e > a.cap || (dominant && refine_dominant);
-      const double l = refine ? exact(n) : A;
-      w = exp(-(l - lam_min) * inv);
+      w = exp(-((heavy ? exact(n) : A) - lam_min) * inv);
       s0 += w;
       sw2 += w * w;
-      sx2 += w * a.xc2[n];
-      live_row[n / S::BN] = 1;  // every writer writes 1
+      if (!heavy) {
+        s0l += w;
+        s2l += w * a.xc2[n];
+        live_row[n / S::BN] = 1;  // every writer writes 1
+      }
     }
-    if (n < N) g[n] = Acc(w);
+    if (n < N) g[n] = Acc(heavy ? 0.0 : w);
+    shw[tid] = heavy ? w : 0.0;
+    shn[tid] = n;
+    if (__syncthreads_or(heavy)) {  // the heavy entries of this chunk, in index order
+      for (int j = 0; j < nt; ++j) {
+        if (shw[j] == 0.0) continue;
+        const T* Xn = a.train + shn[j] * D;
+        for (int64_t d = tid; d < D; d += nt) {
+          const double t = double(Xn[d]) - double(c[d]);
+          s1h[d] += shw[j] * t;
+          s2h += shw[j] * (t * t);
+        }
+      }
+      __syncthreads();  // shw, shn are rewritten next chunk
+    }
   }
   s0 = block_sum(s0, shv);
   sw2 = block_sum(sw2, shv);
-  sx2 = block_sum(sx2, shv);
+  s2h = block_sum(s2h, shv);
+  s0l = block_sum(s0l, shv);
+  s2l = block_sum(s2l, shv);
   if (tid == 0) {
     a.lam_min[i] = lam_min;
     a.best[i] = best;
     a.s0[i] = s0;
     a.sum_w2[i] = sw2;
-    a.s2[i] = sx2;
+    a.s2[i] = s2h;
+    a.s0_light[i] = s0l;
+    a.s2_light[i] = s2l;
   }
 }
 
@@ -169,7 +199,7 @@ __global__ void __launch_bounds__(S::kThreads)
     if (r >= m) break;
     for (int j = 0; j < S::TN; ++j) {
       const int64_t d = col0 + tx * S::TN + j;
-      if (d < D) a.s1[(i0 + r) * D + d] = out[ii][j];
+      if (d < D) a.s1_light[(i0 + r) * D + d] = out[ii][j];
     }
   }
 }

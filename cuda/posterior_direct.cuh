@@ -5,9 +5,9 @@
 // depends on M or on how queries are split into calls):
 //   1. per (query, split) the smallest lam and its first index; per query the minimum over
 //      the splits in order (an earlier split keeps exact ties: the lowest index);
-//   2. per (query, split) the float64 sums of w, w^2, w |X_n - mu|^2, w (X_n - mu) in index
-//      order, entries more than `cut` nats below the maximum dropped; per query the splits
-//      summed in order.
+//   2. per (query, split) the float64 sums of w, w^2, w |X_n - c|^2, w (X_n - c) about the
+//      centre c = X_best in index order, entries more than `cut` nats below the maximum
+//      dropped; per query the splits summed in order (the "light" sums of launch.hpp are 0).
 // Partial results live in the workspace (rows x splits x (5 + D) float64).
 #pragma once
 #include <cuda_runtime.h>
@@ -29,7 +29,7 @@ inline int64_t direct_splits(int64_t N) { return (N + kDirectSplit - 1) / kDirec
 struct DirectPartials {
   double* lam;   // rows x splits
   int64_t* idx;  // rows x splits
-  double* sums;  // rows x splits x (3 + D): s0, sum w^2, sum w |X - mu|^2, then w (X - mu)
+  double* sums;  // rows x splits x (3 + D): s0, sum w^2, sum w |X - c|^2, then w (X - c)
 
   static int64_t bytes(int64_t rows, int64_t N, int64_t D) {
     return rows * direct_splits(N) * (2 + 3 + D) * 8;
@@ -41,13 +41,19 @@ struct DirectPartials {
   }
 };
 
+// The dimension: a compile-time constant for D <= 4 (registers, unrolled loops).
+template <int DC>
+__device__ inline int64_t dims(int64_t D) {
+  return DC <= 4 ? DC : D;
+}
+
 // One block's queries against one split of the training set, streamed through shared memory:
 // f(n, X_n, log pi_n, |X_n - mu|^2) for every point in index order (active threads only).
 template <typename T, int DC, class F>
 __device__ inline void stream_split(const PosteriorArgs<T>& a, bool active, F&& f) {
   __shared__ T shX[kDirectStage * DC];
   __shared__ double shL[kDirectStage], shC[kDirectStage];
-  const int64_t D = a.D, n_begin = int64_t(blockIdx.y) * kDirectSplit;
+  const int64_t D = dims<DC>(a.D), n_begin = int64_t(blockIdx.y) * kDirectSplit;
   const int64_t n_end = n_begin + kDirectSplit < a.N ? n_begin + kDirectSplit : a.N;
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kDirectStage) {
     const int cnt = int(n_end - n0 < kDirectStage ? n_end - n0 : kDirectStage);
@@ -75,13 +81,13 @@ struct DirectQuery {
       : r(int64_t(blockIdx.x) * blockDim.x + threadIdx.x), i(i0 + r) {
     active = r < m;
     if (!active) return;
-    for (int64_t d = 0; d < a.D; ++d) x[d] = a.x[i * a.D + d];
+    for (int64_t d = 0; d < dims<DC>(a.D); ++d) x[d] = a.x[i * dims<DC>(a.D) + d];
     alpha = a.alpha[i];
     inv = fmin(0.5 / a.sigma2[i], 1e300);
     tws = 2.0 * a.sigma2[i];
   }
   __device__ double lam(const PosteriorArgs<T>& a, const T* Xn, double logw) const {
-    return exact_sq<T>(x, Xn, a.D, alpha) - tws * logw;
+    return exact_sq<T>(x, Xn, dims<DC>(a.D), alpha) - tws * logw;
   }
 };
 
@@ -106,23 +112,31 @@ __global__ void __launch_bounds__(kDirectQueries)
     direct_sums_kernel(PosteriorArgs<T> a, int64_t i0, int64_t m, DirectPartials p) {
   const DirectQuery<T, DC> q(a, i0, m);
   const double lam_min = q.active ? a.lam_min[q.i] : 0.0;
+  const int64_t D = dims<DC>(a.D);
+  double c[DC];  // the centre X_best
+  for (int64_t d = 0; d < D && q.active; ++d) c[d] = double(a.train[a.best[q.i] * D + d]);
   double s0 = 0, sw2 = 0, sx2 = 0, s1[DC];
   for (int d = 0; d < DC; ++d) s1[d] = 0;
-  stream_split<T, DC>(a, q.active, [&](int64_t, const T* Xn, double lw, double xc2) {
+  stream_split<T, DC>(a, q.active, [&](int64_t, const T* Xn, double lw, double) {
     const double gap = (q.lam(a, Xn, lw) - lam_min) * q.inv;
     if (!(gap < a.cut)) return;
     const double w = exp(-gap);
     s0 += w;
     sw2 += w * w;
-    sx2 += w * xc2;
-    for (int64_t d = 0; d < a.D; ++d) s1[d] += w * (double(Xn[d]) - a.mu[d]);
+    double n2 = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double t = double(Xn[d]) - c[d];
+      s1[d] += w * t;
+      n2 += t * t;
+    }
+    sx2 += w * n2;
   });
   if (!q.active) return;
-  double* out = p.sums + (q.r * gridDim.y + blockIdx.y) * (3 + a.D);
+  double* out = p.sums + (q.r * gridDim.y + blockIdx.y) * (3 + D);
   out[0] = s0;
   out[1] = sw2;
   out[2] = sx2;
-  for (int64_t d = 0; d < a.D; ++d) out[3 + d] = s1[d];
+  for (int64_t d = 0; d < D; ++d) out[3 + d] = s1[d];
 }
 
 // Per query, the splits in order: the minimum (first == combine the minima) or the sums.
@@ -141,7 +155,8 @@ __global__ void direct_combine_kernel(PosteriorArgs<T> a, int64_t i0, int64_t m,
     return;
   }
   double acc[3] = {0, 0, 0};
-  for (int64_t d = 0; d < D; ++d) a.s1[i * D + d] = 0;
+  for (int64_t d = 0; d < D; ++d) a.s1[i * D + d] = a.s1_light[i * D + d] = 0;
+  a.s0_light[i] = a.s2_light[i] = 0;
   for (int64_t s = 0; s < splits; ++s) {
     const double* v = p.sums + (r * splits + s) * (3 + D);
     for (int j = 0; j < 3; ++j) acc[j] += v[j];
@@ -170,10 +185,13 @@ void direct_pass_dc(const PosteriorArgs<T>& a, cudaStream_t st) {
 
 template <typename T>
 void direct_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
-  if (a.D <= 4)
-    direct_pass_dc<T, 4>(a, st);
-  else
-    direct_pass_dc<T, 16>(a, st);
+  switch (a.D) {
+    case 1: return direct_pass_dc<T, 1>(a, st);
+    case 2: return direct_pass_dc<T, 2>(a, st);
+    case 3: return direct_pass_dc<T, 3>(a, st);
+    case 4: return direct_pass_dc<T, 4>(a, st);
+    default: return direct_pass_dc<T, 16>(a, st);
+  }
 }
 
 }  // namespace cuda

@@ -182,12 +182,16 @@ class ArrayApiBackend:
             if m
             else xp.zeros((0, self.dim), dtype=wide, device=self.device)
         )
-        c = centre - self.mu[None, :]
+        self._centre_sums(acc, centre - self.mu[None, :])
+        acc.update(lam_min=lam_min, centre=centre, best=best)
+        return acc
+
+    def _centre_sums(self, acc: dict, c) -> None:
+        """Move the pass's sums about the mean to the centre X_best (c = X_best - mu)."""
+        xp = self.xp
         s0, s1 = acc["s0"], acc["s1"]
         acc["s1"] = s1 - s0[:, None] * c
         acc["s2"] = acc["s2"] - 2.0 * xp.sum(c * s1, axis=1) + s0 * xp.sum(c * c, axis=1)
-        acc.update(lam_min=lam_min, centre=centre, best=best)
-        return acc
 
     def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
         """The two sweeps over the training tiles: (lam_min, best, sums about the mean).

@@ -22,6 +22,8 @@ from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
 _ENGINE_RULE = {"tol": 1e-9, "cap": 0.05, "dom": 6.0, "budget": 16}
+# per-query float64 sums the kernels return (with s1 and s1_light, (M, D))
+_SCALAR_SUMS = ("s0", "sum_w2", "s2", "s0_light", "s2_light")
 # The logits products (EmpiricalScore's ``products``); index - 1 is the kernels' Products.
 PRODUCTS = ("auto", "float32", "float64", "3xtf32")
 # One chunk of queries' logits (at least 128 queries): the memory stays O((M + N) D) plus
@@ -142,8 +144,9 @@ class CudaBackend(ArrayApiBackend):
         xp, wide, dev = self.xp, self.wide, self.device
         lam_min = xp.empty((m,), dtype=wide, device=dev)
         best = xp.empty((m,), dtype=xp.int64, device=dev)
-        acc = {k: xp.empty((m,), dtype=wide, device=dev) for k in ("s0", "sum_w2", "s2")}
+        acc = {k: xp.empty((m,), dtype=wide, device=dev) for k in _SCALAR_SUMS}
         acc["s1"] = xp.empty((m, self.dim), dtype=wide, device=dev)
+        acc["s1_light"] = xp.empty((m, self.dim), dtype=wide, device=dev)
         if m == 0:
             return lam_min, best, acc
         f64 = self.dtype == np.float64
@@ -186,6 +189,18 @@ class CudaBackend(ArrayApiBackend):
             **self.rule,
         )
         return lam_min, best, acc
+
+    def _centre_sums(self, acc: dict, c) -> None:
+        """The kernels' sums: the exactly refined entries' about the centre X_best already
+        (s1, s2: float64 differences, no cancellation in tau2), the others' about the mean
+        (the weighted-sums product; *_light), moved to the centre here."""
+        xp = self.xp
+        s0l, s1l = acc.pop("s0_light"), acc.pop("s1_light")
+        s2l = acc.pop("s2_light")
+        acc["s1"] = acc["s1"] + (s1l - s0l[:, None] * c)
+        acc["s2"] = (
+            acc["s2"] + s2l - 2.0 * xp.sum(c * s1l, axis=1) + s0l * xp.sum(c * c, axis=1)
+        )
 
 
 def _chunk_rows(m: int, per_tile: int, budget: int) -> int:
