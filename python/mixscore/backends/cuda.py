@@ -178,6 +178,12 @@ class CudaBackend(ArrayApiBackend):
         )
         return lam_min, best, acc
 
+    def normals(self, seed: int, samples: np.ndarray, step: int, dim: int):
+        """The samplers' Philox normals drawn on the GPU (``philox_normals``), equal bit for
+        bit to the host draws of the fallback (only the sample indices are copied)."""
+        ids = _xp.place_like(samples, self.xp, self.device, self.xp.int64)
+        return philox_normals(seed, ids, step, dim)
+
 
 def _chunk_rows(m: int, n: int, itemsize: int, budget: int) -> int:
     """Queries per chunk of the tiled pass: a multiple of 128 whose logits (rows x N x
