@@ -228,13 +228,7 @@ def test_capability_and_which_models_sample_on_the_device():
 
 # --- on a GPU (skipped with the reason where there is none) ----------------------------------
 
-try:
-    from test_gpu import LIB, _apply, needs_cuda, no_device
-except ImportError:  # pragma: no cover
-    LIB, needs_cuda, no_device = None, [], pytest.mark.skip(reason="tests/test_gpu.py missing")
-
-    def _apply(marks):
-        return lambda f: f
+from test_gpu import LIB, _apply, needs_cuda, no_device  # noqa: E402 (after the skips above)
 
 
 def _gpu_run(backend, dtype):
