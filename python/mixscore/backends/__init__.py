@@ -1,5 +1,6 @@
 """Backends implement the protocol of ``backends.base`` and declare their capabilities
-(``stats``, ``partial``, ``fused_sample`` for scores; ``search`` for nearest neighbours).
+(``stats``, ``partial``, ``fused_sample``, ``draws``, ``device_sample`` for scores; ``search``
+for nearest neighbours).
 
 ``numpy``  the readable float64 references, score and nearest side by side (the test oracle);
 ``cpu``    the C++ engine (mixscore._core);
@@ -13,7 +14,17 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from .base import DRAWS, FUSED_SAMPLE, PARTIAL, SEARCH, STATS, NearestBackend, ScoreBackend, has
+from .base import (
+    DEVICE_SAMPLE,
+    DRAWS,
+    FUSED_SAMPLE,
+    PARTIAL,
+    SEARCH,
+    STATS,
+    NearestBackend,
+    ScoreBackend,
+    has,
+)
 
 STAT_NAMES = ("logpdf", "denoised", "score", "eps", "tau2", "max_weight", "argmax", "n_eff")
 VECTOR_STATS = ("denoised", "score", "eps")
@@ -87,5 +98,5 @@ def get_backend(name: str, what: str = "score", like=None):
 
 
 __all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
-           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "DRAWS", "SEARCH", "NAMES",
-           "keeps_arrays", "device_backend"]
+           "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "DRAWS",
+           "DEVICE_SAMPLE", "SEARCH", "NAMES", "keeps_arrays", "device_backend"]

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..partial import _LOG_2PI, POSTERIOR_FIELDS, PosteriorPartial
 from . import _xp
-from .base import PARTIAL, STATS
+from .base import DEVICE_SAMPLE, PARTIAL, STATS
 from .numpy_ref import log_weight_sum
 
 _CUTOFF_NATS = 40.0  # beyond log N + 40 nats below the maximum a weight is dropped
@@ -71,7 +71,7 @@ class ArrayApiBackend:
     """Mixture statistics and partial states of a training set in any array-API library."""
 
     name = "cupy"
-    capabilities = frozenset({STATS, PARTIAL})
+    capabilities = frozenset({STATS, PARTIAL, DEVICE_SAMPLE})
     native_arrays = True  # EmpiricalScore leaves inputs in their library (no NumPy copies)
 
     def __init__(
@@ -258,6 +258,16 @@ class ArrayApiBackend:
         return acc
 
     # --- the protocol ---------------------------------------------------------------------
+    def normals(self, seed: int, samples: np.ndarray, step: int, dim: int):
+        """The samplers' standard normals (len(samples), dim) float64 of the Philox streams
+        (seed, samples, step), on this backend's device: drawn on the host by
+        ``mixscore._core.philox_normals`` and moved there (one copy; the cuda backend draws
+        them on the GPU)."""
+        from .. import _core
+
+        z = _core.philox_normals(seed, np.ascontiguousarray(samples, np.int64), step, dim)
+        return _xp.place_like(z, self.xp, self.device, self.xp.float64)
+
     def _inputs(self, x):
         """x (M, D) in this backend's library, dtype and device (a no-op for ``queries``)."""
         return _xp.as_float_matrix(x, "x", self.xp, self.device, dtype=self.dtype)

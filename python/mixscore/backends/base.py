@@ -13,7 +13,14 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
                    ``draws`` too, the naive sampler's ``plan.draws`` as well);
 * ``draws``        ``draws(x, alpha, sigma2, R, seed, rows, first_step) -> (M, R)`` local
                    training indices drawn from the posterior, with the Philox streams of
-                   ``mixscore.covariance.posterior_draws``.
+                   ``mixscore.covariance.posterior_draws``;
+* ``device_sample`` the sampler loop may keep its state in the backend's own array library
+                   and device (``mixscore.sampling.device``): ``stats`` takes and returns arrays
+                   of the namespace ``xp`` on ``device`` without host copies, float64 exists
+                   there, and ``normals(seed, samples, step, dim)`` returns the samplers' Philox
+                   normals (those of ``mixscore._core.philox_normals``) there. Unlike
+                   ``fused_sample`` the loop itself stays in Python, one ``stats`` call per
+                   denoiser evaluation.
 
 A nearest backend, ``Backend(train, num_threads=...)``, offers ``search``:
 ``search(queries, k) -> (distances, indices)`` (exact, ascending by (distance, index)).
@@ -29,6 +36,7 @@ STATS = "stats"
 PARTIAL = "partial"
 FUSED_SAMPLE = "fused_sample"
 DRAWS = "draws"
+DEVICE_SAMPLE = "device_sample"
 SEARCH = "search"
 
 

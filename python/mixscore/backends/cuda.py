@@ -202,6 +202,12 @@ class CudaBackend(ArrayApiBackend):
             acc["s2"] + s2l - 2.0 * xp.sum(c * s1l, axis=1) + s0l * xp.sum(c * c, axis=1)
         )
 
+    def normals(self, seed: int, samples: np.ndarray, step: int, dim: int):
+        """The samplers' Philox normals drawn on the GPU (``philox_normals``), equal bit for
+        bit to the host draws of the fallback (only the sample indices are copied)."""
+        ids = _xp.place_like(samples, self.xp, self.device, self.xp.int64)
+        return philox_normals(seed, ids, step, dim)
+
 
 def _chunk_rows(m: int, per_tile: int, budget: int) -> int:
     """Queries per chunk of a pass: a multiple of 128 whose workspace (``per_tile`` bytes per

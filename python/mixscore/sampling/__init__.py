@@ -1,31 +1,35 @@
 """Reverse-time sampling with the exact empirical score or any user score (SCIENCE.md
 section 3): ``ms.sample``.
 
-Fixed-grid samplers are tables of per-step coefficients (``methods.py``) run either fused in
-C++ (an EmpiricalScore on the cpu backend) or by the Python loop (any other score), with the
-same arithmetic and the same Philox noise: noise of sample i at step k depends only on
-(seed, i, k), never on batch size, batch split or thread count.
+Fixed-grid samplers are tables of per-step coefficients (``methods.py``) run fused in C++ (an
+EmpiricalScore on the cpu backend), by the device loop (an EmpiricalScore on torch / CuPy
+arrays, ``device.py``: the states stay on its device) or by the Python loop (any other score),
+with the same arithmetic and the same Philox noise: noise of sample i at step k depends only on
+(seed, i, k), never on batch size, batch split, thread count or device.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
 from .._validation import as_array, as_float_matrix
-from ..backends import DRAWS, FUSED_SAMPLE, has
+from ..backends import DRAWS, FUSED_SAMPLE, _xp, has
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
-from .denoisers import CallableDenoiser, ModelDenoiser
+from .denoisers import CallableDenoiser, DeviceDenoiser, ModelDenoiser
+from .device import check_device, is_device_model, run_device
 from .fold import fold_regularizers, foldable
 from .loop import NonFiniteState, run_fused, run_python
 from .methods import SAMPLERS, build_plan
@@ -49,11 +53,16 @@ class SampleResult:
     start_index  (n,) training index each sample started from (start="exact"), else None
     nfev         score evaluations per sample (rk45: per sample array)
     settings     sampler, a2, steps, grid, t_end, T, start, end, seed, dtype, fused, ...
+                 (and ``device``, e.g. 'torch on cuda:0', for a model on device arrays)
+
+    ``samples`` and ``saved`` are NumPy arrays, except for an EmpiricalScore on torch / CuPy
+    arrays (backend 'cupy' / 'array_api' / 'cuda'): then they are arrays of that library on
+    the model's device, where the run kept them. The other fields are always NumPy.
     """
 
-    samples: np.ndarray
+    samples: Any  # np.ndarray, or the device model's array type
     times: np.ndarray
-    saved: np.ndarray | None = None
+    saved: Any = None
     save_steps: np.ndarray | None = None
     start_index: np.ndarray | None = None
     nfev: np.ndarray | int = 0
@@ -63,15 +72,19 @@ class SampleResult:
         s = self.settings
         keys = ("sampler", "steps", "grid", "t_end", "start", "end", "seed")
         shown = ", ".join(f"{k}={s[k]!r}" for k in keys if k in s)
-        saved = "" if self.saved is None else f", saved={self.saved.shape}"
-        return (f"SampleResult(samples={self.samples.shape} {self.samples.dtype}{saved}, "
+        saved = "" if self.saved is None else f", saved={tuple(self.saved.shape)}"
+        dtype = _xp.numpy_dtype(self.samples.dtype)
+        where = f" ({self.settings['device']})" if "device" in self.settings else ""
+        return (f"SampleResult(samples={tuple(self.samples.shape)} {dtype}{where}{saved}, "
                 f"{shown})")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the arrays and the settings to one ``.npz`` file (``SampleResult.load``)."""
-        arrays = {k: v for k, v in (("samples", self.samples), ("times", self.times),
-                                    ("saved", self.saved), ("save_steps", self.save_steps),
-                                    ("start_index", self.start_index)) if v is not None}
+        """Write the arrays and the settings to one ``.npz`` file (``SampleResult.load``; device
+        arrays are copied to the host, and load as NumPy)."""
+        arrays = {k: _xp.to_host(v) for k, v in (
+            ("samples", self.samples), ("times", self.times), ("saved", self.saved),
+            ("save_steps", self.save_steps), ("start_index", self.start_index))
+            if v is not None}
         meta = {"settings": self.settings, "mixscore": _version(),
                 "nfev": (self.nfev.tolist() if isinstance(self.nfev, np.ndarray)
                          else int(self.nfev))}
@@ -94,8 +107,8 @@ class SampleResult:
 
     def to_dict(self) -> dict:
         """The settings and grid as plain JSON-ready values (without the sample arrays)."""
-        d = asdict(self)
-        out = {"mixscore": _version(), "settings": d["settings"], "times": self.times.tolist(),
+        out = {"mixscore": _version(), "settings": copy.deepcopy(self.settings),
+               "times": self.times.tolist(),
                "n": int(self.samples.shape[0]), "dim": int(self.samples.shape[1])}
         out["nfev"] = (int(self.nfev) if np.ndim(self.nfev) == 0
                        else {"mean": float(np.mean(self.nfev)), "max": int(np.max(self.nfev))})
@@ -118,11 +131,13 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     ----------
     score : EmpiricalScore or callable
         An ``EmpiricalScore`` (the exact empirical score; on the cpu backend the whole loop runs
-        in C++), or any ``fn(x, t)`` returning the score for x of shape (m, D) (``output=``
-        says if it returns the denoiser, eps or v instead). ``t`` is a float, or for rk45 an
-        array with one time per row. Needs ``schedule=`` and ``dim=`` (or a start array);
-        attributes ``schedule``, ``output`` and ``dim`` of the callable (as set by
-        ``mixscore.torch.as_score``) are the defaults.
+        in C++; on torch / CuPy arrays with backend 'cupy' / 'array_api' / 'cuda' the states
+        stay on the model's device and ``samples`` / ``saved`` come back there, fixed-grid
+        samplers only, see docs/gpu.md), or any ``fn(x, t)`` returning the score for x of
+        shape (m, D) (``output=`` says if it returns the denoiser, eps or v instead). ``t`` is
+        a float, or for rk45 an array with one time per row. Needs ``schedule=`` and ``dim=``
+        (or a start array); attributes ``schedule``, ``output`` and ``dim`` of the callable (as
+        set by ``mixscore.torch.as_score``) are the defaults.
     n : int
         Number of samples (may be omitted when ``start`` is an (n, D) array).
     sampler : str
@@ -139,7 +154,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     start : "prior", "exact", (n, D) array, (n, ...) image stack or (D,) point
         "prior": N(0, sigma(T)^2 I); "exact": the noised empirical measure at T (a training
         point drawn with its weight, times alpha(T), plus sigma(T) Z; needs an
-        EmpiricalScore); an array (NumPy, list or CPU tensor): the start states, image stacks
+        EmpiricalScore); an array (NumPy, list or CPU tensor; for a model on device arrays
+        also an array of its library, kept on the device): the start states, image stacks
         flattened per sample; a point: the same start for all samples.
         T is the first time of the grid (``schedule.T`` unless ``grid`` is an array).
     end : "as_is", "denoised" or "no_noise_last"
@@ -203,6 +219,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
 
     options = check_options(sampler, R, kappa, bandwidth)
     den = _denoiser(score, schedule, output, dtype, dim, start)
+    device = isinstance(den, DeviceDenoiser)
+    if device:
+        check_device(sampler, den, fused)
     check_model(sampler, den, fused)
     sch = den.schedule
     if sampler == "rk45":
@@ -237,14 +256,18 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = sampler != "effective" and _use_fused(fused, den, plan.draws is not None)
+    use_fused = (not device and sampler != "effective"
+                 and _use_fused(fused, den, plan.draws is not None))
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
+    if device:
+        settings["device"] = den.where
 
     if use_fused:  # the regularizers in the plan (fold.py)
         fused_plan = fold_regularizers(plan, den.model.regularizers, ts)
-    saved = np.empty((save.size, n, d), den.dtype) if save.size else None
-    out = np.empty((n, d), den.dtype)
+    saved = np.empty((save.size, n, d), den.dtype) if save.size and not device else None
+    out = np.empty((n, d), den.dtype) if not device else None
+    parts, saved_parts = [], []  # the device loop's batches, joined on the device
     K = ts.size - 1
     bar = _progress_bar(progress, K * ((n + batch - 1) // batch), f"mixscore {sampler}")
     try:
@@ -263,7 +286,10 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             if labels is not None:
                 den.y = labels[b0:b1]
             try:
-                if use_fused:
+                if device:
+                    res, sv = run_device(den, x0[b0:b1], b0, plan, ts, seed, save,
+                                         end == "denoised", on_step)
+                elif use_fused:
                     every = callback_every if bar is None else 1
                     res = _fused_batch(den.model, x0[b0:b1], b0, fused_plan, plan, ts, seed,
                                        save, sv, end == "denoised", on_step, every,
@@ -278,12 +304,21 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                     f"{ts[k + 1]:.6g}, stiffness rho = {plan.rho[k]:.3g}); the explicit step is "
                     "unstable there: use more steps near t_end, a geometric grid, or "
                     "sampler='ddim' / 'ddpm'") from None
+            if device:
+                parts.append(res)
+                saved_parts.append(sv)
+                continue
             out[b0:b1] = res
             if saved is not None:
                 saved[:, b0:b1] = sv
     finally:
         if bar is not None:
             bar.close()
+    if device:
+        out = parts[0] if len(parts) == 1 else den.xp.concat(parts)
+        if save.size:
+            saved = (saved_parts[0] if len(saved_parts) == 1
+                     else den.xp.concat(saved_parts, axis=1))
     nfev = K * (2 if plan.predictor else 1) + (1 if end == "denoised" else 0)
     return SampleResult(samples=out, times=ts, saved=saved, save_steps=save if save.size else
                         None, start_index=start_index, nfev=nfev, settings=settings)
@@ -354,7 +389,7 @@ def _denoiser(score, schedule, output, dtype, dim, start):
         if dtype is not None and np.dtype(dtype) != score.dtype:
             raise ValueError(f"dtype= must match the model's dtype {score.dtype} "
                              "(build the EmpiricalScore with dtype=... instead)")
-        return ModelDenoiser(score)
+        return DeviceDenoiser(score) if is_device_model(score) else ModelDenoiser(score)
     if not callable(score):
         raise TypeError(f"score must be an EmpiricalScore or a callable fn(x, t), got "
                         f"{type(score).__name__}")
@@ -382,33 +417,43 @@ def _denoiser(score, schedule, output, dtype, dim, start):
 
 def _start(start, n, den, seed, t0: float):
     """Start states (n, D) at time t0 in the model's dtype, the start training indices, and a
-    label."""
+    label. For a device model (``DeviceDenoiser``) the states are arrays on its device, except
+    a NumPy / list start (moved there by the device loop, batch by batch)."""
     sch, d, dtype = den.schedule, den.dim, den.dtype
+    device = isinstance(den, DeviceDenoiser)
     if isinstance(start, str):
         if start not in START_KINDS:
             raise ValueError(f"start must be one of {START_KINDS}, an (n, {d}) array or a "
                              f"({d},) point; got {start!r}")
         n = _count(n)
         ids = np.arange(n, dtype=np.int64)
-        z = _core.philox_normals(seed, ids, _core.STEP_START_NOISE, d)
         sig_T, al_T = float(sch.sigma(t0)), float(sch.alpha(t0))
         if start == "prior":
+            if device:
+                return den.start(seed, ids, al_T, sig_T, None), None, "prior N(0, sigma(T)^2 I)"
+            z = _core.philox_normals(seed, ids, _core.STEP_START_NOISE, d)
             return (sig_T * z).astype(dtype), None, "prior N(0, sigma(T)^2 I)"
         if not isinstance(den, ModelDenoiser):
             raise ValueError("start='exact' needs an EmpiricalScore (it draws training points)")
-        model = den.model
+        model, kind = den.model, "exact (noised empirical measure at T)"
         idx = draw_index(model, _core.philox_uniforms(seed, ids, _core.STEP_START_INDEX))
+        if device:
+            return den.start(seed, ids, al_T, sig_T, idx), idx, kind
+        z = _core.philox_normals(seed, ids, _core.STEP_START_NOISE, d)
         x = al_T * np.asarray(model.train[idx], np.float64) + sig_T * z  # rows only (shards)
-        return x.astype(dtype), idx, "exact (noised empirical measure at T)"
-    arr = as_array(start, "start")
+        return x.astype(dtype), idx, kind
+    native = device and _xp.is_foreign(start)  # kept in its library (moved to the device)
+    arr = start if native else as_array(start, "start")
     if arr.ndim == 1:
-        if arr.shape != (d,):
-            raise ValueError(f"start point must have shape ({d},), got shape {arr.shape}")
+        if tuple(arr.shape) != (d,):
+            raise ValueError(f"start point must have shape ({d},), got shape "
+                             f"{tuple(arr.shape)}")
         n = _count(n)
-        arr = np.broadcast_to(arr, (n, d))
+        arr = den.xp.broadcast_to(den.states(arr[None, :]), (n, d)) if native else \
+            np.broadcast_to(arr, (n, d))
         kind = "fixed point"
     else:
-        given = arr.shape
+        given = tuple(arr.shape)
         if arr.ndim > 2:  # an image stack (n, ...): one flattened row per sample
             arr = arr.reshape(arr.shape[0], -1)
         if arr.ndim != 2 or arr.shape[1] != d:
@@ -417,6 +462,8 @@ def _start(start, n, den, seed, t0: float):
         if n is not None and _count(n) != arr.shape[0]:
             raise ValueError(f"n = {n} but the start array has {arr.shape[0]} rows")
         kind = "user array"
+    if native:
+        return den.states(arr), None, kind
     return as_float_matrix(arr, "start", dtype=dtype), None, kind
 
 

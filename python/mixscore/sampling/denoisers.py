@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import _core
+from ..backends import _xp
 from ..empirical import EmpiricalScore
 from ..posterior import posterior_op
 from ..schedules import Schedule
@@ -44,6 +46,57 @@ class ModelDenoiser:
     def cov_noise(self, x, t, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
         """Noise with covariance Cov_w(X_0) at (x, t), Philox streams (seed, ids, step)."""
         return posterior_op(self.model, "noise", x, t, self.y, seed=seed, stream=(ids, step))
+
+
+class DeviceDenoiser(ModelDenoiser):
+    """The exact empirical denoiser of a model whose training set stays in its array library
+    (torch / CuPy on a backend with the ``device_sample`` capability): states and results are
+    arrays of that library on its device (float64 results, computed without host copies)."""
+
+    def __init__(self, model: EmpiricalScore):
+        super().__init__(model)
+        backend = model.backend
+        self.xp, self.device, self.backend = backend.xp, backend.device, backend
+        self.state_dtype = _xp.float_dtype(self.xp, model.dtype)
+        if backend.wide != self.xp.float64:  # e.g. Apple MPS
+            raise ValueError(f"sampling with a model on {self.where} needs float64 on that "
+                             "device (the steps are float64 operations)")
+
+    @property
+    def where(self) -> str:
+        """The array library and device (for settings and messages), e.g. 'torch on cpu'."""
+        return f"{type(self.model.train).__module__.partition('.')[0]} on {self.device}"
+
+    def __call__(self, x, t, alpha, sigma2):
+        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t).denoised
+        return self.xp.astype(xh, self.xp.float64)
+
+    def states(self, x, name: str = "start"):
+        """``x`` (any library, (n, D)) as states in this library, dtype and device (checked
+        finite; a no-op for states already there)."""
+        return _xp.as_float_matrix(x, name, self.xp, self.device, dtype=self.dtype)
+
+    def normals(self, seed: int, ids: np.ndarray, step: int):
+        """The Philox normals (len(ids), D) float64 of streams (seed, ids, step) on the device."""
+        return self.backend.normals(seed, ids, step, self.dim)
+
+    def start(self, seed: int, ids: np.ndarray, alpha: float, sigma: float,
+              index: np.ndarray | None):
+        """Start states: sigma z ("prior") or alpha X_index + sigma z ("exact"), the float64
+        operations of the host start, on the device."""
+        xp = self.xp
+        z = self.normals(seed, ids, _core.STEP_START_NOISE)
+        if index is None:
+            return xp.astype(sigma * z, self.state_dtype)
+        rows = xp.take(self.model.train, _xp.place_like(index, xp, self.device, xp.int64),
+                       axis=0)
+        return xp.astype(alpha * xp.astype(rows, xp.float64) + sigma * z, self.state_dtype)
+
+    def _host_only(self, *_args, **_kwargs):
+        raise ValueError(f"this sampler needs the posterior on the host; a model on "
+                         f"{self.where} samples with the fixed-grid samplers only")
+
+    at_times = draws_mean = cov_noise = _host_only
 
 
 class CallableDenoiser:
