@@ -41,20 +41,11 @@ template <typename T, typename Acc>
 __global__ void __launch_bounds__(S::kThreads)
     logits_kernel(const T* q, const T* packed, int64_t m, int64_t N, int64_t D, Acc* G) {
   Acc acc[S::TM][S::TN];
-  for (auto& row : acc)
-    for (auto& v : row) v = Acc(0);
+  zero_tile(acc);
   const int64_t row0 = int64_t(blockIdx.y) * S::BM, col0 = int64_t(blockIdx.x) * S::BN;
   tile_product<Acc>(RowsLoad<T, Acc>{q, m, D}, RowsLoad<T, Acc>{packed, N, D}, row0, col0, 0,
                     D, acc);
-  const int tx = threadIdx.x % (S::BN / S::TN), ty = threadIdx.x / (S::BN / S::TN);
-  for (int i = 0; i < S::TM; ++i) {
-    const int64_t r = row0 + ty * S::TM + i;
-    if (r >= m) break;
-    for (int j = 0; j < S::TN; ++j) {
-      const int64_t c = col0 + tx * S::TN + j;
-      if (c < N) G[r * N + c] = acc[i][j];
-    }
-  }
+  store_tile(acc, row0, col0, m, N, N, G);
 }
 
 // The logits grid: a block per 128 x 128 tile of (queries, points).

@@ -177,8 +177,7 @@ __global__ void __launch_bounds__(S::kThreads)
   const RowsLoad<Acc, Acc> weights{W, m, N};
   const CentredColumnsLoad<T, Acc> centred{a.train, a.mu, N, D};
   double out[S::TM][S::TN];
-  for (auto& row : out)
-    for (auto& v : row) v = 0.0;
+  zero_tile(out);
   for (int64_t c = 0; c < nchunks; ++c) {
     if (!live_row[c]) continue;  // the same for the whole block: no divergent barrier
     const int64_t k0 = c * S::BN, k1 = k0 + S::BN;
@@ -186,22 +185,13 @@ __global__ void __launch_bounds__(S::kThreads)
       tile_product<Acc>(weights, centred, row0, col0, k0, k1, out);
     } else {  // float32 products over 128 points, then summed in float64
       Acc acc[S::TM][S::TN];
-      for (auto& row : acc)
-        for (auto& v : row) v = Acc(0);
+      zero_tile(acc);
       tile_product<Acc>(weights, centred, row0, col0, k0, k1, acc);
       for (int ii = 0; ii < S::TM; ++ii)
         for (int j = 0; j < S::TN; ++j) out[ii][j] += double(acc[ii][j]);
     }
   }
-  const int tx = threadIdx.x % (S::BN / S::TN), ty = threadIdx.x / (S::BN / S::TN);
-  for (int ii = 0; ii < S::TM; ++ii) {
-    const int64_t r = row0 + ty * S::TM + ii;
-    if (r >= m) break;
-    for (int j = 0; j < S::TN; ++j) {
-      const int64_t d = col0 + tx * S::TN + j;
-      if (d < D) a.s1_light[(i0 + r) * D + d] = out[ii][j];
-    }
-  }
+  store_tile(out, row0, col0, m, D, D, a.s1_light + i0 * D);
 }
 
 // --- the host driver -------------------------------------------------------------------------

@@ -72,5 +72,30 @@ __device__ inline void tile_product(const LoadA& la, const LoadB& lb, int64_t ro
   }
 }
 
+// A zeroed per-thread tile.
+template <typename V>
+__device__ inline void zero_tile(V (&acc)[TileShape::TM][TileShape::TN]) {
+  for (auto& row : acc)
+    for (auto& v : row) v = V(0);
+}
+
+// Write the thread's tile (rows row0 + ty * TM + i, columns col0 + tx * TN + j of the block
+// tile, as tile_product lays it out) to out[r * ld + c] for r < rows and c < cols.
+template <typename V, typename Out>
+__device__ inline void store_tile(const V (&acc)[TileShape::TM][TileShape::TN], int64_t row0,
+                                  int64_t col0, int64_t rows, int64_t cols, int64_t ld,
+                                  Out* out) {
+  constexpr int TM = TileShape::TM, TN = TileShape::TN, BN = TileShape::BN;
+  const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
+  for (int i = 0; i < TM; ++i) {
+    const int64_t r = row0 + ty * TM + i;
+    if (r >= rows) break;
+    for (int j = 0; j < TN; ++j) {
+      const int64_t c = col0 + tx * TN + j;
+      if (c < cols) out[r * ld + c] = Out(acc[i][j]);
+    }
+  }
+}
+
 }  // namespace cuda
 }  // namespace mixscore
