@@ -208,8 +208,10 @@ def test_bad_input_is_refused_by_name():
     bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match="train contains NaN or Inf"):
         ms.EmpiricalScore(bad, ms.VP(), backend="cupy")
-    with pytest.raises(ValueError, match="labels and regularizer need NumPy training data"):
-        ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="cupy", labels=np.zeros(20))
+    with pytest.raises(ValueError, match="Smoothing.*per-point bandwidths need NumPy training "
+                       "data.*keeps train on its device"):
+        ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="cupy",
+                          regularizer=ms.regularizers.Smoothing(np.full(20, 0.1)))
     model = ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="cupy")
     with pytest.raises(
         ValueError, match="x must have shape \\(M, 4\\) or \\(4,\\), got shape \\(2, 3\\)"

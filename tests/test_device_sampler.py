@@ -196,8 +196,7 @@ def test_callbacks_repr_and_save(tmp_path):
 
 def test_what_does_not_run_on_the_device_is_refused_by_name():
     _, dev = models(data(d=3))
-    for sampler, extra in (("rk45", {}), ("naive", {}), ("effective", {"kappa": 0.1}),
-                           ("kde", {})):
+    for sampler, extra in (("rk45", {}), ("kde", {})):
         with pytest.raises(ValueError, match=rf"sampler='{sampler}' does not run on the "
                                              r"device: a model on torch on cpu"):
             ms.sample(dev, 2, sampler=sampler, **extra)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backends import _xp
+
 
 def check_labels(labels, n: int) -> np.ndarray:
     """Labels (N,), one per training point, of any hashable NumPy kind (ints, strings)."""
-    arr = np.asarray(labels)
+    arr = host_labels(labels)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(
             f"labels must have shape ({n},) (one per training point), got shape {arr.shape}"
@@ -23,6 +25,11 @@ def check_labels(labels, n: int) -> np.ndarray:
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError("labels contains NaN or Inf")
     return arr
+
+
+def host_labels(labels) -> np.ndarray:
+    """Labels as a NumPy array (a torch / CuPy array of labels is copied to the host)."""
+    return _xp.to_host(labels) if _xp.is_foreign(labels) else np.asarray(labels)
 
 
 class LabelGroups:
@@ -54,7 +61,7 @@ class LabelGroups:
 
     def query_groups(self, y, m: int):
         """[(group k, query rows)] for y a single label or one label per query (M,)."""
-        arr = np.asarray(y)
+        arr = host_labels(y)
         if arr.ndim == 0:
             return [(self.group_of(arr[()]), np.arange(m))]
         if arr.shape != (m,):
@@ -67,20 +74,47 @@ class LabelGroups:
 
 def by_label(parent, y, m: int, evaluate) -> dict:
     """Run ``evaluate(sub_model, rows) -> dict`` on each label's queries and assemble the
-    outputs in query order; ``argmax`` and ``draws`` are mapped to indices of the full set."""
+    outputs in query order; ``argmax`` and ``draws`` are mapped to indices of the full set.
+    Outputs of a model kept on a device (torch / CuPy) are assembled there."""
     groups = parent.label_groups
     if groups is None:
         raise ValueError(
             "y= needs a model built with labels= (EmpiricalScore(X, schedule, labels=...))"
         )
-    out: dict = {}
+    found, order = [], []
     for k, rows in groups.query_groups(y, m):
         res = evaluate(groups.model(parent, k), rows)
-        for name, val in res.items():
-            val = np.asarray(val)
-            if name in ("argmax", "draws"):
-                val = groups.index[k][val] + parent.row_offset
-            if name not in out:
-                out[name] = np.empty((m,) + val.shape[1:], val.dtype)
-            out[name][rows] = val
-    return out
+        for name in ("argmax", "draws"):
+            if name in res:
+                res[name] = take_rows(_like(res[name], groups.index[k]), res[name]) + (
+                    parent.row_offset
+                )
+        found.append(res)
+        order.append(rows)
+    inverse = np.argsort(np.concatenate(order), kind="stable")  # group order -> query order
+    return {name: _join([res[name] for res in found], inverse) for name in found[0]}
+
+
+def take_rows(a, rows: np.ndarray):
+    """The rows ``rows`` (host integer indices) of ``a``, NumPy or an array kept on a device."""
+    if not _xp.is_foreign(a):
+        return np.asarray(a)[rows]
+    xp, device = _xp.namespace(a)
+    return xp.take(a, _xp.place_like(rows, xp, device, xp.int64), axis=0)
+
+
+def _like(a, host: np.ndarray):
+    """``host`` in the library and device of ``a``."""
+    if not _xp.is_foreign(a):
+        return host
+    xp, device = _xp.namespace(a)
+    return _xp.place_like(host, xp, device)
+
+
+def _join(parts: list, inverse: np.ndarray):
+    if len(parts) == 1:  # one label: its rows are all the queries, in order
+        return parts[0]
+    if not _xp.is_foreign(parts[0]):
+        return np.concatenate([np.asarray(p) for p in parts])[inverse]
+    xp, _ = _xp.namespace(parts[0])
+    return take_rows(xp.concat(parts), inverse)

@@ -75,7 +75,7 @@ def posterior_extras(part: PosteriorPartial, want: set, model) -> dict:
 def _blocks(model, part: PosteriorPartial):
     """(query slice, point slice, logits - LSE (mq, nc), X block (nc, D)) over the training
     set, float64 direct differences."""
-    X = np.asarray(model.train, np.float64)
+    X = np.asarray(model.host_train, np.float64)
     logw = None if model.weights is None else np.log(model.weights)
     x = np.asarray(part.x, np.float64)
     m, d = x.shape

@@ -24,7 +24,7 @@ from ._validation import (
     per_query_times,
 )
 from .backends import STAT_NAMES, _xp, get_backend, keeps_arrays
-from .conditional import LabelGroups, by_label, check_labels
+from .conditional import LabelGroups, by_label, check_labels, take_rows
 from .covariance import EXTRA_STATS
 from .partial import PosteriorPartial
 from .posterior import evaluate, posterior_op
@@ -142,7 +142,9 @@ class EmpiricalScore:
         ``cuda`` the CUDA kernels (docs/gpu.md). ``auto`` picks ``cpu`` for host data and
         ``cuda`` (else ``cupy``) for a CuPy array or CUDA torch tensor. With ``cupy`` / ``cuda``
         a torch or CuPy ``train`` stays on its device, queries are moved there and results
-        come back in its library (no labels or regularizers then).
+        come back in its library, labels and regularizers included (not per-point Smoothing
+        bandwidths); the posterior operations (``cov_matvec``, ``cov``, ``posterior_draws``,
+        ``cov_noise``) and the ``entropy`` statistic run on a host copy of ``train``.
     dtype : {None, numpy.float32, numpy.float64}
         Override the compute dtype (default: the training data's float dtype).
     refine : {"auto", "all"}
@@ -201,9 +203,6 @@ class EmpiricalScore:
             self.train = as_dask_train(train, dtype)
         elif native:
             self.train = _xp.as_float_matrix(train, "train", *_xp.namespace(train), dtype=dtype)
-            if labels is not None or regularizer is not None:
-                raise ValueError(f"labels and regularizer need NumPy training data; backend "
-                                 f"{backend!r} keeps train on its device ({_xp.describe(train)})")
         else:
             self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
             self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
@@ -235,6 +234,11 @@ class EmpiricalScore:
                                num_threads=check_threads(num_threads),
                                row_offset=self.row_offset, **extra)
         self.regularizers = as_regularizers(regularizer, self)
+        per_point = [r for r in self.regularizers if getattr(r, "per_point", False)]
+        if native and per_point:
+            raise ValueError(f"{per_point[0]!r}: per-point bandwidths need NumPy training "
+                             f"data (their float64 pass runs on the host); backend "
+                             f"{backend!r} keeps train on its device ({_xp.describe(train)})")
         self.labels = None if labels is None else check_labels(labels, self.n)
         self.label_groups = None if labels is None else LabelGroups(self.labels)
         if native:
@@ -260,7 +264,7 @@ class EmpiricalScore:
         options; no labels; local indices)."""
         w = None if self.weights is None else self.weights[index]
         regs = [r.subset(index) for r in self.regularizers]  # (per-point values follow)
-        return EmpiricalScore(self.train[index], self.schedule, w,
+        return EmpiricalScore(take_rows(self.train, np.asarray(index)), self.schedule, w,
                               regularizer=regs or None, **self._options)
 
     @property
@@ -281,8 +285,24 @@ class EmpiricalScore:
                 f"schedule={self.schedule!r}, backend={self.backend.name!r}{shard})")
 
     # --- evaluation ------------------------------------------------------------------------
+    @property
+    def _native(self) -> bool:
+        """Whether the training set stays in its library (torch / CuPy) on the backend."""
+        return getattr(self.backend, "native_arrays", False) and _xp.is_foreign(self.train)
+
+    @property
+    def host_train(self) -> np.ndarray:
+        """The training set as a NumPy array: ``train`` itself, or for a model kept on a device
+        a host copy made on first use (the posterior operations of ``mixscore.covariance``,
+        e.g. ``cov_matvec`` and ``posterior_draws``, run on the host)."""
+        if not self._native:
+            return self.train
+        if getattr(self, "_host_copy", None) is None:
+            self._host_copy = _xp.to_host(self.train)
+        return self._host_copy
+
     def _queries(self, x):
-        if getattr(self.backend, "native_arrays", False) and _xp.is_foreign(self.train):
+        if self._native:
             return self.backend.queries(x, self.dim)  # checked and kept on the device
         arr = as_plain_array(x, "x")
         single = arr.ndim == 1
@@ -346,7 +366,7 @@ class EmpiricalScore:
                              "only partial() is defined; merge it with the other shards")
         if y is not None:
             out = by_label(self, y, xq.shape[0], lambda sub, r: sub._stats(
-                xq[r], False, alpha[r], sigma2[r], want, None if t is None else t[r]
+                take_rows(xq, r), False, alpha[r], sigma2[r], want, None if t is None else t[r]
             ).as_dict())
         else:
             out = evaluate(self, xq, alpha, sigma2, want, t)

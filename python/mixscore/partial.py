@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -96,6 +97,8 @@ class PosteriorPartial:
     log_weight_sum: float
     n: int
     dtype: np.dtype
+    # the namespace of the vectors (the device partial of backends/arrayapi.py has another)
+    xp: ClassVar = np
 
     def __repr__(self) -> str:
         return (f"PosteriorPartial(M={self.x.shape[0]}, D={self.x.shape[1]}, n={self.n}, "
@@ -119,6 +122,15 @@ class PosteriorPartial:
         return cls(x=x, alpha=alpha, sigma2=sigma2, best=np.asarray(best, np.int64),
                    log_weight_sum=float(log_weight_sum), n=int(n), dtype=np.dtype(dtype),
                    **acc)
+
+    @staticmethod
+    def place(a) -> np.ndarray:
+        """``a`` as a float64 array of this partial's namespace (NumPy)."""
+        return np.asarray(a, dtype=np.float64)
+
+    def mean(self) -> np.ndarray:
+        """The float64 posterior mean xhat0 (M, D)."""
+        return self.centre + self.s1 / self.s0[:, None]
 
     def merged_with(self, other: PosteriorPartial) -> PosteriorPartial:
         """self and other on the common scale: the lower lam_min (then the lower global index)

@@ -10,14 +10,16 @@ import numpy as np
 
 from . import covariance, smoothing
 from ._validation import per_query_times
-from .backends import DRAWS, STAT_NAMES, has
+from .backends import DRAWS, STAT_NAMES, _xp, has
 from .conditional import by_label
 from .regularizers import mixture_context, regularized_stats
 
 
 def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
     """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None): the
-    backend's ``stats`` unless a regularizer or the entropy needs the partial state."""
+    backend's ``stats`` unless a regularizer or the entropy needs the partial state (left on
+    the device for a model kept there; ``entropy`` and ``trace_cov`` then come from its host
+    copy)."""
     if any(getattr(r, "per_point", False) for r in model.regularizers):
         return smoothing.per_point_stats(model, xq, t, alpha, sigma2, model.regularizers, want)
     if not model.regularizers and "entropy" not in want:
@@ -30,9 +32,11 @@ def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
             if "tau2" not in want:
                 del out["tau2"]
         return out
+    native = model._native
+    partial_at = model.backend.device_partial if native else model.backend.partial
     out, part = regularized_stats(
         model.regularizers,
-        lambda a, s2: model.backend.partial(xq, a, s2),
+        lambda a, s2: partial_at(xq, a, s2),
         xq,
         t,
         alpha,
@@ -40,7 +44,8 @@ def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
         want & set(STAT_NAMES),
         model.dtype,
     )
-    out.update(covariance.posterior_extras(part, want, model))
+    extras = covariance.posterior_extras(part.host() if native else part, want, model)
+    out.update({k: part.place(v) for k, v in extras.items()} if native else extras)
     return out
 
 
@@ -77,6 +82,9 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     from .sampling import _as_seed
 
     xq, single = model._queries(x)
+    native = model._native
+    if native:  # these run on the host (mixscore.covariance); results go back to the device
+        xq = _xp.to_host(xq)
     m = xq.shape[0]
     ts = per_query_times(t, m, model.schedule.T)
     if op == "draws":
@@ -85,7 +93,7 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
         seed = _as_seed(seed)
     vq = None
     if op == "cov_matvec":
-        varr = np.asarray(v, dtype=np.float64)
+        varr = np.asarray(_xp.to_host(v) if _xp.is_foreign(v) else v, dtype=np.float64)
         if varr.shape != np.shape(x):
             raise ValueError(f"v must have the shape of x, {np.shape(x)}, got {varr.shape}")
         vq = varr.reshape(m, -1)
@@ -113,4 +121,7 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     else:
         out = by_label(model, y, m, run)
     res = out.get("value", out.get("draws"))
+    if native:
+        b = model.backend
+        res = _xp.place_like(res, b.xp, b.device, b.xp.int64 if op == "draws" else b.wide)
     return res[0] if single else res

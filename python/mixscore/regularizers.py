@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends import _xp
 from .partial import PosteriorPartial, inv_two_sigma2
 
 __all__ = [
@@ -110,7 +111,9 @@ class Context:
 
     x (M, D), t (M,) or None, alpha (M,), sigma2 (M,) of the schedule, mix_sigma2 (M,) the
     mixture's variance, part the pass's partial state at mix_sigma2, log_weight_sum; the score
-    is ``resid * exp(log_factor) / denom + shift`` with resid = alpha xhat0 - x."""
+    is ``resid * exp(log_factor) / denom + shift`` with resid = alpha xhat0 - x. The per-query
+    numbers are host NumPy arrays; x and shift are arrays of the partial's namespace (NumPy,
+    or torch / CuPy on the device of a model kept there: ``part.place`` moves host vectors)."""
 
     x: np.ndarray
     t: np.ndarray | None
@@ -121,6 +124,15 @@ class Context:
     denom: np.ndarray | None = None
     log_factor: np.ndarray | None = None
     shift: np.ndarray | None = None
+
+    @property
+    def xp(self):
+        """The namespace of the vectors (NumPy without a partial state)."""
+        return np if self.part is None else self.part.xp
+
+    def place(self, a):
+        """``a`` as a float64 array of the vectors' namespace and device."""
+        return np.asarray(a, np.float64) if self.part is None else self.part.place(a)
 
     def log_kernel_sum(self) -> np.ndarray:
         """log K(x) = LSE_n(log pi_n - |x - alpha X_n|^2 / (2 sigma_mix^2)), from the pass."""
@@ -289,20 +301,22 @@ class Perturbation(Regularizer):
     def apply(self, ctx: Context) -> None:
         m, d = ctx.x.shape
         if not callable(self.e):
-            ctx.shift = ctx.shift + self.e
+            ctx.shift = ctx.shift + ctx.place(self.e)
             return
         if ctx.t is None:
             raise ValueError(
                 "Perturbation with a callable e(x, t) needs the time: use "
                 "stats(x, t) (stats_at_noise has no time unless t= is given)"
             )
-        out = np.asarray(self.e(ctx.x, ctx.t), dtype=np.float64)
-        if out.shape != (m, d):
+        out = self.e(ctx.x, ctx.t)  # x in the model's library (NumPy, or torch / CuPy)
+        shape = tuple(np.shape(out))
+        if shape != (m, d):
             raise ValueError(
                 f"Perturbation: e(x, t) must return shape ({m}, {d}) (the shape "
-                f"of x), got shape {out.shape}"
+                f"of x), got shape {shape}"
             )
-        if not np.all(np.isfinite(out)):
+        out, xp = ctx.place(out), ctx.xp
+        if not bool(xp.all(xp.isfinite(out))):
             raise ValueError("Perturbation: e(x, t) returned NaN or Inf")
         ctx.shift = ctx.shift + out
 
@@ -333,48 +347,52 @@ SCORE_STATS = ("denoised", "score", "eps")
 
 
 def mixture_context(
-    regs: tuple[Regularizer, ...], x: np.ndarray, t, alpha: np.ndarray, sigma2: np.ndarray
+    regs: tuple[Regularizer, ...], x, t, alpha: np.ndarray, sigma2: np.ndarray
 ) -> Context:
-    """The context with the mixture's variance (Smoothing changes it), before the pass."""
-    ctx = Context(x=np.asarray(x, np.float64), t=t, alpha=alpha, sigma2=sigma2, mix_sigma2=sigma2)
+    """The context with the mixture's variance (Smoothing changes it), before the pass (x is
+    kept as given; ``regularized_stats`` places it with the partial)."""
+    ctx = Context(x=x, t=t, alpha=alpha, sigma2=sigma2, mix_sigma2=sigma2)
     for r in regs:
         ctx.mix_sigma2 = r.mixture_sigma2(ctx)
     return ctx
 
 
 def regularized_stats(
-    regs: tuple[Regularizer, ...], partial_at, x: np.ndarray, t, alpha, sigma2, want: set, dtype
+    regs: tuple[Regularizer, ...], partial_at, x, t, alpha, sigma2, want: set, dtype
 ) -> tuple[dict, PosteriorPartial]:
     """The statistics in ``want`` under the policies ``regs``.
 
-    ``partial_at(alpha, sigma2)`` runs the pass (the model's backend) and returns its
-    ``PosteriorPartial``. Returns (outputs, the partial state used)."""
+    ``partial_at(alpha, sigma2)`` runs the pass (the model's backend) and returns its partial
+    state: a ``PosteriorPartial``, or for a model kept on a device the array-API backend's
+    ``DevicePartial`` (same fields; its vectors and these outputs stay on the device).
+    Returns (outputs, the partial state used)."""
     m = x.shape[0]
     ctx = mixture_context(regs, x, t, alpha, sigma2)
-    ctx.part = partial_at(alpha, ctx.mix_sigma2)
+    ctx.part = p = partial_at(alpha, ctx.mix_sigma2)
     if not regs:
-        return ctx.part.finalize(want), ctx.part
-    out = ctx.part.finalize(want - set(SCORE_STATS))
+        return p.finalize(want), p
+    out = p.finalize(want - set(SCORE_STATS))
     if not want & set(SCORE_STATS):
-        return out, ctx.part
+        return out, p
+    xp = p.xp
+    ctx.x = p.place(x)
     ctx.denom, ctx.log_factor = ctx.mix_sigma2.copy(), np.zeros(m)
-    ctx.shift = np.zeros_like(ctx.x)
+    ctx.shift = xp.zeros_like(ctx.x)
     for r in regs:
         r.apply(ctx)
     if not np.all(ctx.denom > 0):
         raise ValueError("the regularized score is unbounded at sigma = 0 here: the "
                          "regularizers' levels are 0 there (Tikhonov c(t) = 0 at t = 0?)")
-    p = ctx.part
-    resid = alpha[:, None] * (p.centre + p.s1 / p.s0[:, None]) - ctx.x
     with np.errstate(divide="ignore", over="ignore"):
         scale = np.exp(ctx.log_factor - np.log(ctx.denom))  # 0 where the factor is 0
-        score = resid * scale[:, None] + ctx.shift
+        a, s2 = (p.place(v)[:, None] for v in (alpha, sigma2))
+        score = (a * p.mean() - ctx.x) * p.place(scale)[:, None] + ctx.shift
         vectors = {
             "score": score,
-            "eps": -np.sqrt(sigma2)[:, None] * score,
-            "denoised": (ctx.x + sigma2[:, None] * score) / alpha[:, None],
+            "eps": -xp.sqrt(s2) * score,
+            "denoised": (ctx.x + s2 * score) / a,
         }
     for name in SCORE_STATS:
         if name in want:
-            out[name] = vectors[name].astype(dtype)
-    return out, ctx.part
+            out[name] = _xp.astype(xp, vectors[name], dtype)
+    return out, p

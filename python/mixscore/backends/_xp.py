@@ -59,6 +59,16 @@ def float_dtype(xp, dtype):
     return xp.float32 if np.dtype(dtype) == np.float32 else xp.float64
 
 
+def astype(xp, a, dtype):
+    """``a`` cast to ``dtype`` (a NumPy dtype or the namespace's): NumPy < 2.1 has no
+    ``np.astype`` and arrays of other libraries have no ``.astype`` method."""
+    if isinstance(a, np.ndarray):
+        return a.astype(dtype)
+    if isinstance(dtype, np.dtype) or dtype in (np.float32, np.float64):
+        dtype = float_dtype(xp, dtype)
+    return xp.astype(a, dtype)
+
+
 def as_float_matrix(a, name: str, xp, device, *, dtype=None):
     """``a`` (any library) as a 2-d float32/float64 array of namespace ``xp`` on ``device``,
     without NaN/Inf; ``dtype`` (NumPy float dtype) casts, default keeps float32/float64 and

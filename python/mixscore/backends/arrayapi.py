@@ -272,31 +272,74 @@ class ArrayApiBackend:
         """x (M, D) in this backend's library, dtype and device (a no-op for ``queries``)."""
         return _xp.as_float_matrix(x, "x", self.xp, self.device, dtype=self.dtype)
 
+    def device_partial(self, x, alpha, sigma2) -> DevicePartial:
+        """The pass's accumulators, left on the device (``DevicePartial``)."""
+        xq = self._inputs(x)
+        return DevicePartial(self, self.accumulate(xq, alpha, sigma2), xq, alpha, sigma2)
+
     def partial(self, x, alpha, sigma2) -> PosteriorPartial:
         """The partial state (host NumPy arrays: partial states merge on the host)."""
-        xq = self._inputs(x)
-        acc = {k: _xp.to_host(v) for k, v in self.accumulate(xq, alpha, sigma2).items()}
-        return PosteriorPartial.from_arrays(
-            acc,
-            x=np.asarray(_xp.to_host(xq)),
-            alpha=np.asarray(alpha),
-            sigma2=np.asarray(sigma2),
-            best=acc["best"] + self.row_offset,
-            log_weight_sum=self.log_weight_sum,
-            n=self.n,
-            dtype=self.dtype,
-        )
+        return self.device_partial(x, alpha, sigma2).host()
 
     def stats(self, x, alpha, sigma2, want) -> dict:
         """The statistics ``want`` (names of ``STAT_NAMES``) in x's library and device."""
-        xq = self._inputs(x)
-        acc = self.accumulate(xq, alpha, sigma2)
-        a, s2 = (_xp.place_like(v, self.xp, self.device, self.wide) for v in (alpha, sigma2))
+        return self.device_partial(x, alpha, sigma2).finalize(want)
+
+
+class DevicePartial:
+    """A pass's accumulators on the device of an array-API backend, read the way
+    ``PosteriorPartial`` is (``regularizers.regularized_stats``): ``xp``, ``place``,
+    ``mean``, ``finalize`` and the per-query ``lam_min`` / ``s0`` as host arrays (M numbers,
+    copied on first use); ``host()`` is the ``PosteriorPartial`` itself."""
+
+    def __init__(self, backend: ArrayApiBackend, acc: dict, x, alpha, sigma2):
+        self.backend, self.acc, self.x = backend, acc, x
+        self.alpha = np.asarray(alpha, np.float64)
+        self.sigma2 = np.asarray(sigma2, np.float64)
+        self.xp = backend.xp
+        self.log_weight_sum = backend.log_weight_sum
+
+    @property
+    def lam_min(self) -> np.ndarray:
+        return _xp.to_host(self.acc["lam_min"])
+
+    @property
+    def s0(self) -> np.ndarray:
+        return _xp.to_host(self.acc["s0"])
+
+    def place(self, a):
+        """``a`` (NumPy or the backend's library) as a float64 array on the device."""
+        return self.xp.asarray(a, dtype=self.backend.wide, device=self.backend.device)
+
+    def mean(self):
+        """The float64 posterior mean xhat0 (M, D), on the device."""
+        return self.acc["centre"] + self.acc["s1"] / self.acc["s0"][:, None]
+
+    def finalize(self, want) -> dict:
+        """The statistics ``want`` (names of ``STAT_NAMES``), on the device."""
+        b = self.backend
+        a, s2 = self.place(self.alpha), self.place(self.sigma2)
         with np.errstate(over="ignore", divide="ignore"):  # score ~ 1/sigma^2 may be inf
-            out = finalize(self.xp, acc, xq, a, s2, self.log_weight_sum, want, self.train.dtype)
+            out = finalize(self.xp, self.acc, self.x, a, s2, b.log_weight_sum, want,
+                           b.train.dtype)
         if "argmax" in out:
-            out["argmax"] = out["argmax"] + self.row_offset
+            out["argmax"] = out["argmax"] + b.row_offset
         return out
+
+    def host(self) -> PosteriorPartial:
+        """The same state as a host ``PosteriorPartial`` (mergeable with other shards)."""
+        b = self.backend
+        acc = {k: _xp.to_host(v) for k, v in self.acc.items()}
+        return PosteriorPartial.from_arrays(
+            acc,
+            x=np.asarray(_xp.to_host(self.x)),
+            alpha=self.alpha,
+            sigma2=self.sigma2,
+            best=acc["best"] + b.row_offset,
+            log_weight_sum=b.log_weight_sum,
+            n=b.n,
+            dtype=b.dtype,
+        )
 
 
 def finalize(xp, acc: dict, x, alpha, sigma2, log_weight_sum: float, want, dtype) -> dict:
@@ -319,12 +362,15 @@ def finalize(xp, acc: dict, x, alpha, sigma2, log_weight_sum: float, want, dtype
             out[name] = xp.astype(make(), dtype)
     if "logpdf" in want:
         d = x.shape[1]
-        out["logpdf"] = (
+        logpdf = (
             -acc["lam_min"] * inv
             + xp.log(s0)
             - log_weight_sum
             - 0.5 * d * (_LOG_2PI + xp.log(sigma2))
         )
+        # sigma = 0 (a bounded regularizer's t = 0): atoms at the training points
+        inf = xp.full_like(logpdf, math.inf)
+        out["logpdf"] = xp.where(sigma2 > 0, logpdf, xp.where(acc["lam_min"] <= 0, inf, -inf))
     if "tau2" in want:
         m2 = xp.sum(mean_offset * mean_offset, axis=1)
         out["tau2"] = xp.maximum(acc["s2"] / s0 - m2, xp.zeros_like(m2))
@@ -337,4 +383,4 @@ def finalize(xp, acc: dict, x, alpha, sigma2, log_weight_sum: float, want, dtype
     return out
 
 
-__all__ = ["ArrayApiBackend", "expansion_bound", "finalize", "POSTERIOR_FIELDS"]
+__all__ = ["ArrayApiBackend", "DevicePartial", "expansion_bound", "finalize", "POSTERIOR_FIELDS"]

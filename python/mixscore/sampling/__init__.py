@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 from .. import _core
 from .._validation import as_array, as_float_matrix
 from ..backends import DRAWS, FUSED_SAMPLE, _xp, has
+from ..conditional import host_labels
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
@@ -523,7 +524,7 @@ def _labels(y, n: int, den, sampler: str, start):
         raise ValueError("y= needs an EmpiricalScore built with labels=")
     if sampler == "rk45" or isinstance(start, str) and start == "exact":
         raise ValueError("y= is not supported with sampler='rk45' or start='exact' yet")
-    arr = np.asarray(y)
+    arr = host_labels(y)
     if arr.ndim == 0:
         arr = np.full(n, arr[()], dtype=arr.dtype)
     if arr.shape != (n,):

@@ -68,8 +68,18 @@ class DeviceDenoiser(ModelDenoiser):
         return f"{type(self.model.train).__module__.partition('.')[0]} on {self.device}"
 
     def __call__(self, x, t, alpha, sigma2):
-        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t).denoised
+        xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t,
+                                       y=self.y).denoised
         return self.xp.astype(xh, self.xp.float64)
+
+    def draws_mean(self, x, t, R: int, seed: int, ids: np.ndarray, step: int):
+        """The naive estimator's denoiser on the device: the draws (the host streams of
+        ``ModelDenoiser.draws_mean``) index the training set where it lives."""
+        xp, (m, d) = self.xp, x.shape
+        idx = posterior_op(self.model, "draws", x, t, self.y, R=R, seed=seed,
+                           stream=(ids, step * R))
+        rows = xp.take(self.model.train, xp.reshape(idx - self.model.row_offset, (-1,)), axis=0)
+        return xp.mean(xp.reshape(xp.astype(rows, xp.float64), (m, R, d)), axis=1)
 
     def states(self, x, name: str = "start"):
         """``x`` (any library, (n, D)) as states in this library, dtype and device (checked
@@ -92,11 +102,9 @@ class DeviceDenoiser(ModelDenoiser):
                        axis=0)
         return xp.astype(alpha * xp.astype(rows, xp.float64) + sigma * z, self.state_dtype)
 
-    def _host_only(self, *_args, **_kwargs):
-        raise ValueError(f"this sampler needs the posterior on the host; a model on "
+    def at_times(self, *_args, **_kwargs):
+        raise ValueError(f"per-sample times (rk45) need the host loop; a model on "
                          f"{self.where} samples with the fixed-grid samplers only")
-
-    at_times = draws_mean = cov_noise = _host_only
 
 
 class CallableDenoiser:

@@ -9,12 +9,15 @@ device, and the noise of sample i at step k is the Philox stream (seed, i, k) of
 (drawn on the GPU by the cuda backend, else on the host and moved once per step). So samples
 equal the fused CPU loop's to rounding of the denoiser. What crosses to the host per step: the
 per-query noise levels (host -> device, M floats), one finiteness flag (device -> host), and on
-the fallback the step's noise (host -> device).
+the fallback the step's noise (host -> device). Labels (``y=``) and regularizers act as in the
+Python loop: each step's denoiser is the model's (conditional, regularized) statistics on the
+device.
 
-Not on the device (refused by name): the adaptive ``rk45``, the posterior samplers ``naive``
-and ``effective`` and the ``kde`` baseline (they need host posterior draws or per-sample
-control), ``fused=True`` (the C++ loop), labels and regularizers (a model on device arrays has
-none).
+The posterior samplers ``naive`` and ``effective`` keep their states on the device too, but
+their posterior draws / covariance noise come from the host (``mixscore.covariance``, the
+streams of the CPU paths, on a host copy of the training set): the queries go to the host and
+the draws or noise back once per step. Not on the device (refused by name): the adaptive
+``rk45`` (per-sample control) and the ``kde`` baseline, and ``fused=True`` (the C++ loop).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .denoisers import DeviceDenoiser
 from .loop import integrate
 from .methods import Plan
 
-HOST_ONLY = ("rk45", "naive", "effective", "kde")
+HOST_ONLY = ("rk45", "kde")
 
 
 def is_device_model(score) -> bool:
@@ -43,8 +46,9 @@ def check_device(sampler: str, den: DeviceDenoiser, fused) -> None:
     if sampler in HOST_ONLY:
         raise ValueError(
             f"sampler={sampler!r} does not run on the device: a model on {den.where} samples "
-            "with the fixed-grid samplers (euler_maruyama, euler, heun, ddim, ddpm, splitting); "
-            "for rk45, naive, effective or kde build the model from NumPy data (backend='cpu')")
+            "with the fixed-grid samplers (euler_maruyama, euler, heun, ddim, ddpm, splitting, "
+            "naive, effective); for rk45 or kde build the model from NumPy data "
+            "(backend='cpu')")
     if fused:
         raise ValueError(
             f"fused=True: the fused C++ loop runs on the cpu backend; a model on {den.where} "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import _core
+from ..backends import _xp
 from .methods import CB, CE, EH, EX, A, B, Plan, S
 
 
@@ -42,17 +43,17 @@ def integrate(xp, den, x, ids: np.ndarray, plan: Plan, ts: np.ndarray, seed: int
             xh = den.draws_mean(x, ts[k], int(plan.draws[k]), seed, ids, k)
         else:
             xh = den(x, ts[k], plan.alpha[k], plan.sigma2[k])
-        x64 = _astype(xp, x, xp.float64)
+        x64 = _xp.astype(xp, x, xp.float64)
         v = c[A] * x64 + c[B] * xh
         if plan.predictor and (c[CE] != 0.0 or c[CB] != 0.0):  # Heun (not its Euler last step)
-            xe = _astype(xp, c[EX] * x64 + c[EH] * xh, dtype)
+            xe = _xp.astype(xp, c[EX] * x64 + c[EH] * xh, dtype)
             xhb = den(xe, ts[k + 1], plan.alpha[k + 1], plan.sigma2[k + 1])
-            v = v + c[CE] * _astype(xp, xe, xp.float64) + c[CB] * xhb
+            v = v + c[CE] * _xp.astype(xp, xe, xp.float64) + c[CB] * xhb
         if c[S] != 0.0:
             z = den.cov_noise(x, ts[k], seed, ids, k) if plan.posterior_noise else normals(k)
             v = v + c[S] * z
         with np.errstate(over="ignore", invalid="ignore"):
-            x = _astype(xp, v, dtype)
+            x = _xp.astype(xp, v, dtype)
         if not bool(xp.all(xp.isfinite(x))):  # (on a device: one scalar to the host)
             raise NonFiniteState(k)
         if k + 1 in save_at:
@@ -60,13 +61,8 @@ def integrate(xp, den, x, ids: np.ndarray, plan: Plan, ts: np.ndarray, seed: int
         on_step(k + 1)
     den.step = None
     if end_denoise:
-        x = _astype(xp, den(x, ts[-1], plan.alpha[-1], plan.sigma2[-1]), dtype)
+        x = _xp.astype(xp, den(x, ts[-1], plan.alpha[-1], plan.sigma2[-1]), dtype)
     return x
-
-
-def _astype(xp, a, dtype):
-    # NumPy < 2.1 has no np.astype; arrays of other libraries have no .astype method
-    return a.astype(dtype) if isinstance(a, np.ndarray) else xp.astype(a, dtype)
 
 
 def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray, seed: int,
