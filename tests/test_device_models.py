@@ -229,3 +229,42 @@ def test_posterior_samplers_on_the_device_equal_the_cpu_paths(sampler, extra, la
     tol = 1e-12 if sampler == "naive" else 1e-9  # naive: the same draws, means of the same rows
     assert float(np.abs(b.samples.numpy() - a.samples).max()) <= tol * np.abs(a.samples).max()
     np.testing.assert_allclose(b.saved.numpy(), a.saved, rtol=0, atol=tol * 10)
+
+
+def test_torch_targets_of_a_device_model_never_leave_the_device(monkeypatch):
+    """mixscore.torch with a model kept on a device: the batch goes to the backend as a tensor
+    (no NumPy view), the targets, the DSM floor and the module's output are tensors on the
+    batch's device and dtype, equal to the host model's."""
+    import importlib
+
+    import mixscore.torch as mt
+
+    targets_module = importlib.import_module("mixscore.torch.targets")
+
+    X = rng(25).standard_normal((90, 12)).astype(np.float32)
+    host = ms.EmpiricalScore(X, ms.VP())
+    dev = ms.EmpiricalScore(torch.from_numpy(X), ms.VP(), backend="array_api")
+    x_t = torch.from_numpy(rng(26).standard_normal((6, 3, 2, 2)).astype(np.float32))
+    t = torch.linspace(0.05, 0.9, 6)
+    want = mt.targets(host, x_t, t)
+    floors = {p: mt.dsm_floor(host, x_t, t, p, reduction="mean") for p in mt.PARAMETRIZATIONS}
+
+    def no_host_copy(*_a, **_k):
+        raise AssertionError("the batch of a device model went through NumPy")
+
+    monkeypatch.setattr(targets_module, "to_numpy", no_host_copy)
+    got = mt.targets(dev, x_t.requires_grad_(), t)
+    for name in ("denoised", "score", "eps", "v"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.shape == x_t.shape and a.dtype == torch.float32 and not a.requires_grad
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=2e-6 * b.abs().max())
+    for p, f in floors.items():
+        g = mt.dsm_floor(dev, x_t, t, p, reduction="mean")
+        assert g.shape == (6,) and g.dtype == torch.float32
+        np.testing.assert_allclose(g.numpy(), f.numpy(), rtol=1e-5)
+    out = mt.as_module(dev, "x0")(x_t.double(), 0.3)
+    assert out.dtype == torch.float64 and out.shape == x_t.shape
+    with pytest.raises(ValueError, match=r"12 values per sample.*shape \(6, 5\)"):
+        mt.targets(dev, torch.zeros(6, 5), 0.3)
+    with pytest.raises(TypeError, match=r"x_t has dtype torch.float16"):
+        mt.targets(dev, torch.zeros(6, 12, dtype=torch.float16), 0.3)

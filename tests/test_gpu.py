@@ -275,3 +275,25 @@ def test_labels_regularizers_and_posterior_samplers_on_the_gpu(backend):
                   steps=30, seed=1, y=ys)
     b = ms.sample(plain, 40, sampler="naive", R=2, steps=30, seed=1, y=ys)
     np.testing.assert_allclose(to_host(b.samples), a.samples, rtol=0, atol=1e-12)
+
+
+@no_device
+def test_torch_targets_stay_on_the_gpu():
+    """mixscore.torch with a model on the GPU: a CUDA batch's targets come back on its device
+    and dtype, equal to the host model's."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA torch")
+    import mixscore.torch as mt
+
+    X = rng(41).standard_normal((2000, 48)).astype(np.float32)
+    dev = ms.EmpiricalScore(torch.from_numpy(X).cuda(), ms.VP())
+    host = ms.EmpiricalScore(X, ms.VP())
+    x_t = torch.randn(32, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    got = mt.targets(dev, x_t.cuda(), 0.2)
+    want = mt.targets(host, x_t, 0.2)
+    assert got.eps.device.type == "cuda" and got.eps.dtype == torch.float32
+    np.testing.assert_allclose(got.denoised.cpu().numpy(), want.denoised.numpy(), atol=1e-5)
+    floor = mt.dsm_floor(dev, x_t.cuda(), 0.2, "x0")
+    np.testing.assert_allclose(floor.cpu().numpy(), mt.dsm_floor(host, x_t, 0.2, "x0").numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -8,7 +8,9 @@
 - :func:`memorization_monitor`: sample a network with fixed seeds and report memorization.
 
 CPU tensors cross into the engine without copies (DLPack); results come back on the caller's
-device and dtype. CUDA tensors need ``to_cpu=True`` until the GPU backend lands.
+device and dtype. With a model whose training set is on the GPU (``EmpiricalScore(X.cuda(),
+schedule)``) a CUDA batch stays there; a model on host data takes CUDA tensors with
+``to_cpu=True`` (a copy to the CPU and back).
 """
 
 try:

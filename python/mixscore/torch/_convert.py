@@ -9,8 +9,9 @@ import torch
 
 ENGINE_DTYPES = (torch.float32, torch.float64)
 NO_GPU = (
-    "the GPU backend of mixscore is not there yet; pass a CPU tensor, or to_cpu=True to "
-    "copy to the CPU and the results back"
+    "this model's training set is on the host; build it from a tensor on the GPU "
+    "(EmpiricalScore(X.cuda(), schedule): the GPU backend keeps the batch there), or pass "
+    "to_cpu=True to copy the batch to the CPU and the results back"
 )
 
 
@@ -40,8 +41,13 @@ def to_numpy(x: torch.Tensor, name: str, *, to_cpu: bool = False) -> np.ndarray:
     return np.from_dlpack(x)
 
 
-def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """An engine result as a tensor on ``device`` with ``dtype`` (no copy when both match)."""
+def to_tensor(a, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """An engine result (NumPy, a tensor or a CuPy array of a model kept on a GPU) as a tensor
+    on ``device`` with ``dtype`` (no copy when both match)."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device=device, dtype=dtype)
+    if not isinstance(a, np.ndarray):  # CuPy: zero-copy through DLPack
+        return torch.from_dlpack(a).to(device=device, dtype=dtype)
     a = np.ascontiguousarray(a)
     try:
         t = torch.from_dlpack(a)

@@ -3,13 +3,14 @@ score as a ``torch.nn.Module`` (SCIENCE.md sections 1 and 4)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..empirical import EmpiricalScore
-from ._convert import times, to_numpy, to_tensor
+from ..empirical import EmpiricalScore, ScoreStats
+from ._convert import check_dtype, times, to_numpy, to_tensor
 
 #: network parametrizations and the target field each one regresses on
 PARAMETRIZATIONS = {"eps": "eps", "x0": "denoised", "score": "score", "v": "v"}
@@ -40,11 +41,17 @@ def check_parametrization(parametrization: str) -> str:
 
 
 def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
-    """x_t as an (m, D) array (any trailing shape with D values per sample) and t per sample."""
+    """x_t as an (m, D) array (any trailing shape with D values per sample) and t per sample.
+    For a model kept on a device (a training set on the GPU) the batch stays a tensor: the
+    backend reads it where it is, no host copy."""
     if not isinstance(model, EmpiricalScore):
         raise TypeError(f"model must be a mixscore.EmpiricalScore, got {type(model).__name__}")
-    x = to_numpy(x_t, "x_t", to_cpu=to_cpu)
-    if x.ndim < 1 or x.size // max(x.shape[0], 1) != model.dim or x.shape[0] == 0:
+    if model._native and isinstance(x_t, torch.Tensor):
+        check_dtype(x_t.dtype, "x_t")
+        x = x_t.detach()
+    else:
+        x = to_numpy(x_t, "x_t", to_cpu=to_cpu)
+    if x.ndim < 1 or x.shape[0] == 0 or math.prod(x.shape[1:]) != model.dim:
         raise ValueError(
             f"x_t must have shape (batch, ...) with {model.dim} values per sample "
             f"(the training data's dimension), got shape {tuple(x_t.shape)}"
@@ -53,6 +60,17 @@ def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
     ts = times(t, m)
     model.schedule.check_times(ts)
     return x.reshape(m, model.dim), np.broadcast_to(np.asarray(ts, np.float64), (m,))[:, None]
+
+
+def _per_sample(values: np.ndarray, like) -> np.ndarray | torch.Tensor:
+    """Per-sample numbers (m, 1) as a float64 column next to ``like`` (NumPy or a tensor)."""
+    if isinstance(like, np.ndarray):
+        return values
+    return torch.as_tensor(values, dtype=torch.float64, device=like.device)
+
+
+def _float64(a):
+    return a.astype(np.float64) if isinstance(a, np.ndarray) else a.to(torch.float64)
 
 
 def targets(model: EmpiricalScore, x_t: torch.Tensor, t, *, to_cpu: bool = False) -> Targets:
@@ -68,16 +86,21 @@ def targets(model: EmpiricalScore, x_t: torch.Tensor, t, *, to_cpu: bool = False
     model : EmpiricalScore
         The exact score of the training set under the forward schedule.
     x_t : torch.Tensor
-        Noised batch, shape (batch, ...) with D values per sample, float32 or float64, CPU.
+        Noised batch, shape (batch, ...) with D values per sample, float32 or float64: a CPU
+        tensor, or a CUDA tensor where the model's training set is on the GPU (the batch
+        and the results then stay there).
     t : float, or tensor / array of shape (batch,)
         Times of the schedule, in (0, T].
     to_cpu : bool
-        Allow a CUDA ``x_t`` by copying it to the CPU (the results go back to its device).
+        Allow a CUDA ``x_t`` with a model on host data by copying it to the CPU (the results
+        go back to its device).
     """
     x, ts = _queries(model, x_t, t, to_cpu)
     st = model.stats(x, ts[:, 0], include=("denoised", "score", "eps"))
-    alpha, sigma = model.schedule.alpha(ts), model.schedule.sigma(ts)
-    v = alpha * st.eps.astype(np.float64) - sigma * st.denoised.astype(np.float64)
+    st = _tensors(st) if model._native else st
+    alpha, sigma = (_per_sample(f(ts), st.eps) for f in (model.schedule.alpha,
+                                                           model.schedule.sigma))
+    v = alpha * _float64(st.eps) - sigma * _float64(st.denoised)
 
     def back(a):
         return to_tensor(a, x_t.device, x_t.dtype).reshape(x_t.shape)
@@ -112,13 +135,23 @@ def dsm_floor(
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     x, ts = _queries(model, x_t, t, to_cpu)
-    tau2 = np.asarray(model.stats(x, ts[:, 0], include=("tau2",)).tau2, np.float64)
+    tau2 = model.stats(x, ts[:, 0], include=("tau2",)).tau2
+    tau2 = _tensors(tau2) if model._native else np.asarray(tau2, np.float64)
     a2, s2 = model.schedule.alpha(ts[:, 0]) ** 2, model.schedule.sigma2(ts[:, 0])
-    factor = {"x0": 1.0, "eps": a2 / s2, "score": a2 / (s2 * s2), "v": (a2 + s2) ** 2 / s2}[
-        parametrization
-    ]
-    floor = tau2 * factor / (model.dim if reduction == "mean" else 1)
+    factor = {"x0": np.ones_like(a2), "eps": a2 / s2, "score": a2 / (s2 * s2),
+              "v": (a2 + s2) ** 2 / s2}[parametrization]
+    floor = tau2 * _per_sample(factor, tau2) / (model.dim if reduction == "mean" else 1)
     return to_tensor(floor, x_t.device, x_t.dtype)
+
+
+def _tensors(a):
+    """Results of a model kept on a device as torch tensors there (a CuPy model's through
+    DLPack, no copy); a ``ScoreStats`` field by field."""
+    if isinstance(a, torch.Tensor) or a is None:
+        return a
+    if isinstance(a, ScoreStats):
+        return ScoreStats(**{k: _tensors(v) for k, v in a.as_dict().items()})
+    return torch.from_dlpack(a)
 
 
 class ExactScoreModule(torch.nn.Module):
