@@ -32,10 +32,10 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 
 start=$(date +%s)
-MIXSCORE_CUDA_ARCHITECTURES=${MIXSCORE_CUDA_ARCHITECTURES:-90} timeout 300 \
+CUDAFLAGS="-Xptxas=-v" MIXSCORE_CUDA_ARCHITECTURES=${MIXSCORE_CUDA_ARCHITECTURES:-90} timeout 300 \
     $PY -m pip install -v --no-deps --no-build-isolation . > "$OUT/build.log" 2>&1
 build=$?
-grep -E "ptxas (info|warning)|error" "$OUT/build.log" | tail -40 > "$OUT/ptxas.txt"
+grep -E "Compiling entry|Used [0-9]+ registers|bytes spill|error" "$OUT/build.log" > "$OUT/ptxas.txt"
 echo "build rc=$build in $(( $(date +%s) - start )) s"
 [[ $build -eq 0 ]] || { tail -40 "$OUT/build.log"; exit 1; }
 $PY -c "import mixscore._cuda as c; print('devices', c.device_count(), \
