@@ -78,6 +78,24 @@ def test_regularized_statistics_equal_the_reference(name, dtype):
                     dev.stats(torch.from_numpy(x.astype(dtype)), t, FIELDS), dtype)
 
 
+def test_regularized_scores_leave_the_state_on_the_device(monkeypatch):
+    """Only the per-query numbers the policies need cross to the host (no host copy of the
+    pass's state unless entropy is asked for)."""
+    from mixscore.backends.arrayapi import DevicePartial
+
+    X = rng(27).standard_normal((100, 4))
+    _, dev = pair(X, regularizer=REGULARIZERS["all"])
+
+    def no_host_copy(self):
+        raise AssertionError("the partial state was copied to the host")
+
+    monkeypatch.setattr(DevicePartial, "host", no_host_copy)
+    st = dev.stats(torch.from_numpy(X[:5]), 0.3, ("score", "logpdf", "trace_cov", "tau2"))
+    assert all(isinstance(v, torch.Tensor) for v in st.as_dict().values())
+    with pytest.raises(AssertionError, match="copied to the host"):
+        dev.stats(torch.from_numpy(X[:5]), 0.3, "entropy")
+
+
 def test_callable_perturbation_sees_and_returns_device_arrays():
     X = rng(3).standard_normal((80, 3))
     seen = []

@@ -8,9 +8,9 @@ With w_n = p(n | x, t) and xhat0 = sum_n w_n X_n:
     Hessian of log p_t(x) = -I / sigma^2 + C
     H(w)    = -sum_n w_n log w_n                   (posterior entropy, nats)
 
-``trace_cov`` and (without weights) ``entropy`` come from the accumulators of the one pass
-(``posterior_extras``). C v, C, the Hessian, posterior draws (exponential jumps) and
-Gaussian noise of covariance Cov_w(X_0) need every weight; they are computed here as chunked
+``trace_cov`` (from ``tau2``) and, without weights, ``entropy`` come from the accumulators of
+the one pass. C v, C, the Hessian, posterior draws (exponential jumps) and Gaussian noise of
+covariance Cov_w(X_0) need every weight; they are computed here as chunked
 float64 NumPy reductions over the training set (direct differences, bounded memory),
 normalized by the log-sum-exp of the engine's pass, so they cost O(M N D) in NumPy, not in the
 engine.
@@ -50,26 +50,17 @@ def _mean_offset(part: PosteriorPartial) -> np.ndarray:
     return part.s1 / part.s0[:, None]
 
 
-def posterior_extras(part: PosteriorPartial, want: set, model) -> dict:
-    """``trace_cov`` and ``entropy`` (when in ``want``) from the partial state ``part``."""
-    out = {}
-    if not want & set(EXTRA_STATS):
-        return out
-    m_off = _mean_offset(part)
-    s2, a = part.sigma2, part.alpha
-    if "trace_cov" in want:
-        tau2 = np.maximum(0.0, part.s2 / part.s0 - np.einsum("md,md->m", m_off, m_off))
-        out["trace_cov"] = _scaled(tau2, part)
-    if "entropy" in want:
-        if model.weights is None:
-            # H = log s0 + sum_n w_n (lam_n - lam_min) / (2 sigma^2), lam_n - lam_min =
-            # alpha^2 |X_n - c|^2 - 2 alpha (X_n - c).(x - alpha c): sums about the centre c
-            r = part.x.astype(np.float64) - a[:, None] * part.centre
-            excess = a * a * part.s2 / part.s0 - 2.0 * a * np.einsum("md,md->m", m_off, r)
-            out["entropy"] = np.log(part.s0) + np.maximum(0.0, excess) * inv_two_sigma2(s2)
-        else:
-            out["entropy"] = _dense_entropy(model, part)
-    return out
+def entropy(part: PosteriorPartial, model) -> np.ndarray:
+    """The posterior entropy H(w) (nats) per query from the partial state ``part``: from its
+    sums without weights, else by a dense float64 pass over the training set."""
+    if model.weights is not None:
+        return _dense_entropy(model, part)
+    # H = log s0 + sum_n w_n (lam_n - lam_min) / (2 sigma^2), lam_n - lam_min =
+    # alpha^2 |X_n - c|^2 - 2 alpha (X_n - c).(x - alpha c): sums about the centre c
+    m_off, a = _mean_offset(part), part.alpha
+    r = part.x.astype(np.float64) - a[:, None] * part.centre
+    excess = a * a * part.s2 / part.s0 - 2.0 * a * np.einsum("md,md->m", m_off, r)
+    return np.log(part.s0) + np.maximum(0.0, excess) * inv_two_sigma2(part.sigma2)
 
 
 def _blocks(model, part: PosteriorPartial):

@@ -18,34 +18,26 @@ from .regularizers import mixture_context, regularized_stats
 def evaluate(model, xq, alpha, sigma2, want: set, t) -> dict:
     """The statistics ``want`` of ``model`` at (xq, alpha, sigma2, t) (t may be None): the
     backend's ``stats`` unless a regularizer or the entropy needs the partial state (left on
-    the device for a model kept there; ``entropy`` and ``trace_cov`` then come from its host
-    copy)."""
+    the device for a model kept there; ``entropy`` is a host pass over a copy of it)."""
     if any(getattr(r, "per_point", False) for r in model.regularizers):
         return smoothing.per_point_stats(model, xq, t, alpha, sigma2, model.regularizers, want)
+    base = want & set(STAT_NAMES) | ({"tau2"} if "trace_cov" in want else set())
+    mix_sigma2 = sigma2
     if not model.regularizers and "entropy" not in want:
-        base = want & set(STAT_NAMES)
-        out = model.backend.stats(
-            xq, alpha, sigma2, base | ({"tau2"} if "trace_cov" in want else set())
-        )
-        if "trace_cov" in want:
-            out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha, sigma2)
-            if "tau2" not in want:
-                del out["tau2"]
-        return out
-    native = model._native
-    partial_at = model.backend.device_partial if native else model.backend.partial
-    out, part = regularized_stats(
-        model.regularizers,
-        lambda a, s2: partial_at(xq, a, s2),
-        xq,
-        t,
-        alpha,
-        sigma2,
-        want & set(STAT_NAMES),
-        model.dtype,
-    )
-    extras = covariance.posterior_extras(part.host() if native else part, want, model)
-    out.update({k: part.place(v) for k, v in extras.items()} if native else extras)
+        out = model.backend.stats(xq, alpha, sigma2, base)
+    else:
+        native = model._native
+        partial_at = model.backend.device_partial if native else model.backend.partial
+        out, part = regularized_stats(model.regularizers, lambda a, s2: partial_at(xq, a, s2),
+                                      xq, t, alpha, sigma2, base, model.dtype)
+        mix_sigma2 = part.sigma2  # (Smoothing: the smoothed mixture's variance)
+        if "entropy" in want:
+            h = covariance.entropy(part.host() if native else part, model)
+            out["entropy"] = part.place(h) if native else h
+    if "trace_cov" in want:
+        out["trace_cov"] = covariance.scaled_by_alpha2_over_sigma4(out["tau2"], alpha, mix_sigma2)
+        if "tau2" not in want:
+            del out["tau2"]
     return out
 
 
