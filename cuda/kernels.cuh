@@ -16,8 +16,8 @@ namespace mixscore {
 namespace cuda {
 
 // Every launch goes through this macro, so the kernels also compile as plain C++ against a CPU
-// implementation of the runtime (HIP-CPU, which defines it as hipLaunchKernelGGL) to check their
-// logic where no GPU is.
+// stand-in of the runtime (tests/cuda_host/cuda_runtime.h defines it) to test their logic
+// where no GPU is.
 #ifndef MIXSCORE_LAUNCH
 #define MIXSCORE_LAUNCH(kernel, grid, block, shmem, stream, ...) \
   kernel<<<(grid), (block), (shmem), (stream)>>>(__VA_ARGS__)

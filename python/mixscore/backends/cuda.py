@@ -6,9 +6,10 @@ finalization are those of the array-API backend (``arrayapi.py``), run in the in
 on the GPU; only the pass over the training set is the compiled kernel, given raw device
 pointers (``__cuda_array_interface__`` / ``data_ptr``) and the library's current stream.
 
-The kernels have been compiled, and their logic checked on the CPU through HIP-CPU (docs/gpu.md),
-but never run on a GPU in development (no GPU was available):
-tests/test_gpu.py checks them against the CPU engine and the float64 reference where a GPU is.
+The kernels have been compiled, and their logic is tested on the CPU through a stand-in of the
+CUDA runtime (tests/test_cuda_host.py, docs/gpu.md), but they have never run on a GPU in
+development (no GPU was available): tests/test_gpu.py checks them against the CPU engine and
+the float64 reference where a GPU is.
 """
 
 from __future__ import annotations
