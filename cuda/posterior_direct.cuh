@@ -41,10 +41,28 @@ struct DirectPartials {
   }
 };
 
-// The dimension: a compile-time constant for D <= 4 (registers, unrolled loops).
+// The dimension: a compile-time constant for D <= 4; for DC = 16 the data's D <= 16, the
+// per-dimension loops unrolled to DC with a guard (constant indices: the query, centre and
+// sums stay in registers).
 template <int DC>
 __device__ inline int64_t dims(int64_t D) {
   return DC <= 4 ? DC : D;
+}
+
+// The exact rule of exact_rule.hpp (exact_sq_rule: lane d % 8 gets t_d^2 for d = 0 .. D - 1
+// in that order, then the same tree) with the loop unrolled to DC >= D: the same bits, the
+// query x a register array.
+template <int DC, typename T>
+__device__ inline double exact_sq_small(const T (&x)[DC], const T* Xn, int64_t D,
+                                        double alpha) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+  for (int d = 0; d < DC; ++d)
+    if (d < D) {
+      const double t = double(x[d]) - alpha * double(Xn[d]);
+      s[d % 8] += t * t;
+    }
+  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
 }
 
 // One block's queries against one split of the training set, streamed through shared memory:
@@ -80,14 +98,16 @@ struct DirectQuery {
   __device__ DirectQuery(const PosteriorArgs<T>& a, int64_t i0, int64_t m)
       : r(int64_t(blockIdx.x) * blockDim.x + threadIdx.x), i(i0 + r) {
     active = r < m;
+    const int64_t D = dims<DC>(a.D);
+#pragma unroll
+    for (int d = 0; d < DC; ++d) x[d] = active && d < D ? a.x[i * D + d] : T(0);
     if (!active) return;
-    for (int64_t d = 0; d < dims<DC>(a.D); ++d) x[d] = a.x[i * dims<DC>(a.D) + d];
     alpha = a.alpha[i];
     inv = fmin(0.5 / a.sigma2[i], 1e300);
     tws = 2.0 * a.sigma2[i];
   }
   __device__ double lam(const PosteriorArgs<T>& a, const T* Xn, double logw) const {
-    return exact_sq<T>(x, Xn, dims<DC>(a.D), alpha) - tws * logw;
+    return exact_sq_small<DC>(x, Xn, dims<DC>(a.D), alpha) - tws * logw;
   }
 };
 
@@ -113,10 +133,14 @@ __global__ void __launch_bounds__(kDirectQueries)
   const DirectQuery<T, DC> q(a, i0, m);
   const double lam_min = q.active ? a.lam_min[q.i] : 0.0;
   const int64_t D = dims<DC>(a.D);
-  double c[DC];  // the centre X_best
-  for (int64_t d = 0; d < D && q.active; ++d) c[d] = double(a.train[a.best[q.i] * D + d]);
-  double s0 = 0, sw2 = 0, sx2 = 0, s1[DC];
-  for (int d = 0; d < DC; ++d) s1[d] = 0;
+  double c[DC], s1[DC];  // the centre X_best; sum w (X - c)
+  const int64_t best = q.active ? a.best[q.i] : 0;
+#pragma unroll
+  for (int d = 0; d < DC; ++d) {
+    c[d] = q.active && d < D ? double(a.train[best * D + d]) : 0.0;
+    s1[d] = 0;
+  }
+  double s0 = 0, sw2 = 0, sx2 = 0;
   stream_split<T, DC>(a, q.active, [&](int64_t, const T* Xn, double lw, double) {
     const double gap = (q.lam(a, Xn, lw) - lam_min) * q.inv;
     if (!(gap < a.cut)) return;
@@ -124,11 +148,13 @@ __global__ void __launch_bounds__(kDirectQueries)
     s0 += w;
     sw2 += w * w;
     double n2 = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const double t = double(Xn[d]) - c[d];
-      s1[d] += w * t;
-      n2 += t * t;
-    }
+#pragma unroll
+    for (int d = 0; d < DC; ++d)
+      if (d < D) {
+        const double t = double(Xn[d]) - c[d];
+        s1[d] += w * t;
+        n2 += t * t;
+      }
     sx2 += w * n2;
   });
   if (!q.active) return;
@@ -136,7 +162,9 @@ __global__ void __launch_bounds__(kDirectQueries)
   out[0] = s0;
   out[1] = sw2;
   out[2] = sx2;
-  for (int64_t d = 0; d < D; ++d) out[3 + d] = s1[d];
+#pragma unroll
+  for (int d = 0; d < DC; ++d)
+    if (d < D) out[3 + d] = s1[d];
 }
 
 // Per query, the splits in order: the minimum (first == combine the minima) or the sums.

@@ -104,8 +104,8 @@ def test_gemm_tile_equals_in_order_fmas(tmp_path):
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("d,n", [(1, 7), (2, 1000), (3, 2), (16, 300), (17, 500), (64, 800),
-                                 (784, 300)])
+@pytest.mark.parametrize("d,n", [(1, 7), (2, 1000), (3, 2), (7, 500), (16, 300), (17, 500),
+                                 (64, 800), (784, 300)])
 def test_accuracy_matrix(emulated, d, n):
     """Every path (direct kernels for D <= 16, the tiled pass above) against the float64
     reference and the CPU engine: pixels and normal data, sigma 1e-4 to 1e4 x scale."""
