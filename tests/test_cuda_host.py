@@ -5,9 +5,10 @@ whole ``mixscore._cuda`` module built against it drives the ``cuda`` backend on 
 tensors. The GPU tests of tests/test_gpu.py and tests/test_device_sampler.py then run
 unchanged (at their sizes or smaller), also with the threads of each barrier phase run in
 reverse and shuffled order, where a missing barrier or a race on shared memory changes the
-result. What this cannot check: speed, coalescing, register limits, warp-level timing, and
-the tensor-core products (their WMMA code needs a GPU; the stand-in reports compute
-capability 7, so the SIMT products run).
+result. The tensor-core kernels run through a stand-in of their WMMA fragments (every thread
+holds its warp's whole fragment) when the stand-in reports compute capability 9. What this
+cannot check: speed, coalescing, register limits, warp-level timing, and the real tensor
+cores' rounding.
 
 tests/cuda_host/tile_check.cpp checks the GEMM tile alone against in-order FMAs, bit for bit."""
 
@@ -34,6 +35,7 @@ needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or clan
 
 def _compile(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([CXX, "-std=c++17", "-O1", "-fPIC", "-ffp-contract=off", "-w",
+                             "-DMIXSCORE_WMMA_SHIM",
                              "-I", str(HOST), "-I", str(ROOT / "cuda"),
                              "-I", str(ROOT / "cpp" / "include"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -159,6 +161,19 @@ def test_products_and_the_slow_band(emulated):
     assert any(calls)
     with pytest.raises(ValueError, match="3xTF32 products need .* compute capability >= 8"):
         _check({"products": "3xtf32"}, make_data("normal", 200, 64, seed=4))
+
+
+@pytest.mark.parametrize("products", ["float64", "3xtf32"])
+def test_tensor_core_products(emulated, monkeypatch, products):
+    """Compute capability 9: the float64 (DMMA 8x8x4) and split-TF32 (16x16x8) logits
+    kernels through the WMMA stand-in (tests/cuda_host/mma_stand_in.h) meet the core
+    accuracy, float64 data included (its logits take the float64 tensor-core product)."""
+    monkeypatch.setenv("MIXSCORE_HOST_CC", "9")
+    factors = (1e-4, 1e-2, 1.0, 3.0, 10.0, 30.0, 1e2, 1e4)  # 3 .. 30: spread, unrefined logits
+    for kind, d in (("pixels", 200), ("normal", 96)):
+        _check({"products": products}, make_data(kind, 300, d, seed=d), factors, seed=d)
+    if products == "float64":
+        _check({}, make_data("pixels", 300, 40, seed=5).astype(np.float64), seed=5)
 
 
 def test_labels_regularizers_and_sampling(emulated):

@@ -10,7 +10,9 @@
 // (they returned) is reported and aborts: on a GPU it is undefined. __shared__ variables are
 // static storage, shared by the block's fibers. The order in which a phase runs its fibers is
 // MIXSCORE_HOST_ORDER: "forward" (default), "reverse" or "shuffle" (a fixed permutation per
-// block and phase): a missing barrier shows as a result that depends on it.
+// block and phase): a missing barrier shows as a result that depends on it. The device's
+// compute capability is MIXSCORE_HOST_CC (default 7: SIMT products; with MIXSCORE_WMMA_SHIM
+// defined, 8 or more runs the tensor-core kernels on the WMMA stand-in of mma_stand_in.h).
 #pragma once
 #include <ucontext.h>
 
@@ -75,9 +77,11 @@ inline const char* cudaGetErrorString(cudaError_t e) {
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { return *d = 0, cudaSuccess; }
 inline cudaError_t cudaGetDeviceCount(int* n) { return *n = 1, cudaSuccess; }
-// Compute capability 7 (no tensor-core products: their WMMA code needs a GPU); 2 SMs.
+// 2 SMs; compute capability MIXSCORE_HOST_CC (default 7: the SIMT products; 8 or more: the
+// tensor-core products through the WMMA stand-in, mma_stand_in.h).
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrComputeCapabilityMajor ? 7 : 2;
+  const char* cc = std::getenv("MIXSCORE_HOST_CC");
+  *v = a == cudaDevAttrComputeCapabilityMajor ? (cc ? std::atoi(cc) : 7) : 2;
   return cudaSuccess;
 }
 template <typename T>
@@ -209,6 +213,12 @@ inline int __syncthreads_count(int pred) {
   return mixscore_host::block.result;
 }
 inline int __syncthreads_or(int pred) { return __syncthreads_count(pred) != 0; }
+// The kernels call it where the whole block does (store_fragment): a block barrier is stronger.
+inline void __syncwarp() { __syncthreads(); }
+
+#ifdef MIXSCORE_WMMA_SHIM
+#include "mma_stand_in.h"
+#endif
 
 #define MIXSCORE_LAUNCH(kernel, grid, threads, shmem, stream, ...) \
   ::mixscore_host::launch(dim3(grid), dim3(threads), [&] { kernel(__VA_ARGS__); })
