@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared run for a lent GPU machine (docs/gpu.md, "Running on a lent GPU"): build
-# mixscore there, run the GPU tests, run the GPU benchmark; logs and results under $OUT.
+# mixscore there, run the GPU tests, the GPU benchmark and the sampling breakdown; logs and
+# results under $OUT.
 #
 # On the development machine, once per checkout (the device machine reaches no registry, so
 # array-api-compat travels as a wheel; .whl/ is git-ignored):
@@ -56,5 +57,10 @@ timeout 240 $PY "$repo/bench/gpu_compare.py" --quick --time-limit 200 --json "$O
 bench=$?
 echo "bench rc=$bench in $(( $(date +%s) - start )) s"
 
+start=$(date +%s)
+timeout 90 $PY "$repo/bench/gpu_sampler.py" --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
+echo "sampler rc=$? in $(( $(date +%s) - start )) s"
+
 echo "== tests (last lines)"; tail -25 "$OUT/tests.log"
+echo "== sampling: device loop vs pass"; tail -8 "$OUT/sampler.log"
 echo "== benchmark"; tail -40 "$OUT/bench.log"

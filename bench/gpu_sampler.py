@@ -1,0 +1,100 @@
+"""Where a sampling run on the GPU spends its time: ``ms.sample`` with the model on CUDA tensors
+(the device loop of sampling/device.py: Python drives one posterior pass per denoiser call)
+against the fused C++ loop on the CPU, in one run, and the share of each device step that is
+the posterior pass itself (``stats`` alone at the grid's times, on states drawn from the noised
+data there). A small share says the
+Python loop's launches and synchronizations dominate: the case for a fused GPU loop.
+
+    python bench/gpu_sampler.py [--steps 20] [--json out.json]
+    python bench/gpu_sampler.py --device cpu      # a smoke run without a GPU (CPU tensors)
+
+Rows: (D, N, n samples) in {(2, 10000, 1000), (64, 20000, 1000), (784, 20000, 256)}, DDPM on
+a geometric VP grid, float32 data. Per row: ms per step of each backend, ms of the pass per
+step, the pass's share of the step, and the CPU fused loop's ms per step (the same machine's
+CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import mixscore as ms
+import numpy as np
+import torch
+
+ROWS = ((2, 10_000, 1000), (64, 20_000, 1000), (784, 20_000, 256))
+
+
+def seconds(fn, device) -> float:
+    """Best of 3 after a warm-up, the device synchronized."""
+    best = float("inf")
+    for i in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def sampling(model, n: int, kw: dict, device) -> float:
+    return seconds(lambda: ms.sample(model, n, **kw), device)
+
+
+def passes(model, X, n: int, ts, device) -> float:
+    """Seconds of the posterior passes alone over the grid's times (one per step, at states
+    drawn from the noised data there: what the sampler's states look like)."""
+    sch, r = model.schedule, np.random.default_rng(1)
+    rows = r.integers(0, X.shape[0], n)
+    total = 0.0
+    for t in ts[:-1]:
+        a, s = float(sch.alpha(np.array([t]))[0]), float(sch.sigma(np.array([t]))[0])
+        x = torch.from_numpy((a * X[rows] + s * r.standard_normal((n, X.shape[1])))
+                             .astype(X.dtype)).to(device)
+        total += seconds(lambda x=x, t=t: model.stats(x, t, include="denoised"), device)
+    return total
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    backends = ["cuda", "cupy"] if device.type == "cuda" else ["cupy"]
+    sch, rows = ms.VP(), []
+    print(f"{'D':>5} {'N':>6} {'n':>5}  backend  ms/step  pass ms  pass share  cpu fused ms/step")
+    for d, N, n in ROWS:
+        if device.type == "cpu":
+            N, n = N // 10, n // 10  # smoke sizes
+        r = np.random.default_rng(d)
+        X = r.standard_normal((N, d)).astype(np.float32)
+        kw = dict(sampler="ddpm", steps=args.steps, seed=0, start="prior")
+        cpu_model = ms.EmpiricalScore(X, sch)
+        cpu_step = sampling(cpu_model, n, kw, torch.device("cpu"))
+        for backend in backends:
+            try:
+                model = ms.EmpiricalScore(torch.from_numpy(X).to(device), sch, backend=backend)
+            except (RuntimeError, ImportError) as e:
+                print(f"{d:>5} {N:>6} {n:>5}  {backend:<7}  skipped: {e}")
+                continue
+            run = sampling(model, n, kw, device) / args.steps
+            one = passes(model, X, n, sch.grid(args.steps, "geometric"), device) / args.steps
+            rows.append(dict(D=d, N=N, n=n, backend=backend, ms_per_step=1e3 * run,
+                             pass_ms=1e3 * one, pass_share=one / run,
+                             cpu_fused_ms_per_step=1e3 * cpu_step / args.steps))
+            print(f"{d:>5} {N:>6} {n:>5}  {backend:<7}  {1e3 * run:7.2f}  {1e3 * one:7.2f}  "
+                  f"{one / run:10.2f}  {1e3 * cpu_step / args.steps:17.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "steps": args.steps, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
