@@ -8,6 +8,7 @@
 #     bash bench/gpu_session.sh --prepare
 # Then through the device tool, in one call:
 #     run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=590)
+# (the stages' own timeouts add up to 560 s: build 180, tests 150, benchmark 170, sampling 60)
 # and commit $OUT's gpu.json / tests.log numbers with the device name (bench/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 
 start=$(date +%s)
-CUDAFLAGS="-Xptxas=-v" MIXSCORE_CUDA_ARCHITECTURES=${MIXSCORE_CUDA_ARCHITECTURES:-90} timeout 300 \
+CUDAFLAGS="-Xptxas=-v" MIXSCORE_CUDA_ARCHITECTURES=${MIXSCORE_CUDA_ARCHITECTURES:-90} timeout 180 \
     $PY -m pip install -v --no-deps --no-build-isolation . > "$OUT/build.log" 2>&1
 build=$?
 grep -E "Compiling entry|Used [0-9]+ registers|bytes spill|error" "$OUT/build.log" > "$OUT/ptxas.txt"
@@ -45,20 +46,20 @@ $PY -c "import mixscore._cuda as c; print('devices', c.device_count(), \
 cd /tmp  # import the installed package, not the source tree
 repo=$OLDPWD
 start=$(date +%s)
-timeout 240 $PY -m pytest -p no:cacheprovider -rs -q "$repo/tests/test_gpu.py" \
+timeout 150 $PY -m pytest -p no:cacheprovider -rs -q "$repo/tests/test_gpu.py" \
     "$repo/tests/test_device_sampler.py" "$repo/tests/test_device_models.py" \
     > "$OUT/tests.log" 2>&1
 tests=$?
 echo "tests rc=$tests in $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 240 $PY "$repo/bench/gpu_compare.py" --quick --time-limit 200 --json "$OUT/gpu.json" \
+timeout 170 $PY "$repo/bench/gpu_compare.py" --quick --time-limit 140 --json "$OUT/gpu.json" \
     > "$OUT/bench.log" 2>&1
 bench=$?
 echo "bench rc=$bench in $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 90 $PY "$repo/bench/gpu_sampler.py" --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
+timeout 60 $PY "$repo/bench/gpu_sampler.py" --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
 echo "sampler rc=$? in $(( $(date +%s) - start )) s"
 
 echo "== tests (last lines)"; tail -25 "$OUT/tests.log"
