@@ -86,6 +86,24 @@ def test_concentrated_posterior_with_a_tail_keeps_tau2(backend, d):
     assert checked >= 20
 
 
+@pytest.mark.parametrize("d", [16, 64, 784])
+def test_argmax_is_exact_at_near_ties_of_spread_posteriors(backend, d):
+    """Queries at the float32-rounded midpoints of pairs of training points, VP noise levels
+    where the posterior is spread: the two nearest points differ by less than the GEMM
+    expansion's error bound, and argmax must still be the exact one (the cpu engine took it
+    from the approximate logits of spread rows)."""
+    sch = ms.VP()
+    X = make_data("normal", 2000, d, seed=d)
+    model = ms.EmpiricalScore(X, sch, backend=backend)
+    ref = ms.EmpiricalScore(X.astype(np.float64), sch, backend="numpy")
+    i, j = rng(d).integers(0, 2000, (2, 64))
+    for t in (0.2, 0.45, 1.0):
+        a = float(sch.alpha(np.array([t]))[0])
+        x = (0.5 * a * (X[i].astype(np.float64) + X[j])).astype(np.float32)
+        got, want = model.stats(x, t, "argmax"), ref.stats(x.astype(np.float64), t, "argmax")
+        np.testing.assert_array_equal(got.argmax, want.argmax)
+
+
 @pytest.mark.parametrize("d", [2, 64, 784])
 def test_float64_model_is_float64_exact(backend, d):
     sde = sigma_schedule()

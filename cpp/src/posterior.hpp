@@ -289,7 +289,8 @@ struct PosteriorHandler {
     const RowRefinement rr = refine_row(qt, i, n0, nt, L, S, B, lam_ub, inv, opt);
     if (!rr.classified) {  // a spread posterior: no per-entry classes
       auto kept = [L, B, lam_ub, inv, cut](int64_t k) { return (L[k] - B - lam_ub) * inv <= cut; };
-      lower_minimum(il, n0, nt, rr.lmin, inv, kept);
+      const double lmin = rr.lmin - B < s.lam ? exact_minimum(i, n0, nt, L, rr.lmin, B) : rr.lmin;
+      lower_minimum(il, n0, nt, lmin, inv, kept);
       approx_weights(il, n0, nt, inv, kept);
       return;
     }
@@ -305,6 +306,22 @@ struct PosteriorHandler {
                   const double g = (L[k] - lam0) * inv;
                   if (g <= cut) add_exact(il, n0 + k, exp_nonpositive(-g));
                 });
+  }
+
+  // The tile's exact smallest lam when it may lower the running minimum: the entries whose
+  // approximate lam is within 2 B of the smallest approximate one, lmin_approx, are recomputed
+  // exactly in L (any other's true lam exceeds lmin_approx + B, which the entry at lmin_approx
+  // does not), so the centre and argmax are the exact ones also when near-ties are closer
+  // than the bound (spread posteriors, whose rows are otherwise left approximate).
+  double exact_minimum(int64_t i, int64_t n0, int64_t nt, double* L, double lmin_approx,
+                       double B) {
+    const double window = lmin_approx + 2.0 * B;
+    double lmin = kInf;
+    for_flagged(nt, [L, window](int64_t k) { return L[k] <= window; }, [&](int64_t k) {
+      L[k] = qt.exact(i, n0 + k);
+      lmin = std::min(lmin, L[k]);
+    });
+    return lmin;
   }
 
   // Lower the running minimum to lmin, the smallest lam of the tile's entries where on(k)
