@@ -5,7 +5,7 @@ the posterior pass itself (``stats`` alone at the grid's times, on states drawn 
 data there). A small share says the
 Python loop's launches and synchronizations dominate: the case for a fused GPU loop.
 
-    python bench/gpu_sampler.py [--steps 20] [--json out.json]
+    python bench/gpu_sampler.py [--steps 20] [--rows D,N,n ...] [--json out.json]
     python bench/gpu_sampler.py --device cpu      # a smoke run without a GPU (CPU tensors)
 
 Rows: (D, N, n samples) in {(2, 10000, 1000), (64, 20000, 1000), (784, 20000, 256)}, DDPM on
@@ -64,15 +64,17 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rows", nargs="+", default=None, metavar="D,N,n",
+                   help="cases as D,N,n (default: the three rows above)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
     backends = ["cuda", "cupy"] if device.type == "cuda" else ["cupy"]
     sch, rows = ms.VP(), []
     print(f"{'D':>5} {'N':>6} {'n':>5}  backend  ms/step  pass ms  pass share  cpu fused ms/step")
-    for d, N, n in ROWS:
-        if device.type == "cpu":
-            N, n = N // 10, n // 10  # smoke sizes
+    cases = [tuple(int(v) for v in r.split(",")) for r in args.rows] if args.rows else [
+        (d, N // 10, n // 10) if device.type == "cpu" else (d, N, n) for d, N, n in ROWS]
+    for d, N, n in cases:  # (smaller by default on the CPU: a smoke run)
         r = np.random.default_rng(d)
         X = r.standard_normal((N, d)).astype(np.float32)
         kw = dict(sampler="ddpm", steps=args.steps, seed=0, start="prior")
