@@ -46,10 +46,6 @@ def log_normalizer(part: PosteriorPartial) -> np.ndarray:
     return -part.lam_min * inv_two_sigma2(part.sigma2) + np.log(part.s0)
 
 
-def _mean_offset(part: PosteriorPartial) -> np.ndarray:
-    return part.s1 / part.s0[:, None]
-
-
 def entropy(part: PosteriorPartial, model) -> np.ndarray:
     """The posterior entropy H(w) (nats) per query from the partial state ``part``: from its
     sums without weights, else by a dense float64 pass over the training set."""
@@ -57,7 +53,7 @@ def entropy(part: PosteriorPartial, model) -> np.ndarray:
         return _dense_entropy(model, part)
     # H = log s0 + sum_n w_n (lam_n - lam_min) / (2 sigma^2), lam_n - lam_min =
     # alpha^2 |X_n - c|^2 - 2 alpha (X_n - c).(x - alpha c): sums about the centre c
-    m_off, a = _mean_offset(part), part.alpha
+    m_off, a = part.s1 / part.s0[:, None], part.alpha
     r = part.x.astype(np.float64) - a[:, None] * part.centre
     excess = a * a * part.s2 / part.s0 - 2.0 * a * np.einsum("md,md->m", m_off, r)
     return np.log(part.s0) + np.maximum(0.0, excess) * inv_two_sigma2(part.sigma2)
@@ -118,7 +114,7 @@ def _scaled(v: np.ndarray, part: PosteriorPartial) -> np.ndarray:
 def cov_matvec(model, part: PosteriorPartial, v: np.ndarray) -> np.ndarray:
     """C v per query, (M, D), without a D x D matrix: (alpha^2/sigma^4) sum_n w_n
     (X_n - xhat0) ((X_n - xhat0) . v)."""
-    xh = part.centre + _mean_offset(part)
+    xh = part.mean()
     out = np.zeros_like(xh)
     for qs, _, lw, Xb in _blocks(model, part):
         w = np.exp(lw)
@@ -136,7 +132,7 @@ def cov(model, part: PosteriorPartial) -> np.ndarray:
             f"cov builds a D x D matrix per query and is limited to D <= "
             f"{MAX_COV_DIM}, got D = {d}; use cov_matvec(x, t, v)"
         )
-    xh = part.centre + _mean_offset(part)
+    xh = part.mean()
     out = np.zeros((m, d, d))
     for qs, _, lw, Xb in _blocks(model, part):
         w = np.exp(lw)
@@ -219,7 +215,7 @@ def cov_noise(
 ) -> np.ndarray:
     """xi = sum_n sqrt(w_n) zeta_n (X_n - xhat0), zeta_n iid N(0, 1): Gaussian noise with
     covariance Cov_w(X_0) (not scaled by alpha^2/sigma^4), (M, D), without a D x D matrix."""
-    xh = part.centre + _mean_offset(part)
+    xh = part.mean()
     out = np.zeros_like(xh)
     n_total = model.n
     key = (int(seed) ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF
