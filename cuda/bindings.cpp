@@ -2,13 +2,23 @@
 // python/mixscore/backends/cuda.py, takes them from CuPy's __cuda_array_interface__ or
 // torch's data_ptr and passes its library's current stream). The GIL is released while the
 // launches are queued; results are ready when the caller's stream is synchronized.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
+#include "interruptible.hpp"  // cpp/src: the GIL released, Ctrl-C polled
 #include "launch.hpp"
 
 namespace py = pybind11;
+using mixscore::kNumCoef;
+using mixscore::run_interruptible;
+using mixscore::SamplerPlan;
+using mixscore::SamplerStatus;
+using mixscore::StopFn;
 using namespace mixscore::cuda;
 
 namespace {
@@ -53,6 +63,102 @@ void nearest_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, uin
                    reinterpret_cast<double*>(sq_dist), reinterpret_cast<int64_t*>(index)};
   py::gil_scoped_release release;
   nearest<T>(a, stream);
+}
+
+template <typename U>
+using carray = py::array_t<U, py::array::c_style | py::array::forcecast>;
+
+void check_len(const py::array& a, int64_t n, const char* name) {
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw std::invalid_argument(std::string(name) + ": expected a 1-d array of length " +
+                                std::to_string(n));
+}
+
+// The fused sampler loop (cuda/sampler.cu). `train`: the training set's device arrays and the
+// pass's rule and workspace, keyed as posterior_f32's arguments. Returns -1, or the step after
+// which a state was NaN/Inf (the loop stopped there).
+template <typename T>
+int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved,
+                  uintptr_t rows, uintptr_t shift, carray<int32_t> products,
+                  double log_weight_sum, uintptr_t scratch, carray<double> coef,
+                  carray<double> alpha, carray<double> sigma2, bool predictor, uint64_t seed,
+                  bool end_denoise, carray<int64_t> save_steps,
+                  std::optional<carray<double>> eb_log_c, bool eb_density,
+                  std::optional<carray<double>> shift_scale,
+                  std::optional<py::function> callback, int64_t every, uintptr_t stream) {
+  auto get = [&](const char* k) { return train[k].cast<uintptr_t>(); };
+  PosteriorArgs<T> a{};
+  a.train = ptr<T>(get("train"));
+  a.packed = ptr<T>(get("packed"));
+  a.p2 = ptr<double>(get("p2"));
+  a.pnorm = ptr<double>(get("pnorm"));
+  a.xc2 = ptr<double>(get("xc2"));
+  a.mu = ptr<double>(get("mu"));
+  a.logw = ptr<double>(get("logw"));
+  a.N = train["N"].cast<int64_t>();
+  a.D = train["D"].cast<int64_t>();
+  a.mu_norm = train["mu_norm"].cast<double>();
+  a.tol = train["tol"].cast<double>();
+  a.cap = train["cap"].cast<double>();
+  a.dom = train["dom"].cast<double>();
+  a.cut = train["cut"].cast<double>();
+  a.budget = train["budget"].cast<int>();
+  a.workspace = reinterpret_cast<void*>(get("workspace"));
+  a.ws_rows = train["ws_rows"].cast<int64_t>();
+  if (n < 0 || a.N < 1 || a.D < 1) throw std::invalid_argument("sample: need n >= 0, N, D >= 1");
+  if (coef.ndim() != 2 || coef.shape(1) != kNumCoef || coef.shape(0) < 1)
+    throw std::invalid_argument("coef: expected K x " + std::to_string(kNumCoef) + ", K >= 1");
+  const int64_t K = coef.shape(0), S = save_steps.size();
+  check_len(alpha, K + 1, "alpha");
+  check_len(sigma2, K + 1, "sigma2");
+  check_len(products, K + 1, "products");
+  if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
+  if ((shift != 0) != bool(shift_scale))
+    throw std::invalid_argument("shift and shift_scale go together");
+  if (shift_scale) check_len(*shift_scale, K + 1, "shift_scale");
+  if (every < 1) throw std::invalid_argument("every must be >= 1");
+  for (int64_t i = 0; i < S; ++i) {
+    const int64_t k = save_steps.data()[i];
+    if (k < 0 || k > K || (i > 0 && k <= save_steps.data()[i - 1]))
+      throw std::invalid_argument("save_steps must be increasing step numbers in [0, K]");
+  }
+  if (S > 0 && saved == 0) throw std::invalid_argument("saved is needed with save_steps");
+  SamplerPlan plan;
+  plan.coef = coef.data();
+  plan.alpha = alpha.data();
+  plan.sigma2 = sigma2.data();
+  plan.K = K;
+  plan.predictor = predictor;
+  plan.seed = seed;
+  plan.end_denoise = end_denoise;
+  plan.save_steps = save_steps.data();
+  plan.n_save = S;
+  plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
+  plan.eb_density = eb_density;
+  plan.shift = shift_scale ? ptr<double>(shift) : nullptr;
+  plan.shift_scale = shift_scale ? shift_scale->data() : nullptr;
+  SampleArgs<T> s{a, reinterpret_cast<T*>(x), n, reinterpret_cast<T*>(saved),
+                  ptr<int64_t>(rows), ptr<double>(shift), products.data(), log_weight_sum,
+                  reinterpret_cast<void*>(scratch)};
+  std::function<bool(int64_t)> on_steps;
+  if (callback)
+    on_steps = [&callback](int64_t k) {
+      py::gil_scoped_acquire gil;
+      try {
+        (*callback)(k);
+      } catch (py::error_already_set& e) {
+        e.restore();  // re-raised by run_interruptible
+        return true;
+      }
+      return false;
+    };
+  int64_t bad = -1;
+  run_interruptible([&](const StopFn& poll) {
+    const SamplerStatus st = sample<T>(s, plan, stream, poll, on_steps, every);
+    bad = st.bad_step;
+    return st.finished;
+  });
+  return bad;
 }
 
 }  // namespace
@@ -102,4 +208,23 @@ PYBIND11_MODULE(_cuda, m) {
         },
         "The measured float32 FMA rate of the current device (FLOP/s).");
   m.attr("MAX_K") = kMaxK;
+#define MIXSCORE_SAMPLE_ARGS \
+  py::arg("train"), py::arg("x"), py::arg("n"), py::arg("saved"), py::arg("rows"), \
+      py::arg("shift"), py::arg("products"), py::arg("log_weight_sum"), py::arg("scratch"), \
+      py::arg("coef"), py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), \
+      py::arg("seed"), py::arg("end_denoise"), py::arg("save_steps"), py::arg("eb_log_c"), \
+      py::arg("eb_density"), py::arg("shift_scale"), py::arg("callback"), py::arg("every"), \
+      py::arg("stream")
+  m.def("sample_f32", &sample_py<float>, MIXSCORE_SAMPLE_ARGS,
+        "The fused sampler loop on the GPU, float32 states (GIL released, Ctrl-C polled).");
+  m.def("sample_f64", &sample_py<double>, MIXSCORE_SAMPLE_ARGS,
+        "The fused sampler loop on the GPU, float64 states.");
+#undef MIXSCORE_SAMPLE_ARGS
+  m.def("sampler_scratch",
+        [](int64_t n, int64_t D, bool predictor, bool f64) {
+          return f64 ? sampler_scratch<double>(n, D, predictor)
+                     : sampler_scratch<float>(n, D, predictor);
+        },
+        py::arg("n"), py::arg("D"), py::arg("predictor"), py::arg("f64"),
+        "Bytes of scratch the sampler loop needs for n samples.");
 }

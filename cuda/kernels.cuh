@@ -51,6 +51,19 @@ __device__ inline double exact_sq(const T* __restrict__ x, const T* __restrict__
   return device::exact_sq_rule(x, Xn, alpha, D);
 }
 
+// Sum over the block in a fixed tree (every thread gets it).
+__device__ inline double block_sum(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
 // Block-wide minimum of v (every thread gets it); a fixed tree, so deterministic.
 __device__ inline double block_min(double v, double* sh) {
   sh[threadIdx.x] = v;

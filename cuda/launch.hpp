@@ -3,6 +3,9 @@
 // stream) and are checked; an error is thrown as std::runtime_error.
 #pragma once
 #include <cstdint>
+#include <functional>
+
+#include "mixscore/sampler.hpp"  // SamplerPlan, SamplerStatus, StopFn
 
 namespace mixscore {
 namespace cuda {
@@ -73,6 +76,34 @@ void nearest(const NearestArgs<T>& a, uintptr_t stream);
 // cpp/include/mixscore/philox.hpp, the same numbers as the CPU samplers draw.
 void philox_normals(uint64_t seed, const int64_t* samples, int64_t n, uint32_t step, int64_t D,
                     double* z, uintptr_t stream);
+
+// The fused sampler loop on the GPU (cuda/sampler.cu): the plan of mixscore/sampler.hpp run on
+// the states x (n, D) in place. The plan's per-step tables (coef, alpha, sigma2, save_steps,
+// eb_log_c, shift_scale) are host arrays; its `rows` and `shift` are ignored (the device arrays
+// below replace them); the naive sampler's draws are not supported (plan.draws must be null).
+template <typename T>
+struct SampleArgs {
+  PosteriorArgs<T> pass;  // the training set, the refinement rule and the pass's workspace
+                          // (sized for the widest product used); the per-query fields are set
+                          // by the loop
+  T* x;                   // (n, D) the states, in place
+  int64_t n;
+  T* saved;               // (n_save, n, D) or null
+  const int64_t* rows;    // (n,) the samples' noise streams (global indices)
+  const double* shift;    // (D,) the perturbation, or null
+  const int* products;    // (K + 1,) host: the logits product at each grid point (Products)
+  double log_weight_sum;  // log sum pi (the log-density of Empirical Bayes)
+  void* scratch;          // sampler_scratch<T>(n, D, plan.predictor) bytes
+};
+
+template <typename T>
+SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t stream,
+                     const StopFn& should_stop, const std::function<bool(int64_t)>& on_steps,
+                     int64_t every);
+
+// Bytes of scratch the sampler loop needs for n samples.
+template <typename T>
+int64_t sampler_scratch(int64_t n, int64_t D, bool predictor);
 
 int device_count();
 

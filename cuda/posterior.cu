@@ -37,19 +37,6 @@ namespace mixscore {
 namespace cuda {
 
 // --- 2. one query's row: bound, exact minimum, refinement rule, weights ----------------------
-// Sum over the block in a fixed tree (every thread gets it).
-__device__ inline double block_sum(double v, double* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
-}
-
 // The rigorous bound of the chunk's logits product (bound.hpp) for a query with |x'| = xa.
 template <typename T>
 __device__ inline ExpansionBound logits_bound(const PosteriorArgs<T>& a, double xa, double amu) {

@@ -28,7 +28,7 @@ from test_accuracy import make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ROOT / "tests" / "cuda_host"
-CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu"]
+CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu", "sampler.cu"]
 CXX = shutil.which("g++") or shutil.which("clang++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or clang++) on PATH")
 
@@ -37,7 +37,8 @@ def _compile(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([CXX, "-std=c++17", "-O1", "-fPIC", "-ffp-contract=off", "-w",
                              "-DMIXSCORE_WMMA_SHIM",
                              "-I", str(HOST), "-I", str(ROOT / "cuda"),
-                             "-I", str(ROOT / "cpp" / "include"), *args],
+                             "-I", str(ROOT / "cpp" / "include"), "-I", str(ROOT / "cpp" / "src"),
+                             *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -208,6 +209,43 @@ def test_labels_regularizers_and_sampling(emulated):
                                   _core.philox_normals(9, ids, 17, 5))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_gpu_sampler_loop(emulated, dtype):
+    """The GPU loop (cuda/sampler.cu) against the C++ loop and the device loop: every
+    fixed-grid sampler, saved steps, the denoised end, batches."""
+    import test_device_sampler as t
+
+    t.test_cuda_fused_loop_equals_the_cpu_loop_and_the_device_loop(dtype, n=12, steps=12, d=5)
+
+
+def test_fused_gpu_sampler_loop_regularizers_labels(emulated):
+    import test_device_sampler as t
+
+    t.test_cuda_fused_loop_regularizers_and_labels(samplers=("heun",), n=9, steps=8)
+
+
+def test_fused_gpu_sampler_loop_stops_reports_refuses(emulated):
+    import test_device_sampler as t
+
+    t.test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop()
+
+
+def test_fused_gpu_sampler_loop_query_chunks(emulated, monkeypatch):
+    import test_device_sampler as t
+
+    t.test_cuda_fused_loop_does_not_depend_on_query_chunks(monkeypatch, n=130, sampler="ddpm",
+                                                           steps=2)
+
+
+def test_fused_gpu_sampler_loop_stops_on_ctrl_c(emulated):
+    """The GPU loop polls for Ctrl-C between steps with the GIL released."""
+    import test_device_sampler as t
+    from test_interrupt import ctrl_c_stops
+
+    _, dev = t._cuda_pair(t.data(n=200, d=4))
+    ctrl_c_stops(lambda: ms.sample(dev, 40, sampler="ddpm", steps=20000))
+
+
 @pytest.mark.parametrize("order", ["reverse", "shuffle"])
 def test_thread_order_does_not_matter(emulated, monkeypatch, order):
     """The same checks with each barrier phase's threads run in another order: a missing
@@ -218,3 +256,7 @@ def test_thread_order_does_not_matter(emulated, monkeypatch, order):
     emulated.test_core_accuracy_matrix_on_the_gpu("cuda", 400, 96)
     emulated.test_cuda_results_do_not_depend_on_the_query_chunking(monkeypatch, 64)
     emulated.test_nearest_matches_the_cpu_engine_bit_for_bit()
+    import test_device_sampler as t
+
+    t.test_cuda_fused_loop_equals_the_cpu_loop_and_the_device_loop(
+        np.float32, samplers=("heun",), n=12, steps=8, d=5)

@@ -200,8 +200,8 @@ def test_what_does_not_run_on_the_device_is_refused_by_name():
         with pytest.raises(ValueError, match=rf"sampler='{sampler}' does not run on the "
                                              r"device: a model on torch on cpu"):
             ms.sample(dev, 2, sampler=sampler, **extra)
-    with pytest.raises(ValueError, match="fused=True: the fused C.. loop runs on the cpu"):
-        ms.sample(dev, 2, fused=True)
+    with pytest.raises(ValueError, match="fused=True needs .*the cpu backend, or the cuda"):
+        ms.sample(dev, 2, fused=True)  # the fallback has no fused loop
     with pytest.raises(ValueError, match="y= needs an EmpiricalScore built with labels="):
         ms.sample(dev, 2, y=0)
     with pytest.raises(ValueError, match="dtype= must match the model's dtype float64"):
@@ -268,3 +268,121 @@ def test_cuda_backend_normals_are_the_host_stream():
     ids = np.array([0, 5, 2**40], dtype=np.int64)
     np.testing.assert_array_equal(to_host(model.backend.normals(9, ids, 17, 5)),
                                   _core.philox_normals(9, ids, 17, 5))
+
+
+# --- the fused GPU loop (cuda/sampler.cu; tests/test_cuda_host.py runs these on the CPU) -------
+
+def _cuda_pair(X, **kw):
+    _, to_dev, _ = LIB
+    return (ms.EmpiricalScore(X, ms.VP(), **kw),
+            ms.EmpiricalScore(to_dev(X), ms.VP(), backend="cuda", **kw))
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_fused_loop_equals_the_cpu_loop_and_the_device_loop(dtype, samplers=FIXED_GRID,
+                                                                  n=48, steps=40, d=8):
+    """The GPU loop against the C++ loop (the same float64 steps and Philox noise: equal to
+    rounding of the denoiser) and against the device loop on the same model (fused=False), with
+    saved steps, the denoised end and batches."""
+    to_host = LIB[2]
+    cpu, dev = _cuda_pair(data(dtype, n=300, d=d, seed=6))
+    tol = TOL64 if dtype == np.float64 else TOL32
+    kw = dict(steps=steps, seed=7, start="exact", save_steps=[0, steps // 2], end="denoised")
+    for sampler in samplers:
+        a = ms.sample(cpu, n, sampler=sampler, **kw)
+        b = ms.sample(dev, n, sampler=sampler, batch_size=n // 2 + 1, **kw)
+        c = ms.sample(dev, n, sampler=sampler, fused=False, **kw)
+        assert b.settings["fused"] and not c.settings["fused"]
+        assert type(b.samples).__module__.partition(".")[0] == LIB[0].__name__
+        for got in (b, c):
+            assert rel(to_host(got.samples), a.samples) <= tol, sampler
+            assert rel(to_host(got.saved), a.saved) <= tol, sampler
+        np.testing.assert_array_equal(to_host(b.saved[0]), a.saved[0])  # the start
+
+
+@_apply(needs_cuda)
+def test_cuda_fused_loop_regularizers_and_labels(samplers=("ddpm", "heun"), n=20, steps=12):
+    """Empirical Bayes (both units), Tikhonov, a perturbation and Smoothing folded into the
+    plan, and conditional sampling by label, as the C++ loop runs them."""
+    from mixscore.regularizers import EmpiricalBayes, Perturbation, Smoothing, Tikhonov
+
+    to_host = LIB[2]
+    r = rng(8)
+    X, labels = r.standard_normal((240, 6)), r.integers(0, 3, 240)
+    ys = np.arange(n) % 3
+    for regs in ([Tikhonov(0.01), EmpiricalBayes(1.0)],
+                 [EmpiricalBayes(1e-3, units="density"), Perturbation(0.1 * r.standard_normal(6))],
+                 [Smoothing(0.1)]):
+        cpu, dev = _cuda_pair(X, labels=labels, regularizer=regs)
+        for sampler in samplers:
+            kw = dict(sampler=sampler, steps=steps, seed=2, y=ys, save_steps=[steps // 2],
+                      end="denoised")
+            a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
+            assert b.settings["fused"]
+            assert rel(to_host(b.samples), a.samples) <= TOL64, (regs, sampler)
+            assert rel(to_host(b.saved), a.saved) <= TOL64, (regs, sampler)
+
+
+@_apply(needs_cuda)
+def test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop():
+    to_host = LIB[2]
+    cpu, dev = _cuda_pair(data(np.float32, n=20, d=2))
+    messages = []
+    for m in (cpu, dev):
+        unstable = ms.EmpiricalScore(m.train, ms.VP(beta_max=1e4), backend=m.backend.name)
+        with pytest.raises(FloatingPointError, match=r"NaN/Inf at step \d+ \(t = ") as e, \
+                pytest.warns(RuntimeWarning, match="stiffness rho > 2"):
+            ms.sample(unstable, 4, sampler="euler_maruyama", steps=40, grid="uniform")
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    seen = []
+    res = ms.sample(dev, 3, sampler="ddpm", steps=20, callback_every=5,
+                    callback=lambda k, t: seen.append(k))
+    assert res.settings["fused"] and seen == [5, 10, 15, 20]
+
+    def fail(k, t):
+        raise KeyError(f"stop at {k}")
+
+    with pytest.raises(KeyError, match="stop at 2"):
+        ms.sample(dev, 3, sampler="ddpm", steps=20, callback_every=2, callback=fail)
+    # the naive sampler's draws run in the device loop; fused=True asks for what is not there
+    naive = ms.sample(dev, 3, sampler="naive", steps=10, seed=1)
+    assert not naive.settings["fused"]
+    assert rel(to_host(naive.samples), ms.sample(cpu, 3, sampler="naive", steps=10,
+                                                 seed=1).samples) <= TOL32
+    with pytest.raises(ValueError, match="cuda backend without the naive sampler"):
+        ms.sample(dev, 3, sampler="naive", steps=10, fused=True)
+    np.testing.assert_array_equal(
+        to_host(ms.sample(dev, 5, steps=8, seed=4, fused=True).samples),
+        to_host(ms.sample(dev, 5, steps=8, seed=4).samples))
+
+
+@_apply(needs_cuda)
+def test_cuda_fused_loop_does_not_depend_on_query_chunks(monkeypatch, d=24, n=300,
+                                                         sampler="heun", steps=4):
+    """Samples split into chunks of 128 queries by a small workspace give the same bits."""
+    from mixscore.backends import cuda
+
+    _, dev = _cuda_pair(data(np.float32, n=200, d=d, seed=9))
+    kw = dict(sampler=sampler, steps=steps, seed=3, start="exact")
+    whole = LIB[2](ms.sample(dev, n, **kw).samples)
+    monkeypatch.setattr(cuda, "_WORKSPACE_BYTES", 1)
+    np.testing.assert_array_equal(LIB[2](ms.sample(dev, n, **kw).samples), whole)
+
+
+def test_cuda_grid_products_follow_the_float32_bound():
+    """The fused loop's logits product per grid point: float64 where the float32 bound of a
+    typical state exceeds the cap (small sigma, the slow band), as ``_products`` per call."""
+    from mixscore.backends.cuda import CudaBackend
+
+    b = CudaBackend.__new__(CudaBackend)
+    b.products, b.dtype, b.dim, b.pmax, b.mu_norm = "auto", np.float32, 64, 30.0, 1.0
+    b.u, b.rule = 2.0**-24, {"cap": 0.05}
+    sigma2 = np.array([1.0, 0.5, 1e-6, 1e-10])
+    got = b._grid_products(np.sqrt(1 - sigma2), sigma2)
+    np.testing.assert_array_equal(got, [0, 0, 1, 1])
+    b.dtype = np.float64
+    np.testing.assert_array_equal(b._grid_products(np.sqrt(1 - sigma2), sigma2), 0)
+    b.products = "3xtf32"
+    np.testing.assert_array_equal(b._grid_products(np.ones(2), np.ones(2)), 2)

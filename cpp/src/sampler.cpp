@@ -59,11 +59,10 @@ struct Denoiser {
     const double g = plan.shift ? plan.shift_scale[j] : 0.0;
 #pragma omp parallel for num_threads(thread_count(opt.num_threads)) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const double m = plan.eb_log_c ? std::exp(std::min(0.0, logpdf[i] + to_kernel - log_c))
-                                     : 1.0;
+      const double m = plan.eb_log_c ? eb_factor(logpdf[i], to_kernel, log_c) : 1.0;
       for (int64_t d = 0; d < D; ++d) {
         const int64_t e = i * D + d;
-        double v = m * double(xh[e]) + (1.0 - m) * (double(x[e]) / a);
+        double v = eb_denoiser(m, double(xh[e]), double(x[e]), a);
         if (plan.shift) v = v + g * plan.shift[d];
         xh[e] = T(v);
       }

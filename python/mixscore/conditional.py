@@ -92,15 +92,16 @@ def by_label(parent, y, m: int, evaluate) -> dict:
         found.append(res)
         order.append(rows)
     inverse = np.argsort(np.concatenate(order), kind="stable")  # group order -> query order
-    return {name: _join([res[name] for res in found], inverse) for name in found[0]}
+    return {name: join_rows([res[name] for res in found], inverse) for name in found[0]}
 
 
-def take_rows(a, rows: np.ndarray):
-    """The rows ``rows`` (host integer indices) of ``a``, NumPy or an array kept on a device."""
+def take_rows(a, rows: np.ndarray, axis: int = 0):
+    """The rows ``rows`` (host integer indices) of ``a`` along ``axis``, NumPy or an array
+    kept on a device."""
     if not _xp.is_foreign(a):
-        return np.asarray(a)[rows]
+        return np.take(np.asarray(a), rows, axis=axis)
     xp, device = _xp.namespace(a)
-    return xp.take(a, _xp.place_like(rows, xp, device, xp.int64), axis=0)
+    return xp.take(a, _xp.place_like(rows, xp, device, xp.int64), axis=axis)
 
 
 def _like(a, host: np.ndarray):
@@ -111,10 +112,12 @@ def _like(a, host: np.ndarray):
     return _xp.place_like(host, xp, device)
 
 
-def _join(parts: list, inverse: np.ndarray):
+def join_rows(parts: list, inverse: np.ndarray, axis: int = 0):
+    """The groups' outputs ``parts`` (NumPy or one device library) joined along ``axis`` and
+    put back in query order (``inverse``: group order -> query order)."""
     if len(parts) == 1:  # one label: its rows are all the queries, in order
         return parts[0]
     if not _xp.is_foreign(parts[0]):
-        return np.concatenate([np.asarray(p) for p in parts])[inverse]
+        return take_rows(np.concatenate([np.asarray(p) for p in parts], axis=axis), inverse, axis)
     xp, _ = _xp.namespace(parts[0])
-    return take_rows(xp.concat(parts), inverse)
+    return take_rows(xp.concat(parts, axis=axis), inverse, axis)

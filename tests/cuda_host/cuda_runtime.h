@@ -40,6 +40,7 @@
 
 using std::fma;
 using std::fmin;
+using std::isfinite;
 
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
@@ -93,7 +94,23 @@ inline cudaError_t cudaFree(void* p) { return std::free(p), cudaSuccess; }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
   return std::memset(p, v, n), cudaSuccess;
 }
+enum cudaMemcpyKind { cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+// Launches run when queued, so the stream is always drained: copies are immediate.
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind,
+                                   cudaStream_t = nullptr) {
+  return std::memmove(dst, src, n), cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaMallocHost(void** p, size_t n) {
+  *p = std::malloc(n);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t cudaFreeHost(void* p) { return std::free(p), cudaSuccess; }
+constexpr unsigned cudaEventDisableTiming = 2;
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return *e = new HostEvent, cudaSuccess; }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  return cudaEventCreate(e);
+}
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { return delete e, cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
   return e->t = std::chrono::steady_clock::now(), cudaSuccess;

@@ -112,17 +112,25 @@ MIXSCORE_HD static inline void sincos_2pi(double u, double* s, double* c) {
   *c = r == 0 ? cx : r == 1 ? -sx : r == 2 ? -cx : sx;
 }
 
-// Standard normals z[0..D) for (seed, sample, step): Box-Muller on block j gives z[2j], z[2j+1].
+// The standard normals z[2j], z[2j+1] of (seed, sample, step): Box-Muller on block j.
+MIXSCORE_HD inline void philox_normal_pair(uint64_t seed, uint64_t sample, uint32_t step,
+                                           uint32_t j, double* z0, double* z1) {
+  const Philox4x32 b = philox_block(seed, sample, step, j);
+  const double r = std::sqrt(-2.0 * log_unit(1.0 - unit_double(b.v[0], b.v[1])));
+  double sn, cs;
+  sincos_2pi(unit_double(b.v[2], b.v[3]), &sn, &cs);
+  *z0 = r * cs;
+  *z1 = r * sn;
+}
+
+// Standard normals z[0..D) for (seed, sample, step), pair by pair (philox_normal_pair).
 // (cpp/src/noise_variant.cpp computes the same numbers for many samples with SIMD.)
 MIXSCORE_HD inline void philox_normals(uint64_t seed, uint64_t sample, uint32_t step,
                                        int64_t D, double* z) {
   for (int64_t j = 0; 2 * j < D; ++j) {
-    const Philox4x32 b = philox_block(seed, sample, step, uint32_t(j));
-    const double r = std::sqrt(-2.0 * log_unit(1.0 - unit_double(b.v[0], b.v[1])));
-    double sn, cs;
-    sincos_2pi(unit_double(b.v[2], b.v[3]), &sn, &cs);
-    z[2 * j] = r * cs;
-    if (2 * j + 1 < D) z[2 * j + 1] = r * sn;
+    double z1;
+    philox_normal_pair(seed, sample, step, uint32_t(j), z + 2 * j, &z1);
+    if (2 * j + 1 < D) z[2 * j + 1] = z1;
   }
 }
 

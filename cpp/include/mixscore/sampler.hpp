@@ -3,10 +3,12 @@
 // update; the noise of sample i at step k is Philox(seed, first_sample + i, k), so the result
 // does not depend on batch size, batch split or thread count.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
 
 #include "mixscore/engine.hpp"
+#include "mixscore/hd.hpp"
 
 namespace mixscore {
 
@@ -44,6 +46,18 @@ struct SamplerPlan {
   const double* shift = nullptr;        // D, or null: no perturbation
   const double* shift_scale = nullptr;  // K + 1 (with shift)
 };
+
+// The per-sample part of the regularizers (SamplerPlan), one definition for the CPU loop and
+// the GPU loop (cuda/sampler.cu). The Empirical Bayes factor m = min(1, K(x) / c) from
+// log K = logpdf + to_kernel (to_kernel: 0 for density units, else log sum pi + (D/2)
+// log(2 pi sigma^2)) and log c:
+MIXSCORE_HD inline double eb_factor(double logpdf, double to_kernel, double log_c) {
+  return std::exp(fmin(0.0, logpdf + to_kernel - log_c));
+}
+// and the regularized denoiser entry m xh + (1 - m) x / alpha:
+MIXSCORE_HD inline double eb_denoiser(double m, double xh, double x, double alpha) {
+  return m * xh + (1.0 - m) * (x / alpha);
+}
 
 struct SamplerStatus {
   bool finished = true;     // false: stopped by should_stop (Ctrl-C) or the callback

@@ -19,7 +19,8 @@ import math
 import numpy as np
 
 from . import _xp
-from .arrayapi import _CUTOFF_NATS, ArrayApiBackend
+from .arrayapi import _CUTOFF_NATS, ArrayApiBackend, expansion_bound
+from .base import FUSED_SAMPLE
 
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
@@ -97,6 +98,7 @@ class CudaBackend(ArrayApiBackend):
     """Mixture statistics by the CUDA kernels (float32 or float64 training sets on a GPU)."""
 
     name = "cuda"
+    capabilities = ArrayApiBackend.capabilities | {FUSED_SAMPLE}
 
     def __init__(self, train, weights, *, refine: str = "auto", products: str = "auto", **options):
         problem = cuda_problem()
@@ -113,7 +115,9 @@ class CudaBackend(ArrayApiBackend):
         if products == "3xtf32" and self.dtype != np.float32:
             raise ValueError("products='3xtf32' needs float32 training data")
         self.products = products
-        self.train = _contiguous(self.train)
+        # the kernels read these by pointer: contiguous once, referenced by the backend
+        for name in ("train", "packed", "p2", "pnorm", "mu"):
+            setattr(self, name, _contiguous(getattr(self, name)))
         if self.wide != self.xp.float64:
             raise RuntimeError("backend='cuda' needs float64 on the device")
         xp = self.xp
@@ -134,11 +138,104 @@ class CudaBackend(ArrayApiBackend):
         return 1 if self._wide(bound, alpha, inv) else 0
 
     def _wide(self, bound, alpha, inv) -> bool:
-        if self.dtype != np.float32:
-            return False
+        return self.dtype == np.float32 and bool(self.xp.any(self._over_cap(bound, alpha, inv)))
+
+    def _over_cap(self, bound, alpha, inv):
+        """Where the float32 product's bound at the largest b = |alpha| |p_n| (it grows with
+        b) exceeds the cap (elementwise, any namespace)."""
         k0, k1, k2 = bound
-        b = self.xp.abs(alpha) * self.pmax  # the bound grows with b = |alpha| |p_n|
-        return bool(self.xp.any((k0 + b * (k1 + b * k2)) * inv > self.rule["cap"]))
+        b = abs(alpha) * self.pmax
+        return (k0 + b * (k1 + b * k2)) * inv > self.rule["cap"]
+
+    def _grid_products(self, alpha: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+        """The logits product at each grid point of the fused loop (int32, the kernels'
+        ``Products``). "auto" decides as ``_products`` for a state x = alpha X_n + sigma z of
+        the model (|x - alpha mu| <= |alpha| max |p_n| + sigma (sqrt(D) + 4)), as the states
+        stay on the GPU: the choice changes the speed only (entries the float32 bound cannot
+        settle are recomputed exactly)."""
+        if self.products != "auto":
+            return np.full(alpha.size, PRODUCTS.index(self.products) - 1, np.int32)
+        if self.dtype != np.float32:
+            return np.zeros(alpha.size, np.int32)
+        a = np.abs(alpha) * self.pmax + np.sqrt(sigma2) * (math.sqrt(self.dim) + 4.0)
+        bound = expansion_bound(a, np.abs(alpha) * self.mu_norm, self.dim, self.u)
+        with np.errstate(divide="ignore"):
+            inv = np.minimum(0.5 / sigma2, 1e300)
+        return self._over_cap(bound, alpha, inv).astype(np.int32)
+
+    def _training_arrays(self) -> dict:
+        """Device pointers of the prepared training set (the kernels' arguments)."""
+        arrays = dict(train=self.train, packed=self.packed, p2=self.p2, pnorm=self.pnorm,
+                      xc2=self.xc2, mu=self.mu)
+        out = {k: _pointer(v) for k, v in arrays.items()}
+        out["logw"] = 0 if self.logw is None else _pointer(self.logw)
+        return out
+
+    def _workspace(self, m: int, products) -> tuple[object, int]:
+        """The pass's workspace for m queries under the widest of ``products``: (buffer,
+        queries per chunk)."""
+        from .. import _cuda
+
+        f64, widest = self.dtype == np.float64, max(products)
+        per_tile = _cuda.posterior_workspace(self.n, self.dim, 128, widest, f64)
+        rows = _chunk_rows(m, per_tile, _WORKSPACE_BYTES)
+        nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, widest, f64)
+        return self.xp.empty((max(1, nbytes),), dtype=self.xp.uint8, device=self.device), rows
+
+    def fused_sample(self, x, first_sample: int, plan, seed: int, save_steps: np.ndarray,
+                     saved, end_denoise: bool, on_step, every: int, rows=None):
+        """The whole fixed-grid sampler loop on the GPU (cuda/sampler.cu; the ``fused_sample``
+        capability): the states x (n, D, this backend's library, dtype and device; copied)
+        never leave the device, the noise is the Philox stream of the CPU loop drawn there,
+        the plan's regularizers are applied as the C++ loop does. ``saved``: an array
+        (len(save_steps), n, D) of this library or None. Returns (x, the step after which a
+        state was NaN/Inf or -1). The naive sampler's draws are not supported (no ``draws``
+        capability: it runs the device loop)."""
+        from .. import _cuda
+
+        if plan.draws is not None:
+            raise ValueError("the GPU loop does not draw posterior samples (sampler='naive' "
+                             "runs the device loop)")
+        xp, dev = self.xp, self.device
+        x = _contiguous(xp.asarray(x, copy=True))
+        n, d = x.shape
+        ids = rows if rows is not None else np.arange(first_sample, first_sample + n)
+        ids = _contiguous(_xp.place_like(ids, xp, dev, xp.int64))
+        shift = None if plan.shift is None else _xp.place_like(plan.shift, xp, dev, xp.float64)
+        products = self._grid_products(plan.alpha, plan.sigma2)
+        work, ws_rows = self._workspace(n, products)
+        f64 = self.dtype == np.float64
+        scratch = xp.empty((max(1, _cuda.sampler_scratch(n, d, plan.predictor, f64)),),
+                           dtype=xp.uint8, device=dev)
+        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
+                     cut=_CUTOFF_NATS + math.log(self.n), workspace=_pointer(work),
+                     ws_rows=ws_rows, **self.rule)
+        run = _cuda.sample_f64 if f64 else _cuda.sample_f32
+        bad = run(
+            train=train,
+            x=_pointer(x),
+            n=n,
+            saved=0 if saved is None else _pointer(saved),
+            rows=_pointer(ids),
+            shift=0 if shift is None else _pointer(shift),
+            products=products,
+            log_weight_sum=self.log_weight_sum,
+            scratch=_pointer(scratch),
+            coef=plan.coef,
+            alpha=plan.alpha,
+            sigma2=plan.sigma2,
+            predictor=plan.predictor,
+            seed=seed,
+            end_denoise=end_denoise,
+            save_steps=np.ascontiguousarray(save_steps, dtype=np.int64),
+            eb_log_c=plan.eb_log_c,
+            eb_density=plan.eb_density,
+            shift_scale=plan.shift_scale,
+            callback=on_step,
+            every=every,
+            stream=_stream(self.train),
+        )
+        return x, bad
 
     def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
         from .. import _cuda
@@ -153,29 +250,15 @@ class CudaBackend(ArrayApiBackend):
             return lam_min, best, acc
         f64 = self.dtype == np.float64
         products = self._products(bound, alpha, inv)
-        per_tile = _cuda.posterior_workspace(self.n, self.dim, 128, products, f64)
-        rows = _chunk_rows(m, per_tile, _WORKSPACE_BYTES)
-        nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, products, f64)
-        work = xp.empty((nbytes,), dtype=xp.uint8, device=dev)
-        arrays = dict(
-            x=xp.astype(xw, self.train.dtype),
-            q=q,
-            train=self.train,
-            packed=self.packed,
-            p2=self.p2,
-            pnorm=self.pnorm,
-            xc2=self.xc2,
-            mu=self.mu,
-            alpha=alpha,
-            sigma2=sigma2,
-            xs2=xs2,
-        )
+        work, rows = self._workspace(m, (products,))
+        arrays = dict(x=xp.astype(xw, self.train.dtype), q=q, alpha=alpha, sigma2=sigma2,
+                      xs2=xs2)
         # the contiguous arrays stay referenced until the kernels are queued
         arrays = {k: _contiguous(v) for k, v in arrays.items()}
         run = _cuda.posterior_f64 if f64 else _cuda.posterior_f32
         run(
             **{k: _pointer(v) for k, v in arrays.items()},
-            logw=0 if self.logw is None else _pointer(self.logw),
+            **self._training_arrays(),
             M=m,
             N=self.n,
             D=self.dim,

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 from .. import _core
 from .._validation import as_array, as_float_matrix
 from ..backends import DRAWS, FUSED_SAMPLE, _xp, has
-from ..conditional import host_labels
+from ..conditional import host_labels, join_rows, take_rows
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
 from . import rk45
@@ -176,8 +176,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     rtol, atol : float
         rk45 tolerances (SciPy semantics).
     fused : bool
-        Force (True) or forbid (False) the C++ loop; default: fused when possible (an
-        EmpiricalScore on the cpu backend, a fixed-grid sampler, no callable perturbation or
+        Force (True) or forbid (False) the fused loop of the model's backend (the C++ loop on
+        the cpu backend, the GPU loop on the cuda backend); default: fused when possible (a
+        fixed-grid sampler, not naive on cuda nor effective, no callable perturbation or
         per-point Smoothing bandwidths; see ``sampling/fold.py``; labelled samples run by
         label).
     progress : bool
@@ -222,7 +223,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     den = _denoiser(score, schedule, output, dtype, dim, start)
     device = isinstance(den, DeviceDenoiser)
     if device:
-        check_device(sampler, den, fused)
+        check_device(sampler, den)
     check_model(sampler, den, fused)
     sch = den.schedule
     if sampler == "rk45":
@@ -257,8 +258,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = (not device and sampler != "effective"
-                 and _use_fused(fused, den, plan.draws is not None))
+    use_fused = sampler != "effective" and _use_fused(fused, den, plan.draws is not None)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
     if device:
@@ -274,7 +274,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     try:
         for b0 in range(0, n, batch):
             b1 = min(n, b0 + batch)
-            sv = None if saved is None else np.empty((save.size, b1 - b0, d), den.dtype)
+            sv = None
             done = [0]
 
             def on_step(k, _done=done):
@@ -287,15 +287,16 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             if labels is not None:
                 den.y = labels[b0:b1]
             try:
-                if device:
+                if use_fused:
+                    every = callback_every if bar is None else 1
+                    res, sv = _fused_batch(den, x0[b0:b1], b0, fused_plan, plan, ts, seed,
+                                           save, end == "denoised", on_step, every,
+                                           None if labels is None else labels[b0:b1])
+                elif device:
                     res, sv = run_device(den, x0[b0:b1], b0, plan, ts, seed, save,
                                          end == "denoised", on_step)
-                elif use_fused:
-                    every = callback_every if bar is None else 1
-                    res = _fused_batch(den.model, x0[b0:b1], b0, fused_plan, plan, ts, seed,
-                                       save, sv, end == "denoised", on_step, every,
-                                       None if labels is None else labels[b0:b1])
                 else:
+                    sv = None if saved is None else np.empty((save.size, b1 - b0, d), den.dtype)
                     res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
                                      end == "denoised", on_step)
             except NonFiniteState as e:
@@ -327,29 +328,39 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
 
 # --- pieces ------------------------------------------------------------------------------------
 
-def _fused_batch(model, x, b0: int, fused_plan, plan, ts, seed: int, save, sv,
-                 end_denoised: bool, on_step, every: int, labels) -> np.ndarray:
-    """One batch through the fused C++ loop; labelled samples by label, each group with its
-    label's sub-model and the samples' own streams (their global indices), so the result
-    equals the Python loop's. (Progress and callbacks follow the batch's last group.)"""
-    regs = model.regularizers
+def _fused_batch(den, x, b0: int, fused_plan, plan, ts, seed: int, save, end_denoised: bool,
+                 on_step, every: int, labels):
+    """One batch through the backend's fused loop (the C++ loop, or the GPU loop for a model
+    kept there); labelled samples by label, each group with its label's sub-model and the
+    samples' own streams (their global indices), so the result equals the Python loop's.
+    (Progress and callbacks follow the batch's last group.) Returns (end states, saved states
+    or None) in the library of the model's states."""
+    model, regs = den.model, den.model.regularizers
+    device = isinstance(den, DeviceDenoiser)
+    if device:
+        x = den.states(x)
     if labels is None:
-        groups = [(model, np.arange(x.shape[0]))]
+        groups = [(model, None)]
     else:
         lg = model.label_groups
         groups = [(lg.model(model, k), rows) for k, rows in lg.query_groups(labels, x.shape[0])]
-    out = np.empty_like(x)
+    ends, saves = [], []
     for g, (sub, rows) in enumerate(groups):
-        svg = None if sv is None else np.empty((sv.shape[0], rows.size, x.shape[1]), sv.dtype)
-        res = run_fused(sub.backend, x[rows], b0, fused_plan, seed, save, svg,
-                        end_denoised and not regs, on_step if g == len(groups) - 1 else None,
-                        every, rows=None if labels is None else b0 + rows)
+        res, svg = run_fused(sub.backend, x if rows is None else take_rows(x, rows), b0,
+                             fused_plan, seed, save, end_denoised and not regs,
+                             on_step if g == len(groups) - 1 else None, every,
+                             rows=None if rows is None else b0 + rows)
         if end_denoised and regs:  # the regularized denoiser at t_end
-            res = ModelDenoiser(sub)(res, ts[-1], plan.alpha[-1], plan.sigma2[-1])
-        out[rows] = res
-        if sv is not None:
-            sv[:, rows] = svg
-    return out
+            final = DeviceDenoiser(sub) if device else ModelDenoiser(sub)
+            xh = final(res, ts[-1], plan.alpha[-1], plan.sigma2[-1])
+            res = _xp.astype(den.xp if device else np, xh, res.dtype)
+        ends.append(res)
+        saves.append(svg)
+    if labels is None:
+        return ends[0], saves[0]
+    inverse = np.argsort(np.concatenate([rows for _, rows in groups]), kind="stable")
+    return (join_rows(ends, inverse),
+            None if saves[0] is None else join_rows(saves, inverse, axis=1))
 
 
 def _version() -> str:
@@ -505,7 +516,8 @@ def _use_fused(fused, den, draws: bool = False) -> bool:
     can = can and (not draws or has(den.model.backend, DRAWS))  # naive: the draws handler
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
-                         "'fused_sample' capability (the cpu backend) and a fixed-grid sampler")
+                         "'fused_sample' capability (the cpu backend, or the cuda backend "
+                         "without the naive sampler) and a fixed-grid sampler")
     if can and not foldable(den.model.regularizers):
         if fused:
             what = ", ".join(repr(r) for r in den.model.regularizers if not foldable((r,)))

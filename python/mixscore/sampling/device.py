@@ -41,18 +41,14 @@ def is_device_model(score) -> bool:
             and has(score.backend, DEVICE_SAMPLE))
 
 
-def check_device(sampler: str, den: DeviceDenoiser, fused) -> None:
-    """What the device loop does not run, refused before any work."""
+def check_device(sampler: str, den: DeviceDenoiser) -> None:
+    """What the device loops do not run, refused before any work."""
     if sampler in HOST_ONLY:
         raise ValueError(
             f"sampler={sampler!r} does not run on the device: a model on {den.where} samples "
             "with the fixed-grid samplers (euler_maruyama, euler, heun, ddim, ddpm, splitting, "
             "naive, effective); for rk45 or kde build the model from NumPy data "
             "(backend='cpu')")
-    if fused:
-        raise ValueError(
-            f"fused=True: the fused C++ loop runs on the cpu backend; a model on {den.where} "
-            "samples with the device loop (leave fused=None)")
 
 
 def run_device(den: DeviceDenoiser, x, first_sample: int, plan: Plan, ts: np.ndarray,

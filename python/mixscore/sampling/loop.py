@@ -1,9 +1,9 @@
-"""The runners of a fixed-grid plan: the fused C++ loop (EmpiricalScore on the cpu backend),
-the Python loop on NumPy states (any denoiser) and the device loop (``device.py``: a model on
-torch / CuPy arrays, the states on its device). The Python and device loops are one function,
-``integrate``, written against an array namespace; all three perform the same float64
-operations in the same order and draw the same Philox noise, so their results agree to
-rounding of the score."""
+"""The runners of a fixed-grid plan: the fused loop of a backend (the C++ loop of the cpu
+backend, the GPU loop of the cuda backend), the Python loop on NumPy states (any denoiser) and
+the device loop (``device.py``: a model on torch / CuPy arrays, the states on its device).
+The Python and device loops are one function, ``integrate``, written against an array
+namespace; all of them perform the same float64 operations in the same order and draw the same
+Philox noise, so their results agree to rounding of the score."""
 
 from __future__ import annotations
 
@@ -81,13 +81,22 @@ def run_python(den, x: np.ndarray, first_sample: int, plan: Plan, ts: np.ndarray
                      end_denoise, on_step)
 
 
-def run_fused(backend, x: np.ndarray, first_sample: int, plan: Plan, seed: int,
-              save_steps: np.ndarray, saved: np.ndarray | None, end_denoise: bool,
-              on_step, every: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """The same loop in one backend call (a backend with the ``fused_sample`` capability);
-    ``rows``: the samples' global indices when not consecutive from first_sample."""
+def run_fused(backend, x, first_sample: int, plan: Plan, seed: int, save_steps: np.ndarray,
+              end_denoise: bool, on_step, every: int, rows: np.ndarray | None = None):
+    """The same loop in one backend call (a backend with the ``fused_sample`` capability: the
+    C++ loop on NumPy states, the GPU loop on the states of a model kept there); ``rows``: the
+    samples' global indices when not consecutive from first_sample. Returns (end states, the
+    states after ``save_steps`` (len(save_steps), n, D) or None), arrays of x's library."""
+    saved = None
+    if save_steps.size:
+        shape = (save_steps.size, *x.shape)
+        if _xp.is_foreign(x):
+            xp, device = _xp.namespace(x)
+            saved = xp.empty(shape, dtype=x.dtype, device=device)
+        else:
+            saved = np.empty(shape, x.dtype)
     x, bad = backend.fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
                                   on_step, every, rows=rows)
     if bad >= 0:
         raise NonFiniteState(bad)
-    return x
+    return x, saved
