@@ -1,15 +1,16 @@
-"""Where a sampling run on the GPU spends its time: ``ms.sample`` with the model on CUDA tensors
-(the device loop of sampling/device.py: Python drives one posterior pass per denoiser call)
-against the fused C++ loop on the CPU, in one run, and the share of each device step that is
-the posterior pass itself (``stats`` alone at the grid's times, on states drawn from the noised
-data there). A small share says the
-Python loop's launches and synchronizations dominate: the case for a fused GPU loop.
+"""Where a sampling run on the GPU spends its time: ``ms.sample`` with the model on CUDA tensors,
+by the fused GPU loop (cuda backend, cuda/sampler.cu: the host only queues launches) and by the
+device loop (sampling/device.py: Python drives one posterior pass per denoiser call; the cuda
+backend with fused=False and the cupy fallback), against the fused C++ loop on the CPU, in one
+run, and the share of each step that is the posterior pass itself (``stats`` alone at the
+grid's times, on states drawn from the noised data there). The fused loop's gain over the
+device loop is what the Python loop's launches and synchronizations cost.
 
     python bench/gpu_sampler.py [--steps 20] [--rows D,N,n ...] [--json out.json]
     python bench/gpu_sampler.py --device cpu      # a smoke run without a GPU (CPU tensors)
 
 Rows: (D, N, n samples) in {(2, 10000, 1000), (64, 20000, 1000), (784, 20000, 256)}, DDPM on
-a geometric VP grid, float32 data. Per row: ms per step of each backend, ms of the pass per
+a geometric VP grid, float32 data. Per row: ms per step of each loop, ms of the pass per
 step, the pass's share of the step, and the CPU fused loop's ms per step (the same machine's
 CPU).
 """
@@ -69,9 +70,12 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    backends = ["cuda", "cupy"] if device.type == "cuda" else ["cupy"]
+    # (backend, fused): the GPU loop, and the device loop of each backend
+    loops = [("cuda", True), ("cuda", False), ("cupy", False)] if device.type == "cuda" else [
+        ("cupy", False)]
     sch, rows = ms.VP(), []
-    print(f"{'D':>5} {'N':>6} {'n':>5}  backend  ms/step  pass ms  pass share  cpu fused ms/step")
+    print(f"{'D':>5} {'N':>6} {'n':>5}  {'loop':<10}  ms/step  pass ms  pass share  "
+          "cpu fused ms/step")
     cases = [tuple(int(v) for v in r.split(",")) for r in args.rows] if args.rows else [
         (d, N // 10, n // 10) if device.type == "cpu" else (d, N, n) for d, N, n in ROWS]
     for d, N, n in cases:  # (smaller by default on the CPU: a smoke run)
@@ -80,18 +84,19 @@ def main(argv=None) -> None:
         kw = dict(sampler="ddpm", steps=args.steps, seed=0, start="prior")
         cpu_model = ms.EmpiricalScore(X, sch)
         cpu_step = sampling(cpu_model, n, kw, torch.device("cpu"))
-        for backend in backends:
+        for backend, fused in loops:
+            name = backend + (" fused" if fused else " loop")
             try:
                 model = ms.EmpiricalScore(torch.from_numpy(X).to(device), sch, backend=backend)
             except (RuntimeError, ImportError) as e:
-                print(f"{d:>5} {N:>6} {n:>5}  {backend:<7}  skipped: {e}")
+                print(f"{d:>5} {N:>6} {n:>5}  {name:<10}  skipped: {e}")
                 continue
-            run = sampling(model, n, kw, device) / args.steps
+            run = sampling(model, n, dict(kw, fused=fused), device) / args.steps
             one = passes(model, X, n, sch.grid(args.steps, "geometric"), device) / args.steps
-            rows.append(dict(D=d, N=N, n=n, backend=backend, ms_per_step=1e3 * run,
+            rows.append(dict(D=d, N=N, n=n, backend=backend, fused=fused, ms_per_step=1e3 * run,
                              pass_ms=1e3 * one, pass_share=one / run,
                              cpu_fused_ms_per_step=1e3 * cpu_step / args.steps))
-            print(f"{d:>5} {N:>6} {n:>5}  {backend:<7}  {1e3 * run:7.2f}  {1e3 * one:7.2f}  "
+            print(f"{d:>5} {N:>6} {n:>5}  {name:<10}  {1e3 * run:7.2f}  {1e3 * one:7.2f}  "
                   f"{one / run:10.2f}  {1e3 * cpu_step / args.steps:17.2f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -216,6 +216,7 @@ def test_fused_gpu_sampler_loop(emulated, dtype):
     import test_device_sampler as t
 
     t.test_cuda_fused_loop_equals_the_cpu_loop_and_the_device_loop(dtype, n=12, steps=12, d=5)
+    t.test_cuda_fused_steps_are_the_cpu_steps_bit_for_bit(dtype)
 
 
 def test_fused_gpu_sampler_loop_regularizers_labels(emulated):

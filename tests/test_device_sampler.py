@@ -386,3 +386,19 @@ def test_cuda_grid_products_follow_the_float32_bound():
     np.testing.assert_array_equal(b._grid_products(np.sqrt(1 - sigma2), sigma2), 0)
     b.products = "3xtf32"
     np.testing.assert_array_equal(b._grid_products(np.ones(2), np.ones(2)), 2)
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_fused_steps_are_the_cpu_steps_bit_for_bit(dtype, samplers=FIXED_GRID, n=6):
+    """With one training point the denoiser is that point exactly on every engine, so the
+    GPU loop's states must equal the C++ loop's bit for bit: the same float64 step operations
+    (no FMA contraction), Heun's predictor, the same Philox normals, saves and end rules."""
+    to_host = LIB[2]
+    cpu, dev = _cuda_pair(data(dtype, n=1, d=5, seed=2))
+    for sampler in samplers:
+        kw = dict(sampler=sampler, steps=15, seed=11, save_steps=[0, 7, 15], end="denoised")
+        a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
+        assert b.settings["fused"]
+        np.testing.assert_array_equal(to_host(b.saved), a.saved, err_msg=sampler)
+        np.testing.assert_array_equal(to_host(b.samples), a.samples, err_msg=sampler)

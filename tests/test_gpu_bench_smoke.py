@@ -40,6 +40,7 @@ def test_gpu_sampler_smoke(tmp_path):
     script("gpu_sampler").main(["--device", "cpu", "--steps", "3", "--rows", "2,200,16",
                                 "16,300,8", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["D"], r["backend"]) for r in rows] == [(2, "cupy"), (16, "cupy")]
+    assert [(r["D"], r["backend"], r["fused"]) for r in rows] == [(2, "cupy", False),
+                                                                   (16, "cupy", False)]
     for r in rows:
         assert r["ms_per_step"] > 0 and 0 < r["pass_share"] and r["cpu_fused_ms_per_step"] > 0

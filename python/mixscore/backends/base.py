@@ -8,9 +8,11 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
 * ``partial``      ``partial(x, alpha, sigma2) -> PosteriorPartial`` (mergeable, see
                    ``mixscore.partial``);
 * ``fused_sample`` ``fused_sample(x, first_sample, plan, seed, save_steps, saved, end_denoise,
-                   on_step, every, rows=None) -> x`` (the whole fixed-grid sampler loop in one
-                   call; ``rows`` the samples' global indices when not consecutive; with
-                   ``draws`` too, the naive sampler's ``plan.draws`` as well);
+                   on_step, every, rows=None) -> (x, bad step or -1)`` (the whole fixed-grid
+                   sampler loop in one call, on states of the backend's arrays: NumPy for the
+                   cpu backend, the device library for cuda; ``rows`` the samples' global
+                   indices when not consecutive; with ``draws`` too, the naive sampler's
+                   ``plan.draws`` as well);
 * ``draws``        ``draws(x, alpha, sigma2, R, seed, rows, first_step) -> (M, R)`` local
                    training indices drawn from the posterior, with the Philox streams of
                    ``mixscore.covariance.posterior_draws``;
@@ -18,9 +20,9 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
                    and device (``mixscore.sampling.device``): ``stats`` takes and returns arrays
                    of the namespace ``xp`` on ``device`` without host copies, float64 exists
                    there, and ``normals(seed, samples, step, dim)`` returns the samplers' Philox
-                   normals (those of ``mixscore._core.philox_normals``) there. Unlike
-                   ``fused_sample`` the loop itself stays in Python, one ``stats`` call per
-                   denoiser evaluation.
+                   normals (those of ``mixscore._core.philox_normals``) there. Unless the
+                   backend has ``fused_sample`` too, the loop itself stays in Python, one
+                   ``stats`` call per denoiser evaluation.
 
 A nearest backend, ``Backend(train, num_threads=...)``, offers ``search``:
 ``search(queries, k) -> (distances, indices)`` (exact, ascending by (distance, index)).

@@ -17,7 +17,11 @@ The posterior samplers ``naive`` and ``effective`` keep their states on the devi
 their posterior draws / covariance noise come from the host (``mixscore.covariance``, the
 streams of the CPU paths, on a host copy of the training set): the queries go to the host and
 the draws or noise back once per step. Not on the device (refused by name): the adaptive
-``rk45`` (per-sample control) and the ``kde`` baseline, and ``fused=True`` (the C++ loop).
+``rk45`` (per-sample control) and the ``kde`` baseline.
+
+On the ``cuda`` backend the fixed-grid samplers other than these two run the fused GPU loop
+instead (``CudaBackend.fused_sample``, cuda/sampler.cu: the whole run in one call); this loop
+is what ``fused=False`` asks for there.
 """
 
 from __future__ import annotations
