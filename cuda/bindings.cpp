@@ -74,18 +74,9 @@ void check_len(const py::array& a, int64_t n, const char* name) {
                                 std::to_string(n));
 }
 
-// The fused sampler loop (cuda/sampler.cu). `train`: the training set's device arrays and the
-// pass's rule and workspace, keyed as posterior_f32's arguments. Returns -1, or the step after
-// which a state was NaN/Inf (the loop stopped there).
+// The pass's training-set arrays and rule from a dict keyed as posterior_f32's arguments.
 template <typename T>
-int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved,
-                  uintptr_t rows, uintptr_t shift, carray<int32_t> products,
-                  double log_weight_sum, uintptr_t scratch, carray<double> coef,
-                  carray<double> alpha, carray<double> sigma2, bool predictor, uint64_t seed,
-                  bool end_denoise, carray<int64_t> save_steps,
-                  std::optional<carray<double>> eb_log_c, bool eb_density,
-                  std::optional<carray<double>> shift_scale,
-                  std::optional<py::function> callback, int64_t every, uintptr_t stream) {
+PosteriorArgs<T> training_args(const py::dict& train) {
   auto get = [&](const char* k) { return train[k].cast<uintptr_t>(); };
   PosteriorArgs<T> a{};
   a.train = ptr<T>(get("train"));
@@ -105,7 +96,45 @@ int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved
   a.budget = train["budget"].cast<int>();
   a.workspace = reinterpret_cast<void*>(get("workspace"));
   a.ws_rows = train["ws_rows"].cast<int64_t>();
-  if (n < 0 || a.N < 1 || a.D < 1) throw std::invalid_argument("sample: need n >= 0, N, D >= 1");
+  if (a.N < 1 || a.D < 1) throw std::invalid_argument("need N, D >= 1");
+  return a;
+}
+
+// Posterior draws (cuda/draws.cu) of M queries into out (M, R) int64.
+template <typename T>
+void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
+              uintptr_t sigma2, uintptr_t xs2, int64_t M, int products, int64_t R,
+              uint64_t key, uintptr_t rows, uint32_t first_step, uintptr_t out,
+              uintptr_t stream) {
+  PosteriorArgs<T> a = training_args<T>(train);
+  a.x = ptr<T>(x);
+  a.q = ptr<T>(q);
+  a.alpha = ptr<double>(alpha);
+  a.sigma2 = ptr<double>(sigma2);
+  a.xs2 = ptr<double>(xs2);
+  a.M = M;
+  a.products = products;
+  if (M < 0 || R < 1) throw std::invalid_argument("draws: need M >= 0 and R >= 1");
+  const DrawsArgs<T> d{a, R, key, ptr<int64_t>(rows), first_step,
+                       reinterpret_cast<int64_t*>(out)};
+  py::gil_scoped_release release;
+  draws<T>(d, stream);
+}
+
+// The fused sampler loop (cuda/sampler.cu). `train`: the training set's device arrays and the
+// pass's rule and workspace, keyed as posterior_f32's arguments. Returns -1, or the step after
+// which a state was NaN/Inf (the loop stopped there).
+template <typename T>
+int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved,
+                  uintptr_t rows, uintptr_t shift, carray<int32_t> products,
+                  double log_weight_sum, uintptr_t scratch, carray<double> coef,
+                  carray<double> alpha, carray<double> sigma2, bool predictor, uint64_t seed,
+                  bool end_denoise, carray<int64_t> save_steps,
+                  std::optional<carray<double>> eb_log_c, bool eb_density,
+                  std::optional<carray<double>> shift_scale,
+                  std::optional<py::function> callback, int64_t every, uintptr_t stream) {
+  const PosteriorArgs<T> a = training_args<T>(train);
+  if (n < 0) throw std::invalid_argument("sample: need n >= 0");
   if (coef.ndim() != 2 || coef.shape(1) != kNumCoef || coef.shape(0) < 1)
     throw std::invalid_argument("coef: expected K x " + std::to_string(kNumCoef) + ", K >= 1");
   const int64_t K = coef.shape(0), S = save_steps.size();
@@ -220,6 +249,15 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("sample_f64", &sample_py<double>, MIXSCORE_SAMPLE_ARGS,
         "The fused sampler loop on the GPU, float64 states.");
 #undef MIXSCORE_SAMPLE_ARGS
+#define MIXSCORE_DRAWS_ARGS \
+  py::arg("train"), py::arg("x"), py::arg("q"), py::arg("alpha"), py::arg("sigma2"), \
+      py::arg("xs2"), py::arg("M"), py::arg("products"), py::arg("R"), py::arg("key"), \
+      py::arg("rows"), py::arg("first_step"), py::arg("out"), py::arg("stream")
+  m.def("draws_f32", &draws_py<float>, MIXSCORE_DRAWS_ARGS,
+        "Posterior draws (local training indices), float32 data.");
+  m.def("draws_f64", &draws_py<double>, MIXSCORE_DRAWS_ARGS,
+        "Posterior draws (local training indices), float64 data.");
+#undef MIXSCORE_DRAWS_ARGS
   m.def("sampler_scratch",
         [](int64_t n, int64_t D, bool predictor, bool f64) {
           return f64 ? sampler_scratch<double>(n, D, predictor)

@@ -77,6 +77,23 @@ void nearest(const NearestArgs<T>& a, uintptr_t stream);
 void philox_normals(uint64_t seed, const int64_t* samples, int64_t n, uint32_t step, int64_t D,
                     double* z, uintptr_t stream);
 
+// Posterior draws (cuda/draws.cu): R local training indices per query drawn from w_n(x, t) by
+// exponential jumps in index order, the streams of mixscore.covariance.posterior_draws.
+template <typename T>
+struct DrawsArgs {
+  PosteriorArgs<T> pass;  // the queries (x, q, alpha, sigma2, xs2), the training set, the
+                          // refinement rule with `cut` the draws' truncation (nats below the
+                          // maximum), products, workspace and ws_rows; its outputs unused
+  int64_t R;
+  uint64_t key;           // seed ^ DRAWS_KEY
+  const int64_t* rows;    // (M,) each query's stream row (a sample's global index)
+  uint32_t first_step;    // draw r uses Philox step first_step + r
+  int64_t* out;           // (M, R)
+};
+
+template <typename T>
+void draws(const DrawsArgs<T>& d, uintptr_t stream);
+
 // The fused sampler loop on the GPU (cuda/sampler.cu): the plan of mixscore/sampler.hpp run on
 // the states x (n, D) in place. The plan's per-step tables (coef, alpha, sigma2, save_steps,
 // eb_log_c, shift_scale) are host arrays; its `rows` and `shift` are ignored (the device arrays

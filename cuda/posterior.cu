@@ -29,69 +29,30 @@
 
 #include "kernels.cuh"
 #include "launch.hpp"
-#include "logits.cuh"
 #include "posterior_direct.cuh"
-#include "tensor_logits.cuh"
+#include "row.cuh"
 
 namespace mixscore {
 namespace cuda {
 
 // --- 2. one query's row: bound, exact minimum, refinement rule, weights ----------------------
-// The rigorous bound of the chunk's logits product (bound.hpp) for a query with |x'| = xa.
-template <typename T>
-__device__ inline ExpansionBound logits_bound(const PosteriorArgs<T>& a, double xa, double amu) {
-  if (sizeof(T) == 8) return ExpansionBound::make(xa, amu, a.D, 0x1p-53);
-  if (a.products == int(Products::kTf32x3))  // 3 D tensor-core accumulations
-    return ExpansionBound::make(xa, amu, 3 * a.D, kTf32x3Unit);
-  if (a.products == int(Products::kFloat64Tensor))  // exact products, float64 sums: chunk 1
-    return ExpansionBound::make(xa, amu, a.D, 0x1p-24, 1);  // over-covers them
-  return ExpansionBound::make(xa, amu, a.D, 0x1p-24);
-}
-
 template <typename T, typename Acc>
 __global__ void __launch_bounds__(kThreads)
     row_kernel(PosteriorArgs<T> a, int64_t i0, Acc* G, uint8_t* live) {
-  __shared__ double shv[kThreads];
-  __shared__ int64_t shi[kThreads];
-  __shared__ int sho[kThreads];
   const int64_t r = blockIdx.x, i = i0 + r, N = a.N, D = a.D;
   const int tid = threadIdx.x, nt = blockDim.x;
-  const double alpha = a.alpha[i], s2 = a.sigma2[i], xs2 = a.xs2[i];
-  const double inv = fmin(0.5 / s2, 1e300), tws = 2.0 * s2, a2 = alpha * alpha;
-  const ExpansionBound bound = logits_bound<T>(a, sqrt(xs2), fabs(alpha) * a.mu_norm);
-  const T* x = a.x + i * D;
   Acc* g = G + r * N;
-  auto approx = [&](int64_t n, double* err) {
-    *err = bound(fabs(alpha) * a.pnorm[n]);
-    const double A = xs2 - 2.0 * alpha * double(g[n]) + a2 * a.p2[n];
-    return a.logw ? A - tws * a.logw[n] : A;
-  };
-  auto exact = [&](int64_t n) {
-    const double l = exact_sq<T>(x, a.train + n * D, D, alpha);
-    return a.logw ? l - tws * a.logw[n] : l;
-  };
-
-  // the exact minimum: an upper bound of it, then every entry the bound cannot exclude
-  double upper = INFINITY, err;
-  for (int64_t n = tid; n < N; n += nt) upper = fmin(upper, approx(n, &err) + err);
-  upper = block_min(upper, shv);
-  double lam_min = INFINITY;
-  int64_t best = N;
-  for (int64_t n = tid; n < N; n += nt) {
-    const double A = approx(n, &err);
-    if (A - err <= upper) {
-      const double l = exact(n);
-      if (l < lam_min) lam_min = l, best = n;  // n increases: the first of ties is kept
-    }
-  }
-  int owner;
-  block_argmin(&lam_min, &best, &owner, shv, shi, sho);
+  const GemmRow<T, Acc> row(a, i, g);
+  const double inv = row.inv;
+  double lam_min;
+  int64_t best;
+  row_minimum(row, N, &lam_min, &best);
 
   // the weights, nt entries at a time; each thread sums its own entries in index order. The
   // exactly recomputed ("heavy") entries are summed here in float64 about the centre
   // c = X_best, thread t owning dimensions t, t + nt, ... (no cancellation in tau2); the
   // others go through the weighted-sums product (their weights in G, zero for the heavy).
-  __shared__ double shw[kThreads];
+  __shared__ double shw[kThreads], shv[kThreads];
   __shared__ int64_t shn[kThreads];
   const T* c = a.train + best * D;
   double* s1h = a.s1 + i * D;
@@ -101,19 +62,11 @@ __global__ void __launch_bounds__(kThreads)
   double s0 = 0, sw2 = 0, s2h = 0, s0l = 0, s2l = 0;
   for (int64_t c0 = 0; c0 < N; c0 += nt) {
     const int64_t n = c0 + tid;
-    double A = INFINITY, e = 0, gap = INFINITY;
-    if (n < N) {
-      A = approx(n, &err);
-      e = err * inv;  // the entry's error bound, nats
-      gap = (A - err - lam_min) * inv;  // a lower bound of its true gap below the maximum
-    }
-    const bool keep = gap < a.cut;
-    const bool dominant = keep && gap <= a.dom && e > a.tol && e <= a.cap;
-    const bool refine_dominant = __syncthreads_count(dominant) <= a.budget;
-    const bool heavy = keep && (e > a.cap || (dominant && refine_dominant));
+    const Entry en = refine_entry(a, row, n, lam_min);
+    const bool heavy = en.heavy;
     double w = 0;
-    if (keep) {
-      w = exp(-((heavy ? exact(n) : A) - lam_min) * inv);
+    if (en.keep) {
+      w = exp(-(en.lam - lam_min) * inv);
       s0 += w;
       sw2 += w * w;
       if (!heavy) {
@@ -182,31 +135,10 @@ __global__ void __launch_bounds__(S::kThreads)
 }
 
 // --- the host driver -------------------------------------------------------------------------
-// The chunk's logits product by the requested kernel (tensor cores where the device has them).
-template <typename T, typename Acc>
-void logits(const PosteriorArgs<T>& a, const T* q, int64_t m, Acc* G, bool tensor,
-            cudaStream_t st) {
-  const dim3 grid = logits_grid(m, a.N);
-  if (std::is_same<Acc, double>::value && tensor) {
-    MIXSCORE_LAUNCH(logits_f64_tensor_kernel<T>, grid, S::kThreads, 0, st, q, a.packed, m, a.N,
-                    a.D, reinterpret_cast<double*>(G));
-    check(cudaGetLastError(), "float64 tensor-core logits kernel launch");
-  } else if (a.products == int(Products::kTf32x3)) {
-    MIXSCORE_LAUNCH(logits_tf32x3_kernel, grid, S::kThreads, 0, st,
-                    reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(a.packed),
-                    m, a.N, a.D, reinterpret_cast<float*>(G));
-    check(cudaGetLastError(), "3xTF32 logits kernel launch");
-  } else {
-    launch_logits<T, Acc>(q, a.packed, m, a.N, a.D, G, st);
-  }
-}
-
 template <typename T, typename Acc>
 void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
   const bool tensor = tensor_logits_available();
-  if (a.products == int(Products::kTf32x3) && (sizeof(T) != 4 || !tensor))
-    throw std::invalid_argument(
-        "posterior: 3xTF32 products need float32 data and a GPU of compute capability >= 8.0");
+  check_products<T>(a.products, tensor);
   const int64_t nchunks = (a.N + S::BN - 1) / S::BN;
   Acc* G = reinterpret_cast<Acc*>(a.workspace);
   uint8_t* live = reinterpret_cast<uint8_t*>(G + a.ws_rows * a.N);
@@ -222,12 +154,6 @@ void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
                     a, i0, m, G, live);
     check(cudaGetLastError(), "sums kernel launch");
   }
-}
-
-// float64 logits for float64 data or float64 products, else float32.
-template <typename T>
-bool wide_logits(int products) {
-  return sizeof(T) == 8 || products == int(Products::kFloat64Tensor);
 }
 
 template <typename T>

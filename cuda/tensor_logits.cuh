@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(S::kThreads)
 #endif
 }
 
-__global__ void __launch_bounds__(S::kThreads)
+static __global__ void __launch_bounds__(S::kThreads)  // static: included by two .cu files
     logits_tf32x3_kernel(const float* q, const float* packed, int64_t m, int64_t N, int64_t D,
                          float* G) {
 #if MIXSCORE_HAS_TENSOR_LOGITS

@@ -28,7 +28,7 @@ from test_accuracy import make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ROOT / "tests" / "cuda_host"
-CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu", "sampler.cu"]
+CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu", "sampler.cu", "draws.cu"]
 CXX = shutil.which("g++") or shutil.which("clang++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or clang++) on PATH")
 
@@ -207,6 +207,15 @@ def test_labels_regularizers_and_sampling(emulated):
     ids = np.array([0, 5, 2**40], dtype=np.int64)
     np.testing.assert_array_equal(cuda.philox_normals(9, torch.from_numpy(ids), 17, 5).numpy(),
                                   _core.philox_normals(9, ids, 17, 5))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_posterior_draws(emulated, dtype):
+    """The draws kernel against the reference's jumps and streams, by label, many draws."""
+    emulated.test_draws_on_the_gpu_are_the_reference_draws(
+        dtype, cases=((2, 600), (20, 500), (40, 300)), ts=(0.01, 0.3))
+    if dtype == np.float64:
+        emulated.test_draws_on_the_gpu_follow_the_weights_labels_and_many_draws()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

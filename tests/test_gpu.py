@@ -154,6 +154,63 @@ def test_philox_noise_equals_the_cpu_stream():
         np.testing.assert_array_equal(z, _core.philox_normals(42, samples, step, d))
 
 
+# D = 2: every entry exact (no logits); 20, 200: the chunk's logits with the bound
+DRAW_CASES = ((2, 3000), (20, 1500), (200, 1100))
+
+
+@_apply(needs_cuda)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_draws_on_the_gpu_are_the_reference_draws(dtype, cases=DRAW_CASES, ts=(0.01, 0.2, 1.0)):
+    """The draws kernel (cuda/draws.cu) against mixscore.covariance.posterior_draws (the same
+    jumps over the same Philox streams in index order): in float64 the same indices; in
+    float32 the same where the logits agree, as the C++ handler (tests/test_draws.py)."""
+    lib, to_dev, to_host = LIB
+    for d, n in cases:
+        r = rng(d)
+        X = r.standard_normal((n, d)).astype(dtype)
+        x = (0.9 * X[:40] + 0.3 * r.standard_normal((40, d))).astype(dtype)
+        w = r.uniform(0.2, 3.0, n)
+        host = ms.EmpiricalScore(X, ms.VP(), weights=w, backend="numpy")
+        dev = ms.EmpiricalScore(to_dev(X), ms.VP(), weights=w, backend="cuda")
+        for t in ts:
+            got = dev.posterior_draws(to_dev(x), t, 3, seed=11)
+            assert type(got).__module__.partition(".")[0] == lib.__name__
+            want = host.posterior_draws(x, t, 3, seed=11)
+            agree = np.mean(to_host(got) == want)
+            assert agree >= (1.0 if dtype == np.float64 else 0.97), (d, t, agree)
+            assert len(np.unique(want)) > 1
+
+
+@_apply(needs_cuda)
+def test_draws_on_the_gpu_follow_the_weights_labels_and_many_draws():
+    """Chi-squared of 20000 draws against w_n from a direct float64 softmax; draws by label
+    (indices of the full set); R above one launch's 256 draws (streams first_step + r)."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    _, to_dev, to_host = LIB
+    r = rng(24)
+    X = r.standard_normal((6, 24))
+    pi = np.array([1.0, 2.0, 0.5, 1.0, 3.0, 1.0])
+    dev = ms.EmpiricalScore(to_dev(X), ms.VP(), weights=pi, backend="cuda")
+    sch, t = ms.VP(), 0.9
+    a, s2 = float(sch.alpha(t)), float(sch.sigma2(t))
+    x = a * X.mean(0) + 0.2 * r.standard_normal(24)
+    logits = np.log(pi) - ((x - a * X) ** 2).sum(1) / (2 * s2)
+    w = np.exp(logits - logits.max())
+    w /= w.sum()
+    assert w.min() > 0.01  # every cell is populated: the test is not degenerate
+    counts = np.bincount(to_host(dev.posterior_draws(to_dev(np.tile(x, (50, 1))), t, 400,
+                                                     seed=4)).ravel(), minlength=6)
+    assert scipy_stats.chisquare(counts, w * counts.sum()).pvalue > 1e-3
+    labels = r.integers(0, 3, 900)
+    X = r.standard_normal((900, 20))
+    host = ms.EmpiricalScore(X, ms.VP(), labels=labels, backend="numpy")
+    dev = ms.EmpiricalScore(to_dev(X), ms.VP(), labels=labels, backend="cuda")
+    x, y = X[:30] + 0.2 * r.standard_normal((30, 20)), np.arange(30) % 3
+    got = to_host(dev.posterior_draws(to_dev(x), 0.3, 300, seed=5, y=y))
+    np.testing.assert_array_equal(got, host.posterior_draws(x, 0.3, 300, seed=5, y=y))
+    assert np.all(labels[got] == y[:, None])
+
+
 @no_device
 def test_fallback_refuses_tf32_silently_enabled():
     """With TF32 allowed globally, the fallback still computes true float32 products (and

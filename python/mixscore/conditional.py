@@ -86,9 +86,7 @@ def by_label(parent, y, m: int, evaluate) -> dict:
         res = evaluate(groups.model(parent, k), rows)
         for name in ("argmax", "draws"):
             if name in res:
-                res[name] = take_rows(_like(res[name], groups.index[k]), res[name]) + (
-                    parent.row_offset
-                )
+                res[name] = _to_parent(res[name], groups.index[k]) + parent.row_offset
         found.append(res)
         order.append(rows)
     inverse = np.argsort(np.concatenate(order), kind="stable")  # group order -> query order
@@ -104,12 +102,14 @@ def take_rows(a, rows: np.ndarray, axis: int = 0):
     return xp.take(a, _xp.place_like(rows, xp, device, xp.int64), axis=axis)
 
 
-def _like(a, host: np.ndarray):
-    """``host`` in the library and device of ``a``."""
-    if not _xp.is_foreign(a):
-        return host
-    xp, device = _xp.namespace(a)
-    return _xp.place_like(host, xp, device)
+def _to_parent(local, index: np.ndarray):
+    """Indices into a label's sub-model (any shape; NumPy or an array kept on a device) as
+    indices into the parent's training set (``index``: the label's rows of the parent)."""
+    if not _xp.is_foreign(local):
+        return index[np.asarray(local)]
+    xp, device = _xp.namespace(local)
+    flat = xp.take(_xp.place_like(index, xp, device, xp.int64), xp.reshape(local, (-1,)))
+    return xp.reshape(flat, tuple(local.shape))
 
 
 def join_rows(parts: list, inverse: np.ndarray, axis: int = 0):

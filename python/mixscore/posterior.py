@@ -11,7 +11,7 @@ import numpy as np
 from . import covariance, smoothing
 from ._validation import per_query_times
 from .backends import DRAWS, STAT_NAMES, _xp, has
-from .conditional import by_label
+from .conditional import by_label, take_rows
 from .regularizers import mixture_context, regularized_stats
 
 
@@ -50,13 +50,18 @@ def _mixture_partial(model, xq, ts):
 def _draws(model, xq, ts, R: int, seed: int, rows, first_step: int) -> np.ndarray:
     """(M, R) local indices drawn from w(x, t): one pass of the backend's draws handler when it
     has one (same streams as the reference), else ``covariance.posterior_draws``."""
-    if has(model.backend, DRAWS) and not model.regularizers:
+    if _draws_handler(model):
         sch = model.schedule
         alpha = np.broadcast_to(sch.alpha(ts), ts.shape)
         sigma2 = np.broadcast_to(sch.sigma2(ts), ts.shape)
         return model.backend.draws(xq, alpha, sigma2, R, seed, rows, first_step)
     part = _mixture_partial(model, xq, ts)
     return covariance.posterior_draws(model, part, R, seed, rows, first_step)
+
+
+def _draws_handler(model) -> bool:
+    """Whether the model's backend draws (its ``draws`` handler; the plain mixture only)."""
+    return has(model.backend, DRAWS) and not model.regularizers
 
 
 def _check_count(R) -> int:
@@ -74,8 +79,10 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     from .sampling import _as_seed
 
     xq, single = model._queries(x)
-    native = model._native
-    if native:  # these run on the host (mixscore.covariance); results go back to the device
+    # a model kept on a device: draws by the backend's handler there (cuda); the other ops run
+    # on the host (mixscore.covariance) and their results go back to the device
+    on_host = model._native and not (op == "draws" and _draws_handler(model))
+    if on_host:
         xq = _xp.to_host(xq)
     m = xq.shape[0]
     ts = per_query_times(t, m, model.schedule.T)
@@ -94,7 +101,8 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
 
     def run(sub, rows):
         if op == "draws":
-            return {"draws": _draws(sub, xq[rows], ts[rows], R, seed, ids[rows], step)}
+            return {"draws": _draws(sub, take_rows(xq, rows), ts[rows], R, seed, ids[rows],
+                                    step)}
         part = _mixture_partial(sub, xq[rows], ts[rows])
         if op == "cov_matvec":
             res = covariance.cov_matvec(sub, part, vq[rows])
@@ -113,7 +121,7 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     else:
         out = by_label(model, y, m, run)
     res = out.get("value", out.get("draws"))
-    if native:
+    if on_host and model._native:
         b = model.backend
         res = _xp.place_like(res, b.xp, b.device, b.xp.int64 if op == "draws" else b.wide)
     return res[0] if single else res

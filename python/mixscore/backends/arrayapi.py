@@ -167,15 +167,8 @@ class ArrayApiBackend:
         library, (M, D)) at per-query alpha, sigma2 (host float64 (M,)), in the namespace."""
         xp, wide = self.xp, self.wide
         m = x.shape[0]
-        alpha = _xp.place_like(alpha, xp, self.device, wide)
-        sigma2 = _xp.place_like(sigma2, xp, self.device, wide)
-        xw = xp.astype(x, wide)
-        xs = xw - alpha[:, None] * self.mu[None, :]  # x' = x - alpha mu (float64)
-        q = xp.astype(xs, self.train.dtype)
-        xs2 = xp.sum(xs * xs, axis=1)
-        bound = expansion_bound(xp.sqrt(xs2), xp.abs(alpha) * self.mu_norm, self.dim, self.u)
+        xw, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            inv = xp.minimum(0.5 / sigma2, xp.full_like(sigma2, 1e300))
             lam_min, best, acc = self._pass(q, xw, xs2, alpha, bound, sigma2, inv, m)
         centre = (
             xp.astype(xp.take(self.train, best, axis=0), wide)
@@ -185,6 +178,22 @@ class ArrayApiBackend:
         self._centre_sums(acc, centre - self.mu[None, :])
         acc.update(lam_min=lam_min, centre=centre, best=best)
         return acc
+
+    def _setup(self, x, alpha, sigma2):
+        """The per-query inputs of a pass, on the device: x in float64, q = fl_T(x - alpha mu),
+        |x - alpha mu|^2, alpha and sigma^2 (from host arrays), the bound's coefficients and
+        1 / (2 sigma^2) (at most 1e300)."""
+        xp, wide = self.xp, self.wide
+        alpha = _xp.place_like(alpha, xp, self.device, wide)
+        sigma2 = _xp.place_like(sigma2, xp, self.device, wide)
+        xw = xp.astype(x, wide)
+        xs = xw - alpha[:, None] * self.mu[None, :]  # x' = x - alpha mu (float64)
+        q = xp.astype(xs, self.train.dtype)
+        xs2 = xp.sum(xs * xs, axis=1)
+        bound = expansion_bound(xp.sqrt(xs2), xp.abs(alpha) * self.mu_norm, self.dim, self.u)
+        with np.errstate(divide="ignore"):
+            inv = xp.minimum(0.5 / sigma2, xp.full_like(sigma2, 1e300))
+        return xw, q, xs2, alpha, sigma2, bound, inv
 
     def _centre_sums(self, acc: dict, c) -> None:
         """Move the pass's sums about the mean to the centre X_best (c = X_best - mu)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _xp
 from .arrayapi import _CUTOFF_NATS, ArrayApiBackend, expansion_bound
-from .base import FUSED_SAMPLE
+from .base import DRAWS, FUSED_SAMPLE
 
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
@@ -98,7 +98,7 @@ class CudaBackend(ArrayApiBackend):
     """Mixture statistics by the CUDA kernels (float32 or float64 training sets on a GPU)."""
 
     name = "cuda"
-    capabilities = ArrayApiBackend.capabilities | {FUSED_SAMPLE}
+    capabilities = ArrayApiBackend.capabilities | {FUSED_SAMPLE, DRAWS}
 
     def __init__(self, train, weights, *, refine: str = "auto", products: str = "auto", **options):
         problem = cuda_problem()
@@ -181,6 +181,37 @@ class CudaBackend(ArrayApiBackend):
         rows = _chunk_rows(m, per_tile, _WORKSPACE_BYTES)
         nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, widest, f64)
         return self.xp.empty((max(1, nbytes),), dtype=self.xp.uint8, device=self.device), rows
+
+    def draws(self, x, alpha, sigma2, R: int, seed: int, rows, first_step: int = 0):
+        """(M, R) local training indices (int64, on the device) drawn from w_n(x, t) by the
+        draws kernel (cuda/draws.cu; the ``draws`` capability): exponential jumps over the
+        weights in index order with the Philox streams of
+        ``mixscore.covariance.posterior_draws`` (Philox row ``rows[i]``, steps first_step +
+        r), so the indices are the reference's except where the weights' rounding decides.
+        x: queries of this backend's library; alpha, sigma2, rows: host arrays (M,)."""
+        from .. import _core, _cuda
+
+        xp, dev = self.xp, self.device
+        x = _contiguous(self._inputs(x))
+        m = x.shape[0]
+        out = xp.empty((m, int(R)), dtype=xp.int64, device=dev)
+        if m == 0:
+            return out
+        _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
+        products = self._products(bound, alpha, inv)
+        work, ws_rows = self._workspace(m, (products,))
+        # the truncation of the reference and the C++ handler (cpp/src/draws.hpp)
+        cut = min(60.0, math.log(self.n) + (20.0 if self.dtype == np.float32 else 40.0))
+        q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
+        ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
+        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
+                     workspace=_pointer(work), ws_rows=ws_rows, **dict(self.rule, cut=cut))
+        run = _cuda.draws_f64 if self.dtype == np.float64 else _cuda.draws_f32
+        run(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
+            sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products, R=int(R),
+            key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF, rows=_pointer(ids),
+            first_step=int(first_step), out=_pointer(out), stream=_stream(self.train))
+        return out
 
     def fused_sample(self, x, first_sample: int, plan, seed: int, save_steps: np.ndarray,
                      saved, end_denoise: bool, on_step, every: int, rows=None):
