@@ -127,7 +127,8 @@ void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
 template <typename T>
 int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved,
                   uintptr_t rows, uintptr_t shift, carray<int32_t> products,
-                  double log_weight_sum, uintptr_t scratch, carray<double> coef,
+                  double log_weight_sum, double draws_cut, uintptr_t scratch,
+                  carray<double> coef, std::optional<carray<int64_t>> draws,
                   carray<double> alpha, carray<double> sigma2, bool predictor, uint64_t seed,
                   bool end_denoise, carray<int64_t> save_steps,
                   std::optional<carray<double>> eb_log_c, bool eb_density,
@@ -142,6 +143,16 @@ int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved
   check_len(sigma2, K + 1, "sigma2");
   check_len(products, K + 1, "products");
   if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
+  if (draws) {
+    check_len(*draws, K, "draws");
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t R = draws->data()[k];
+      if (R < 0 || uint64_t(k + 1) * uint64_t(R) > (uint64_t(1) << 32))
+        throw std::invalid_argument("draws: expected counts R >= 0 with steps * R <= 2**32 "
+                                    "(the Philox step counter), got " + std::to_string(R) +
+                                    " at step " + std::to_string(k));
+    }
+  }
   if ((shift != 0) != bool(shift_scale))
     throw std::invalid_argument("shift and shift_scale go together");
   if (shift_scale) check_len(*shift_scale, K + 1, "shift_scale");
@@ -162,13 +173,14 @@ int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved
   plan.end_denoise = end_denoise;
   plan.save_steps = save_steps.data();
   plan.n_save = S;
+  plan.draws = draws ? draws->data() : nullptr;
   plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
   plan.eb_density = eb_density;
   plan.shift = shift_scale ? ptr<double>(shift) : nullptr;
   plan.shift_scale = shift_scale ? shift_scale->data() : nullptr;
   SampleArgs<T> s{a, reinterpret_cast<T*>(x), n, reinterpret_cast<T*>(saved),
                   ptr<int64_t>(rows), ptr<double>(shift), products.data(), log_weight_sum,
-                  reinterpret_cast<void*>(scratch)};
+                  draws_cut, reinterpret_cast<void*>(scratch)};
   std::function<bool(int64_t)> on_steps;
   if (callback)
     on_steps = [&callback](int64_t k) {
@@ -239,8 +251,9 @@ PYBIND11_MODULE(_cuda, m) {
   m.attr("MAX_K") = kMaxK;
 #define MIXSCORE_SAMPLE_ARGS \
   py::arg("train"), py::arg("x"), py::arg("n"), py::arg("saved"), py::arg("rows"), \
-      py::arg("shift"), py::arg("products"), py::arg("log_weight_sum"), py::arg("scratch"), \
-      py::arg("coef"), py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), \
+      py::arg("shift"), py::arg("products"), py::arg("log_weight_sum"), \
+      py::arg("draws_cut"), py::arg("scratch"), py::arg("coef"), py::arg("draws"), \
+      py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), \
       py::arg("seed"), py::arg("end_denoise"), py::arg("save_steps"), py::arg("eb_log_c"), \
       py::arg("eb_density"), py::arg("shift_scale"), py::arg("callback"), py::arg("every"), \
       py::arg("stream")
@@ -259,10 +272,10 @@ PYBIND11_MODULE(_cuda, m) {
         "Posterior draws (local training indices), float64 data.");
 #undef MIXSCORE_DRAWS_ARGS
   m.def("sampler_scratch",
-        [](int64_t n, int64_t D, bool predictor, bool f64) {
-          return f64 ? sampler_scratch<double>(n, D, predictor)
-                     : sampler_scratch<float>(n, D, predictor);
+        [](int64_t n, int64_t D, bool predictor, int64_t max_draws, bool f64) {
+          return f64 ? sampler_scratch<double>(n, D, predictor, max_draws)
+                     : sampler_scratch<float>(n, D, predictor, max_draws);
         },
-        py::arg("n"), py::arg("D"), py::arg("predictor"), py::arg("f64"),
+        py::arg("n"), py::arg("D"), py::arg("predictor"), py::arg("max_draws"), py::arg("f64"),
         "Bytes of scratch the sampler loop needs for n samples.");
 }

@@ -95,9 +95,9 @@ template <typename T>
 void draws(const DrawsArgs<T>& d, uintptr_t stream);
 
 // The fused sampler loop on the GPU (cuda/sampler.cu): the plan of mixscore/sampler.hpp run on
-// the states x (n, D) in place. The plan's per-step tables (coef, alpha, sigma2, save_steps,
-// eb_log_c, shift_scale) are host arrays; its `rows` and `shift` are ignored (the device arrays
-// below replace them); the naive sampler's draws are not supported (plan.draws must be null).
+// the states x (n, D) in place. The plan's per-step tables (coef, alpha, sigma2, draws,
+// save_steps, eb_log_c, shift_scale) are host arrays; its `rows` and `shift` are ignored (the
+// device arrays below replace them).
 template <typename T>
 struct SampleArgs {
   PosteriorArgs<T> pass;  // the training set, the refinement rule and the pass's workspace
@@ -110,7 +110,8 @@ struct SampleArgs {
   const double* shift;    // (D,) the perturbation, or null
   const int* products;    // (K + 1,) host: the logits product at each grid point (Products)
   double log_weight_sum;  // log sum pi (the log-density of Empirical Bayes)
-  void* scratch;          // sampler_scratch<T>(n, D, plan.predictor) bytes
+  double draws_cut;       // the naive sampler's truncation of the draws (nats, see draws)
+  void* scratch;          // sampler_scratch<T>(n, D, plan.predictor, max draws) bytes
 };
 
 template <typename T>
@@ -118,9 +119,9 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
                      const StopFn& should_stop, const std::function<bool(int64_t)>& on_steps,
                      int64_t every);
 
-// Bytes of scratch the sampler loop needs for n samples.
+// Bytes of scratch the sampler loop needs for n samples (max_draws: the largest plan.draws).
 template <typename T>
-int64_t sampler_scratch(int64_t n, int64_t D, bool predictor);
+int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws);
 
 int device_count();
 

@@ -13,6 +13,7 @@
 
 #include "kernels.cuh"
 #include "launch.hpp"
+#include "mixscore/draws.hpp"  // kDrawsKey
 #include "mixscore/philox.hpp"
 
 namespace mixscore {
@@ -31,16 +32,17 @@ U* carve(char* base, int64_t* offset, int64_t count) {
 }
 
 // The loop's device arrays for n samples: the pass's per-query inputs and outputs, the
-// denoisers (in T, as the CPU loop keeps them), Heun's predictor, two NaN/Inf flags.
+// denoisers (in T, as the CPU loop keeps them), Heun's predictor, the naive sampler's draws and
+// their float64 mean, two NaN/Inf flags.
 template <typename T>
 struct Scratch {
   T *q, *xh, *xe, *xhb;
-  double *alpha, *sigma2, *xs2, *lam_min, *s0, *sum_w2, *s2, *s0l, *s2l, *s1, *s1l;
-  int64_t* best;
+  double *alpha, *sigma2, *xs2, *lam_min, *s0, *sum_w2, *s2, *s0l, *s2l, *s1, *s1l, *xhd;
+  int64_t *best, *draws;
   int* bad;
 
-  // Lays the arrays out from base; returns the bytes they take.
-  int64_t layout(void* base_, int64_t n, int64_t D, bool predictor) {
+  // Lays the arrays out from base for at most max_draws draws per step; returns the bytes.
+  int64_t layout(void* base_, int64_t n, int64_t D, bool predictor, int64_t max_draws) {
     char* base = static_cast<char*>(base_);
     int64_t o = 0;
     q = carve<T>(base, &o, n * D);
@@ -51,7 +53,9 @@ struct Scratch {
       *p = carve<double>(base, &o, n);
     s1 = carve<double>(base, &o, n * D);
     s1l = carve<double>(base, &o, n * D);
+    xhd = carve<double>(base, &o, max_draws > 0 ? n * D : 0);
     best = carve<int64_t>(base, &o, n);
+    draws = carve<int64_t>(base, &o, n * max_draws);
     bad = carve<int>(base, &o, 2);
     return o;
   }
@@ -119,6 +123,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The naive sampler's denoiser (one thread per sample and dimension): the float64 mean of the
+// R drawn training points, summed in draw order as the CPU loop does.
+template <typename T>
+__global__ void draws_mean_kernel(const T* train, const int64_t* idx, int64_t n, int64_t D,
+                                  int64_t R, double* xhd) {
+  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= n * D) return;
+  const int64_t i = e / D, d = e % D;
+  double v = double(train[idx[i * R] * D + d]);
+  for (int64_t r = 1; r < R; ++r) v += double(train[idx[i * R + r] * D + d]);
+  xhd[e] = v / double(R);
+}
+
 struct StepCoef {
   double c[kNumCoef];
 };
@@ -131,11 +148,12 @@ __global__ void predict_kernel(const T* x, const T* xh, int64_t count, StepCoef 
 }
 
 // One step, a thread per sample and pair of dimensions (the two normals of one Philox block):
-// x = fl_T(A x + B xh [+ Ce xe + Cb xhb] [+ S z]); bad = 1 if a state is NaN/Inf.
+// x = fl_T(A x + B xh [+ Ce xe + Cb xhb] [+ S z]), xh the float64 xhd where the naive sampler
+// drew (else the denoiser in T); bad = 1 if a state is NaN/Inf.
 template <typename T>
-__global__ void step_kernel(T* x, const T* xh, const T* xe, const T* xhb, int64_t n, int64_t D,
-                            const int64_t* rows, uint64_t seed, uint32_t step, StepCoef k,
-                            int* bad) {
+__global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, const T* xhb,
+                            int64_t n, int64_t D, const int64_t* rows, uint64_t seed,
+                            uint32_t step, StepCoef k, int* bad) {
   const int64_t pairs = (D + 1) / 2;
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n * pairs) return;
@@ -146,7 +164,7 @@ __global__ void step_kernel(T* x, const T* xh, const T* xe, const T* xhb, int64_
   if (noisy) philox_normal_pair(seed, uint64_t(rows[i]), step, uint32_t(j), &z[0], &z[1]);
   for (int r = 0; r < 2 && 2 * j + r < D; ++r) {
     const int64_t e = i * D + 2 * j + r;
-    double v = c[kA] * double(x[e]) + c[kB] * double(xh[e]);
+    double v = c[kA] * double(x[e]) + c[kB] * (xhd ? xhd[e] : double(xh[e]));
     if (xe) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
     if (noisy) v = v + c[kS] * z[r];
     x[e] = T(v);
@@ -181,9 +199,9 @@ struct InFlight {
 }  // namespace
 
 template <typename T>
-int64_t sampler_scratch(int64_t n, int64_t D, bool predictor) {
+int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws) {
   Scratch<T> s;
-  return s.layout(nullptr, n, D, predictor);
+  return s.layout(nullptr, n, D, predictor, max_draws);
 }
 
 template <typename T>
@@ -193,8 +211,11 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   const cudaStream_t st = cudaStream_t(stream);
   const int64_t n = s.n, D = s.pass.D, nD = n * D, K = plan.K;
   if (n == 0) return {};
+  int64_t max_draws = 0;
+  for (int64_t k = 0; plan.draws && k < K; ++k)
+    max_draws = plan.draws[k] > max_draws ? plan.draws[k] : max_draws;
   Scratch<T> w;
-  w.layout(s.scratch, n, D, plan.predictor);
+  w.layout(s.scratch, n, D, plan.predictor, max_draws);
   PosteriorArgs<T> a = s.pass;
   a.q = w.q;
   a.alpha = w.alpha;
@@ -211,14 +232,18 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   a.s2_light = w.s2l;
   a.s1_light = w.s1l;
 
-  // xh = the (regularized) denoiser at states xs and grid point j
-  auto denoise = [&](const T* xs, int64_t j, T* xh) {
-    const double alpha = plan.alpha[j], sigma2 = plan.sigma2[j];
-    MIXSCORE_LAUNCH(setup_kernel<T>, unsigned(n), kThreads, 0, st, xs, D, a.mu, alpha, sigma2,
-                    w.q, w.xs2, w.alpha, w.sigma2);
+  // the pass's per-query inputs for states xs at grid point j
+  auto setup = [&](const T* xs, int64_t j) {
+    MIXSCORE_LAUNCH(setup_kernel<T>, unsigned(n), kThreads, 0, st, xs, D, a.mu, plan.alpha[j],
+                    plan.sigma2[j], w.q, w.xs2, w.alpha, w.sigma2);
     check(cudaGetLastError(), "sampler set-up kernel launch");
     a.x = xs;
     a.products = s.products[j];
+  };
+  // xh = the (regularized) denoiser at states xs and grid point j
+  auto denoise = [&](const T* xs, int64_t j, T* xh) {
+    const double alpha = plan.alpha[j], sigma2 = plan.sigma2[j];
+    setup(xs, j);
     posterior<T>(a, stream);
     Finish f{alpha, sigma2, plan.eb_log_c != nullptr, 0.0, 0.0, s.log_weight_sum, nullptr, 0.0};
     if (f.eb) {
@@ -232,6 +257,16 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     }
     MIXSCORE_LAUNCH(denoise_kernel<T>, unsigned(n), kThreads, 0, st, a, f, xh);
     check(cudaGetLastError(), "sampler denoiser kernel launch");
+  };
+  // xhd = the mean of R training points drawn from w(x, t_k) (the naive sampler's step k)
+  auto draws_mean = [&](int64_t k, int64_t R) {
+    setup(s.x, k);
+    DrawsArgs<T> d{a, R, plan.seed ^ kDrawsKey, s.rows, uint32_t(k * R), w.draws};
+    d.pass.cut = s.draws_cut;
+    draws<T>(d, stream);
+    MIXSCORE_LAUNCH(draws_mean_kernel<T>, blocks_for(nD), kThreads, 0, st, a.train, w.draws, n,
+                    D, R, w.xhd);
+    check(cudaGetLastError(), "sampler draws-mean kernel launch");
   };
   InFlight fl(st);
   int64_t next_save = 0;
@@ -260,7 +295,11 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   for (int64_t k = 0; k < K; ++k) {
     StepCoef c;
     for (int i = 0; i < kNumCoef; ++i) c.c[i] = plan.coef[k * kNumCoef + i];
-    denoise(s.x, k, w.xh);
+    const int64_t R = plan.draws ? plan.draws[k] : 0;
+    if (R > 0)
+      draws_mean(k, R);
+    else
+      denoise(s.x, k, w.xh);
     // Heun's last step is Euler's (Ce = Cb = 0): no second denoiser, as the Python loop
     const bool predict = plan.predictor && (c.c[kCe] != 0.0 || c.c[kCb] != 0.0);
     if (predict) {
@@ -272,8 +311,8 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     int* bad = w.bad + k % 2;
     check(cudaMemsetAsync(bad, 0, sizeof(int), st), "clearing the NaN/Inf flag");
     MIXSCORE_LAUNCH(step_kernel<T>, blocks_for(n * ((D + 1) / 2)), kThreads, 0, st, s.x, w.xh,
-                    predict ? w.xe : nullptr, predict ? w.xhb : nullptr, n, D, s.rows,
-                    plan.seed, uint32_t(k), c, bad);
+                    R > 0 ? w.xhd : nullptr, predict ? w.xe : nullptr,
+                    predict ? w.xhb : nullptr, n, D, s.rows, plan.seed, uint32_t(k), c, bad);
     check(cudaGetLastError(), "sampler step kernel launch");
     check(cudaMemcpyAsync(fl.flag + k % 2, bad, sizeof(int), cudaMemcpyDeviceToHost, st),
           "reading the NaN/Inf flag");
@@ -290,8 +329,8 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   return status;
 }
 
-template int64_t sampler_scratch<float>(int64_t, int64_t, bool);
-template int64_t sampler_scratch<double>(int64_t, int64_t, bool);
+template int64_t sampler_scratch<float>(int64_t, int64_t, bool, int64_t);
+template int64_t sampler_scratch<double>(int64_t, int64_t, bool, int64_t);
 template SamplerStatus sample<float>(const SampleArgs<float>&, const SamplerPlan&, uintptr_t,
                                      const StopFn&, const std::function<bool(int64_t)>&,
                                      int64_t);

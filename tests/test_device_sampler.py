@@ -200,7 +200,7 @@ def test_what_does_not_run_on_the_device_is_refused_by_name():
         with pytest.raises(ValueError, match=rf"sampler='{sampler}' does not run on the "
                                              r"device: a model on torch on cpu"):
             ms.sample(dev, 2, sampler=sampler, **extra)
-    with pytest.raises(ValueError, match="fused=True needs .*the cpu backend, or the cuda"):
+    with pytest.raises(ValueError, match="fused=True needs .*the cpu or cuda backend"):
         ms.sample(dev, 2, fused=True)  # the fallback has no fused loop
     with pytest.raises(ValueError, match="y= needs an EmpiricalScore built with labels="):
         ms.sample(dev, 2, y=0)
@@ -346,13 +346,13 @@ def test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop():
 
     with pytest.raises(KeyError, match="stop at 2"):
         ms.sample(dev, 3, sampler="ddpm", steps=20, callback_every=2, callback=fail)
-    # the naive sampler's draws run in the device loop; fused=True asks for what is not there
-    naive = ms.sample(dev, 3, sampler="naive", steps=10, seed=1)
-    assert not naive.settings["fused"]
-    assert rel(to_host(naive.samples), ms.sample(cpu, 3, sampler="naive", steps=10,
-                                                 seed=1).samples) <= TOL32
-    with pytest.raises(ValueError, match="cuda backend without the naive sampler"):
-        ms.sample(dev, 3, sampler="naive", steps=10, fused=True)
+    # the naive sampler's draws (cuda/draws.cu) in the fused loop and in the device loop
+    kw = dict(sampler="naive", steps=10, seed=1, R=2, save_steps=[5])
+    naive, loop = ms.sample(dev, 3, **kw), ms.sample(dev, 3, fused=False, **kw)
+    assert naive.settings["fused"] and not loop.settings["fused"]
+    np.testing.assert_array_equal(to_host(naive.samples), to_host(loop.samples))
+    assert rel(to_host(naive.samples), ms.sample(cpu, 3, **kw).samples) <= TOL32
+    assert not ms.sample(dev, 3, sampler="effective", kappa=0.05, steps=10).settings["fused"]
     np.testing.assert_array_equal(
         to_host(ms.sample(dev, 5, steps=8, seed=4, fused=True).samples),
         to_host(ms.sample(dev, 5, steps=8, seed=4).samples))
@@ -402,3 +402,19 @@ def test_cuda_fused_steps_are_the_cpu_steps_bit_for_bit(dtype, samplers=FIXED_GR
         assert b.settings["fused"]
         np.testing.assert_array_equal(to_host(b.saved), a.saved, err_msg=sampler)
         np.testing.assert_array_equal(to_host(b.samples), a.samples, err_msg=sampler)
+
+
+@_apply(needs_cuda)
+def test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=12, steps=10, d=24):
+    """The naive sampler in the GPU loop (the draws kernel, the float64 mean of the drawn
+    rows) against the C++ loop's draws handler: the same jumps and streams, by label."""
+    to_host = LIB[2]
+    r = rng(12)
+    X, labels = r.standard_normal((300, d)), r.integers(0, 2, 300)
+    cpu, dev = _cuda_pair(X, labels=labels)
+    kw = dict(sampler="naive", R=3, steps=steps, seed=5, y=np.arange(n) % 2,
+              save_steps=[steps // 2])
+    a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
+    assert a.settings["fused"] and b.settings["fused"]
+    assert rel(to_host(b.samples), a.samples) <= TOL64
+    assert rel(to_host(b.saved), a.saved) <= TOL64

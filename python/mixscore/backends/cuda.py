@@ -200,8 +200,7 @@ class CudaBackend(ArrayApiBackend):
         _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
         products = self._products(bound, alpha, inv)
         work, ws_rows = self._workspace(m, (products,))
-        # the truncation of the reference and the C++ handler (cpp/src/draws.hpp)
-        cut = min(60.0, math.log(self.n) + (20.0 if self.dtype == np.float32 else 40.0))
+        cut = self._draws_cut()
         q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
         ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
         train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
@@ -213,20 +212,21 @@ class CudaBackend(ArrayApiBackend):
             first_step=int(first_step), out=_pointer(out), stream=_stream(self.train))
         return out
 
+    def _draws_cut(self) -> float:
+        """The draws' truncation, nats below the maximum: the reference's and the C++
+        handler's (cpp/src/draws.hpp)."""
+        return min(60.0, math.log(self.n) + (20.0 if self.dtype == np.float32 else 40.0))
+
     def fused_sample(self, x, first_sample: int, plan, seed: int, save_steps: np.ndarray,
                      saved, end_denoise: bool, on_step, every: int, rows=None):
         """The whole fixed-grid sampler loop on the GPU (cuda/sampler.cu; the ``fused_sample``
         capability): the states x (n, D, this backend's library, dtype and device; copied)
         never leave the device, the noise is the Philox stream of the CPU loop drawn there,
-        the plan's regularizers are applied as the C++ loop does. ``saved``: an array
-        (len(save_steps), n, D) of this library or None. Returns (x, the step after which a
-        state was NaN/Inf or -1). The naive sampler's draws are not supported (no ``draws``
-        capability: it runs the device loop)."""
+        the plan's regularizers are applied as the C++ loop does, the naive sampler's
+        posterior draws by the draws kernel. ``saved``: an array (len(save_steps), n, D) of
+        this library or None. Returns (x, the step after which a state was NaN/Inf or -1)."""
         from .. import _cuda
 
-        if plan.draws is not None:
-            raise ValueError("the GPU loop does not draw posterior samples (sampler='naive' "
-                             "runs the device loop)")
         xp, dev = self.xp, self.device
         x = _contiguous(xp.asarray(x, copy=True))
         n, d = x.shape
@@ -236,8 +236,10 @@ class CudaBackend(ArrayApiBackend):
         products = self._grid_products(plan.alpha, plan.sigma2)
         work, ws_rows = self._workspace(n, products)
         f64 = self.dtype == np.float64
-        scratch = xp.empty((max(1, _cuda.sampler_scratch(n, d, plan.predictor, f64)),),
-                           dtype=xp.uint8, device=dev)
+        draws = None if plan.draws is None else np.ascontiguousarray(plan.draws, np.int64)
+        max_draws = 0 if draws is None else int(draws.max())
+        nbytes = _cuda.sampler_scratch(n, d, plan.predictor, max_draws, f64)
+        scratch = xp.empty((max(1, nbytes),), dtype=xp.uint8, device=dev)
         train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
                      cut=_CUTOFF_NATS + math.log(self.n), workspace=_pointer(work),
                      ws_rows=ws_rows, **self.rule)
@@ -251,8 +253,10 @@ class CudaBackend(ArrayApiBackend):
             shift=0 if shift is None else _pointer(shift),
             products=products,
             log_weight_sum=self.log_weight_sum,
+            draws_cut=self._draws_cut(),
             scratch=_pointer(scratch),
             coef=plan.coef,
+            draws=draws,
             alpha=plan.alpha,
             sigma2=plan.sigma2,
             predictor=plan.predictor,

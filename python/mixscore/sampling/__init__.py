@@ -178,9 +178,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     fused : bool
         Force (True) or forbid (False) the fused loop of the model's backend (the C++ loop on
         the cpu backend, the GPU loop on the cuda backend); default: fused when possible (a
-        fixed-grid sampler, not naive on cuda nor effective, no callable perturbation or
-        per-point Smoothing bandwidths; see ``sampling/fold.py``; labelled samples run by
-        label).
+        fixed-grid sampler other than effective, no callable perturbation or per-point
+        Smoothing bandwidths; see ``sampling/fold.py``; labelled samples run by label).
     progress : bool
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
     callback : callable
@@ -516,8 +515,8 @@ def _use_fused(fused, den, draws: bool = False) -> bool:
     can = can and (not draws or has(den.model.backend, DRAWS))  # naive: the draws handler
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
-                         "'fused_sample' capability (the cpu backend, or the cuda backend "
-                         "without the naive sampler) and a fixed-grid sampler")
+                         "'fused_sample' capability (the cpu or cuda backend) and a "
+                         "fixed-grid sampler other than 'effective'")
     if can and not foldable(den.model.regularizers):
         if fused:
             what = ", ".join(repr(r) for r in den.model.regularizers if not foldable((r,)))
