@@ -73,8 +73,9 @@ class DeviceDenoiser(ModelDenoiser):
         return self.xp.astype(xh, self.xp.float64)
 
     def draws_mean(self, x, t, R: int, seed: int, ids: np.ndarray, step: int):
-        """The naive estimator's denoiser on the device: the draws (the host streams of
-        ``ModelDenoiser.draws_mean``) index the training set where it lives."""
+        """The naive estimator's denoiser on the device: the draws (the streams of
+        ``ModelDenoiser.draws_mean``; drawn on the device where the backend has the ``draws``
+        capability, cuda) index the training set where it lives."""
         xp, (m, d) = self.xp, x.shape
         idx = posterior_op(self.model, "draws", x, t, self.y, R=R, seed=seed,
                            stream=(ids, step * R))

@@ -13,15 +13,15 @@ the fallback the step's noise (host -> device). Labels (``y=``) and regularizers
 Python loop: each step's denoiser is the model's (conditional, regularized) statistics on the
 device.
 
-The posterior samplers ``naive`` and ``effective`` keep their states on the device too, but
-their posterior draws / covariance noise come from the host (``mixscore.covariance``, the
-streams of the CPU paths, on a host copy of the training set): the queries go to the host and
-the draws or noise back once per step. Not on the device (refused by name): the adaptive
-``rk45`` (per-sample control) and the ``kde`` baseline.
+The posterior samplers ``naive`` and ``effective`` keep their states on the device too; their
+posterior draws (on the fallback) and covariance noise come from the host
+(``mixscore.covariance``, the streams of the CPU paths, on a host copy of the training set): the
+queries go to the host and the draws or noise back once per step. Not on the device (refused by
+name): the adaptive ``rk45`` (per-sample control) and the ``kde`` baseline.
 
-On the ``cuda`` backend the fixed-grid samplers other than these two run the fused GPU loop
-instead (``CudaBackend.fused_sample``, cuda/sampler.cu: the whole run in one call); this loop
-is what ``fused=False`` asks for there.
+On the ``cuda`` backend the fixed-grid samplers other than ``effective`` run the fused GPU loop
+instead (``CudaBackend.fused_sample``, cuda/sampler.cu: the whole run in one call, the naive
+sampler's draws by the draws kernel); this loop is what ``fused=False`` asks for there.
 """
 
 from __future__ import annotations
