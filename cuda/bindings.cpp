@@ -10,12 +10,16 @@
 #include <optional>
 #include <string>
 
-#include "interruptible.hpp"  // cpp/src: the GIL released, Ctrl-C polled
+#include "interruptible.hpp"     // cpp/src: the GIL released, Ctrl-C polled
 #include "launch.hpp"
+#include "sampler_binding.hpp"  // cpp/src: the plan from its arrays, the callback
 
 namespace py = pybind11;
-using mixscore::kNumCoef;
 using mixscore::run_interruptible;
+using mixscore::binding::carray;
+using mixscore::binding::check_len;
+using mixscore::binding::checked_plan;
+using mixscore::binding::steps_callback;
 using mixscore::SamplerPlan;
 using mixscore::SamplerStatus;
 using mixscore::StopFn;
@@ -63,15 +67,6 @@ void nearest_py(uintptr_t x, uintptr_t q, uintptr_t train, uintptr_t packed, uin
                    reinterpret_cast<double*>(sq_dist), reinterpret_cast<int64_t*>(index)};
   py::gil_scoped_release release;
   nearest<T>(a, stream);
-}
-
-template <typename U>
-using carray = py::array_t<U, py::array::c_style | py::array::forcecast>;
-
-void check_len(const py::array& a, int64_t n, const char* name) {
-  if (a.ndim() != 1 || a.shape(0) != n)
-    throw std::invalid_argument(std::string(name) + ": expected a 1-d array of length " +
-                                std::to_string(n));
 }
 
 // The pass's training-set arrays and rule from a dict keyed as posterior_f32's arguments.
@@ -136,63 +131,18 @@ int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved
                   std::optional<py::function> callback, int64_t every, uintptr_t stream) {
   const PosteriorArgs<T> a = training_args<T>(train);
   if (n < 0) throw std::invalid_argument("sample: need n >= 0");
-  if (coef.ndim() != 2 || coef.shape(1) != kNumCoef || coef.shape(0) < 1)
-    throw std::invalid_argument("coef: expected K x " + std::to_string(kNumCoef) + ", K >= 1");
-  const int64_t K = coef.shape(0), S = save_steps.size();
-  check_len(alpha, K + 1, "alpha");
-  check_len(sigma2, K + 1, "sigma2");
-  check_len(products, K + 1, "products");
-  if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
-  if (draws) {
-    check_len(*draws, K, "draws");
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t R = draws->data()[k];
-      if (R < 0 || uint64_t(k + 1) * uint64_t(R) > (uint64_t(1) << 32))
-        throw std::invalid_argument("draws: expected counts R >= 0 with steps * R <= 2**32 "
-                                    "(the Philox step counter), got " + std::to_string(R) +
-                                    " at step " + std::to_string(k));
-    }
-  }
+  SamplerPlan plan = checked_plan(coef, alpha, sigma2, predictor, seed, end_denoise, save_steps,
+                                  draws, eb_log_c, eb_density, shift_scale, every);
+  check_len(products, plan.K + 1, "products");
   if ((shift != 0) != bool(shift_scale))
     throw std::invalid_argument("shift and shift_scale go together");
-  if (shift_scale) check_len(*shift_scale, K + 1, "shift_scale");
-  if (every < 1) throw std::invalid_argument("every must be >= 1");
-  for (int64_t i = 0; i < S; ++i) {
-    const int64_t k = save_steps.data()[i];
-    if (k < 0 || k > K || (i > 0 && k <= save_steps.data()[i - 1]))
-      throw std::invalid_argument("save_steps must be increasing step numbers in [0, K]");
-  }
-  if (S > 0 && saved == 0) throw std::invalid_argument("saved is needed with save_steps");
-  SamplerPlan plan;
-  plan.coef = coef.data();
-  plan.alpha = alpha.data();
-  plan.sigma2 = sigma2.data();
-  plan.K = K;
-  plan.predictor = predictor;
-  plan.seed = seed;
-  plan.end_denoise = end_denoise;
-  plan.save_steps = save_steps.data();
-  plan.n_save = S;
-  plan.draws = draws ? draws->data() : nullptr;
-  plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
-  plan.eb_density = eb_density;
+  if (plan.n_save > 0 && saved == 0)
+    throw std::invalid_argument("saved is needed with save_steps");
   plan.shift = shift_scale ? ptr<double>(shift) : nullptr;
-  plan.shift_scale = shift_scale ? shift_scale->data() : nullptr;
-  SampleArgs<T> s{a, reinterpret_cast<T*>(x), n, reinterpret_cast<T*>(saved),
-                  ptr<int64_t>(rows), ptr<double>(shift), products.data(), log_weight_sum,
-                  draws_cut, reinterpret_cast<void*>(scratch)};
-  std::function<bool(int64_t)> on_steps;
-  if (callback)
-    on_steps = [&callback](int64_t k) {
-      py::gil_scoped_acquire gil;
-      try {
-        (*callback)(k);
-      } catch (py::error_already_set& e) {
-        e.restore();  // re-raised by run_interruptible
-        return true;
-      }
-      return false;
-    };
+  const SampleArgs<T> s{a, reinterpret_cast<T*>(x), n, reinterpret_cast<T*>(saved),
+                        ptr<int64_t>(rows), ptr<double>(shift), products.data(),
+                        log_weight_sum, draws_cut, reinterpret_cast<void*>(scratch)};
+  const std::function<bool(int64_t)> on_steps = steps_callback(callback);
   int64_t bad = -1;
   run_interruptible([&](const StopFn& poll) {
     const SamplerStatus st = sample<T>(s, plan, stream, poll, on_steps, every);

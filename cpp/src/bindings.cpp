@@ -21,12 +21,13 @@
 #include "mixscore/prepared.hpp"
 #include "mixscore/sampler.hpp"
 #include "interruptible.hpp"
+#include "sampler_binding.hpp"
 
 namespace py = pybind11;
 using namespace mixscore;
 
-template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
+using binding::carray;
+using binding::check_len;
 
 namespace {
 
@@ -37,12 +38,6 @@ T* maybe_alloc(py::dict& result, const std::set<std::string>& want, const char* 
   py::array_t<T> a(shape);
   result[name] = a;
   return a.mutable_data();
-}
-
-void check_len(const py::array& a, py::ssize_t n, const char* what) {
-  if (a.ndim() != 1 || a.shape(0) != n)
-    throw std::invalid_argument(std::string(what) + ": expected a 1-d array of length " +
-                                std::to_string(n));
 }
 
 // The prepared training set (mixscore/prepared.hpp) with the arrays it reads, kept alive here.
@@ -187,70 +182,22 @@ int64_t sample(const PyPrepared<T>& train, py::array_t<T, py::array::c_style> x,
     throw std::invalid_argument("x: expected a 2-d array with " + std::to_string(tr.D) +
                                 " columns");
   const int64_t n = x.shape(0), S = save_steps.size();
-  if (coef.ndim() != 2 || coef.shape(1) != kNumCoef)
-    throw std::invalid_argument("coef must be K x " + std::to_string(kNumCoef));
-  const int64_t K = coef.shape(0);
-  if (K < 1) throw std::invalid_argument("coef: at least one step is needed");
-  check_len(alpha, K + 1, "alpha");
-  check_len(sigma2, K + 1, "sigma2");
-  if (every < 1) throw std::invalid_argument("every must be >= 1");
-  if (draws) {
-    check_len(*draws, K, "draws");
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t R = draws->data()[k];
-      if (R < 0 || uint64_t(k + 1) * uint64_t(R) > (uint64_t(1) << 32))
-        throw std::invalid_argument("draws: expected counts R >= 0 with steps * R <= 2**32 "
-                                    "(the Philox step counter), got " + std::to_string(R) +
-                                    " at step " + std::to_string(k));
-    }
-  }
-  if (eb_log_c) check_len(*eb_log_c, K + 1, "eb_log_c");
+  SamplerPlan plan = binding::checked_plan(coef, alpha, sigma2, predictor, seed, end_denoise,
+                                           save_steps, draws, eb_log_c, eb_density,
+                                           shift_scale, every);
   if (rows) check_len(*rows, n, "rows");
-  if (shift || shift_scale) {
-    if (!shift || !shift_scale)
-      throw std::invalid_argument("shift and shift_scale go together");
-    check_len(*shift, tr.D, "shift");
-    check_len(*shift_scale, K + 1, "shift_scale");
-  }
-  for (int64_t s = 0; s < S; ++s) {
-    const int64_t k = save_steps.data()[s];
-    if (k < 0 || k > K || (s > 0 && k <= save_steps.data()[s - 1]))
-      throw std::invalid_argument("save_steps must be increasing step numbers in [0, K]");
-  }
+  if (bool(shift) != bool(shift_scale))
+    throw std::invalid_argument("shift and shift_scale go together");
+  if (shift) check_len(*shift, tr.D, "shift");
   if (S > 0 && (!saved || saved->ndim() != 3 || saved->shape(0) != S ||
                 saved->shape(1) != n || saved->shape(2) != tr.D))
     throw std::invalid_argument("saved must have shape (len(save_steps), n, D)");
-  SamplerPlan plan;
-  plan.coef = coef.data();
-  plan.alpha = alpha.data();
-  plan.sigma2 = sigma2.data();
-  plan.K = K;
-  plan.predictor = predictor;
-  plan.seed = seed;
   plan.first_sample = first_sample;
-  plan.end_denoise = end_denoise;
-  plan.draws = draws ? draws->data() : nullptr;
   plan.rows = rows ? rows->data() : nullptr;
-  plan.eb_log_c = eb_log_c ? eb_log_c->data() : nullptr;
-  plan.eb_density = eb_density;
   plan.shift = shift ? shift->data() : nullptr;
-  plan.shift_scale = shift_scale ? shift_scale->data() : nullptr;
-  plan.save_steps = save_steps.data();
-  plan.n_save = S;
   T* xs = x.mutable_data();
   T* out = S > 0 ? saved->mutable_data() : nullptr;
-  std::function<bool(int64_t)> on_steps;
-  if (callback)
-    on_steps = [&callback](int64_t k) {
-      py::gil_scoped_acquire gil;
-      try {
-        (*callback)(k);
-      } catch (py::error_already_set& e) {
-        e.restore();  // re-raised by run_interruptible
-        return true;
-      }
-      return false;
-    };
+  const std::function<bool(int64_t)> on_steps = binding::steps_callback(callback);
   int64_t bad = -1;
   if (n > 0)
     run_interruptible([&](const StopFn& poll) {
