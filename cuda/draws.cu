@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels.cuh"
 #include "launch.hpp"
@@ -81,44 +82,29 @@ __global__ void __launch_bounds__(kThreads) draws_exact_kernel(DrawsArgs<T> d, i
   draw_row(d, ExactRow<T>(d.pass, i), i, r0);
 }
 
-// D > kDirectMaxD: queries in chunks of ws_rows, each chunk's logits product, then the rows.
-template <typename T, typename Acc>
-void tiled_draws(const DrawsArgs<T>& d, cudaStream_t st) {
-  const PosteriorArgs<T>& a = d.pass;
-  const bool tensor = tensor_logits_available();
-  check_products<T>(a.products, tensor);
-  Acc* G = reinterpret_cast<Acc*>(a.workspace);
-  for (int64_t i0 = 0; i0 < a.M; i0 += a.ws_rows) {
-    const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
-    logits<T, Acc>(a, a.q + i0 * a.D, m, G, tensor, st);
-    for (int64_t r0 = 0; r0 < d.R; r0 += kThreads) {
-      MIXSCORE_LAUNCH((draws_gemm_kernel<T, Acc>), unsigned(m), kThreads, 0, st, d, i0, r0, G);
-      check(cudaGetLastError(), "draws kernel launch");
-    }
-  }
-}
-
 }  // namespace
 
 template <typename T>
 void draws(const DrawsArgs<T>& d, uintptr_t stream) {
-  const PosteriorArgs<T>& a = d.pass;
-  if (a.M == 0) return;
   if (d.R < 1) throw std::invalid_argument("draws: R must be >= 1");
   const cudaStream_t st = cudaStream_t(stream);
-  if (a.D <= kDirectMaxD) {  // every entry exact: no logits
-    for (int64_t r0 = 0; r0 < d.R; r0 += kThreads) {
-      MIXSCORE_LAUNCH(draws_exact_kernel<T>, unsigned(a.M), kThreads, 0, st, d, r0);
-      check(cudaGetLastError(), "draws kernel launch");
-    }
-    return;
-  }
-  if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
-    throw std::invalid_argument("draws: ws_rows must be a positive multiple of 128");
-  if (wide_logits<T>(a.products))
-    tiled_draws<T, double>(d, st);
-  else
-    tiled_draws<T, float>(d, st);
+  // draws r0 .. r0 + 255 per launch: a thread per draw
+  drive_rows(
+      d.pass, st,
+      [&](auto* G, int64_t i0, int64_t m) {
+        using Acc = std::remove_pointer_t<decltype(G)>;
+        for (int64_t r0 = 0; r0 < d.R; r0 += kThreads) {
+          MIXSCORE_LAUNCH((draws_gemm_kernel<T, Acc>), unsigned(m), kThreads, 0, st, d, i0, r0,
+                          G);
+          check(cudaGetLastError(), "draws kernel launch");
+        }
+      },
+      [&] {
+        for (int64_t r0 = 0; r0 < d.R; r0 += kThreads) {
+          MIXSCORE_LAUNCH(draws_exact_kernel<T>, unsigned(d.pass.M), kThreads, 0, st, d, r0);
+          check(cudaGetLastError(), "draws kernel launch");
+        }
+      });
 }
 
 template void draws<float>(const DrawsArgs<float>&, uintptr_t);

@@ -135,25 +135,19 @@ __global__ void __launch_bounds__(S::kThreads)
 }
 
 // --- the host driver -------------------------------------------------------------------------
+// One chunk of m queries from i0 after its logits G: the rows, then the weighted sums.
 template <typename T, typename Acc>
-void tiled_pass(const PosteriorArgs<T>& a, cudaStream_t st) {
-  const bool tensor = tensor_logits_available();
-  check_products<T>(a.products, tensor);
-  const int64_t nchunks = (a.N + S::BN - 1) / S::BN;
-  Acc* G = reinterpret_cast<Acc*>(a.workspace);
+void chunk_rows_and_sums(const PosteriorArgs<T>& a, Acc* G, int64_t i0, int64_t m,
+                         cudaStream_t st) {
+  const int64_t nchunks = (a.N + S::BN - 1) / S::BN, qtiles = (m + S::BM - 1) / S::BM;
   uint8_t* live = reinterpret_cast<uint8_t*>(G + a.ws_rows * a.N);
-  for (int64_t i0 = 0; i0 < a.M; i0 += a.ws_rows) {
-    const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
-    const int64_t qtiles = (m + S::BM - 1) / S::BM;
-    check(cudaMemsetAsync(live, 0, size_t(qtiles * nchunks), st), "clearing the block flags");
-    logits<T, Acc>(a, a.q + i0 * a.D, m, G, tensor, st);
-    MIXSCORE_LAUNCH((row_kernel<T, Acc>), unsigned(m), kThreads, 0, st, a, i0, G, live);
-    check(cudaGetLastError(), "row kernel launch");
-    const unsigned dtiles = unsigned((a.D + S::BN - 1) / S::BN);
-    MIXSCORE_LAUNCH((sums_kernel<T, Acc>), dim3(dtiles, unsigned(qtiles)), S::kThreads, 0, st,
-                    a, i0, m, G, live);
-    check(cudaGetLastError(), "sums kernel launch");
-  }
+  check(cudaMemsetAsync(live, 0, size_t(qtiles * nchunks), st), "clearing the block flags");
+  MIXSCORE_LAUNCH((row_kernel<T, Acc>), unsigned(m), kThreads, 0, st, a, i0, G, live);
+  check(cudaGetLastError(), "row kernel launch");
+  const unsigned dtiles = unsigned((a.D + S::BN - 1) / S::BN);
+  MIXSCORE_LAUNCH((sums_kernel<T, Acc>), dim3(dtiles, unsigned(qtiles)), S::kThreads, 0, st, a,
+                  i0, m, G, live);
+  check(cudaGetLastError(), "sums kernel launch");
 }
 
 template <typename T>
@@ -169,13 +163,11 @@ template <typename T>
 void posterior(const PosteriorArgs<T>& a, uintptr_t stream) {
   if (a.M == 0) return;
   const cudaStream_t st = cudaStream_t(stream);
-  if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
+  if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)  // the direct pass chunks queries too
     throw std::invalid_argument("posterior: ws_rows must be a positive multiple of 128");
-  if (a.D <= kDirectMaxD) return direct_pass<T>(a, st);
-  if (wide_logits<T>(a.products))
-    tiled_pass<T, double>(a, st);
-  else
-    tiled_pass<T, float>(a, st);
+  drive_rows(
+      a, st, [&](auto* G, int64_t i0, int64_t m) { chunk_rows_and_sums(a, G, i0, m, st); },
+      [&] { direct_pass<T>(a, st); });
 }
 
 template void posterior<float>(const PosteriorArgs<float>&, uintptr_t);

@@ -149,12 +149,31 @@ bool wide_logits(int products) {
   return sizeof(T) == 8 || products == int(Products::kFloat64Tensor);
 }
 
-// The 3xTF32 product's requirements, checked before any launch.
-template <typename T>
-void check_products(int products, bool tensor) {
-  if (products == int(Products::kTf32x3) && (sizeof(T) != 4 || !tensor))
+// The driver of a pass over rows (posterior.cu, draws.cu): for D > kDirectMaxD the queries
+// in chunks of ws_rows, each chunk's logits product G (float64 for float64 data or products,
+// else float32) in the workspace, then rows(G, i0, m) queues the chunk's kernels; for small D
+// exact() queues the pass without logits.
+template <typename T, typename Rows, typename Exact>
+void drive_rows(const PosteriorArgs<T>& a, cudaStream_t st, Rows rows, Exact exact) {
+  if (a.M == 0) return;
+  if (a.D <= kDirectMaxD) return exact();
+  if (a.ws_rows < S::BM || a.ws_rows % S::BM != 0)
+    throw std::invalid_argument("ws_rows must be a positive multiple of 128");
+  const bool tensor = tensor_logits_available();
+  if (a.products == int(Products::kTf32x3) && (sizeof(T) != 4 || !tensor))
     throw std::invalid_argument(
-        "posterior: 3xTF32 products need float32 data and a GPU of compute capability >= 8.0");
+        "3xTF32 products need float32 data and a GPU of compute capability >= 8.0");
+  auto chunks = [&](auto* G) {
+    for (int64_t i0 = 0; i0 < a.M; i0 += a.ws_rows) {
+      const int64_t m = a.M - i0 < a.ws_rows ? a.M - i0 : a.ws_rows;
+      logits(a, a.q + i0 * a.D, m, G, tensor, st);
+      rows(G, i0, m);
+    }
+  };
+  if (wide_logits<T>(a.products))
+    chunks(reinterpret_cast<double*>(a.workspace));
+  else
+    chunks(reinterpret_cast<float*>(a.workspace));
 }
 
 }  // namespace cuda
