@@ -116,6 +116,27 @@ void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
   draws<T>(d, stream);
 }
 
+// Covariance noise (cuda/cov_noise.cu) of M queries into out (M, D) float64.
+template <typename T>
+void cov_noise_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
+                  uintptr_t sigma2, uintptr_t xs2, int64_t M, int products, uintptr_t mean,
+                  uint64_t key, uintptr_t rows, uint32_t step, uintptr_t out,
+                  uintptr_t stream) {
+  PosteriorArgs<T> a = training_args<T>(train);
+  a.x = ptr<T>(x);
+  a.q = ptr<T>(q);
+  a.alpha = ptr<double>(alpha);
+  a.sigma2 = ptr<double>(sigma2);
+  a.xs2 = ptr<double>(xs2);
+  a.M = M;
+  a.products = products;
+  if (M < 0) throw std::invalid_argument("cov_noise: need M >= 0");
+  const CovNoiseArgs<T> d{a, ptr<double>(mean), key, ptr<int64_t>(rows), step,
+                          reinterpret_cast<double*>(out)};
+  py::gil_scoped_release release;
+  cov_noise<T>(d, stream);
+}
+
 // The fused sampler loop (cuda/sampler.cu). `train`: the training set's device arrays and the
 // pass's rule and workspace, keyed as posterior_f32's arguments. Returns -1, or the step after
 // which a state was NaN/Inf (the loop stopped there).
@@ -221,6 +242,15 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("draws_f64", &draws_py<double>, MIXSCORE_DRAWS_ARGS,
         "Posterior draws (local training indices), float64 data.");
 #undef MIXSCORE_DRAWS_ARGS
+#define MIXSCORE_NOISE_ARGS \
+  py::arg("train"), py::arg("x"), py::arg("q"), py::arg("alpha"), py::arg("sigma2"), \
+      py::arg("xs2"), py::arg("M"), py::arg("products"), py::arg("mean"), py::arg("key"), \
+      py::arg("rows"), py::arg("step"), py::arg("out"), py::arg("stream")
+  m.def("cov_noise_f32", &cov_noise_py<float>, MIXSCORE_NOISE_ARGS,
+        "Noise with covariance Cov_w(X_0) per query, float32 data.");
+  m.def("cov_noise_f64", &cov_noise_py<double>, MIXSCORE_NOISE_ARGS,
+        "Noise with covariance Cov_w(X_0) per query, float64 data.");
+#undef MIXSCORE_NOISE_ARGS
   m.def("sampler_scratch",
         [](int64_t n, int64_t D, bool predictor, int64_t max_draws, bool f64) {
           return f64 ? sampler_scratch<double>(n, D, predictor, max_draws)

@@ -94,6 +94,21 @@ struct DrawsArgs {
 template <typename T>
 void draws(const DrawsArgs<T>& d, uintptr_t stream);
 
+// Gaussian noise with covariance Cov_w(X_0) per query (cuda/cov_noise.cu): the streams of
+// mixscore.covariance.cov_noise.
+template <typename T>
+struct CovNoiseArgs {
+  PosteriorArgs<T> pass;  // as DrawsArgs's, `cut` the noise's truncation (nats)
+  const double* mean;     // (M, D) the posterior means
+  uint64_t key;           // seed ^ NOISE_KEY
+  const int64_t* rows;    // (M,) each query's stream row
+  uint32_t step;
+  double* out;            // (M, D)
+};
+
+template <typename T>
+void cov_noise(const CovNoiseArgs<T>& d, uintptr_t stream);
+
 // The fused sampler loop on the GPU (cuda/sampler.cu): the plan of mixscore/sampler.hpp run on
 // the states x (n, D) in place. The plan's per-step tables (coef, alpha, sigma2, draws,
 // save_steps, eb_log_c, shift_scale) are host arrays; its `rows` and `shift` are ignored (the

@@ -28,7 +28,8 @@ from test_accuracy import make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ROOT / "tests" / "cuda_host"
-CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu", "sampler.cu", "draws.cu"]
+CUDA_SOURCES = ["posterior.cu", "nearest.cu", "noise.cu", "peak.cu", "sampler.cu", "draws.cu",
+                "cov_noise.cu"]
 CXX = shutil.which("g++") or shutil.which("clang++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or clang++) on PATH")
 
@@ -210,12 +211,15 @@ def test_labels_regularizers_and_sampling(emulated):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_posterior_draws(emulated, dtype):
-    """The draws kernel against the reference's jumps and streams, by label, many draws."""
+def test_posterior_draws_and_noise(emulated, dtype):
+    """The draws kernel against the reference's jumps and streams, by label, many draws; the
+    covariance-noise kernel against the reference's noise."""
     emulated.test_draws_on_the_gpu_are_the_reference_draws(
         dtype, cases=((2, 600), (20, 500), (40, 300)), ts=(0.01, 0.3))
     if dtype == np.float64:
         emulated.test_draws_on_the_gpu_follow_the_weights_labels_and_many_draws()
+    emulated.test_cov_noise_on_the_gpu_is_the_reference_noise(
+        dtype, cases=((2, 400), (24, 300)), ts=(0.01, 0.5))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -233,6 +237,7 @@ def test_fused_gpu_sampler_loop_regularizers_labels(emulated):
 
     t.test_cuda_fused_loop_regularizers_and_labels(samplers=("heun",), n=9, steps=8)
     t.test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=6, steps=6)
+    t.test_cuda_effective_sampler_equals_the_cpu_loop(n=6, steps=6)
 
 
 def test_fused_gpu_sampler_loop_stops_reports_refuses(emulated):

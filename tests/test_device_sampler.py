@@ -418,3 +418,18 @@ def test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=12, steps=10, d=24):
     assert a.settings["fused"] and b.settings["fused"]
     assert rel(to_host(b.samples), a.samples) <= TOL64
     assert rel(to_host(b.saved), a.saved) <= TOL64
+
+
+@_apply(needs_cuda)
+def test_cuda_effective_sampler_equals_the_cpu_loop(n=10, steps=10, d=24):
+    """The effective sampler with its Cov_w noise from the noise kernel (cuda/cov_noise.cu)
+    against the CPU's Python loop with the reference's noise, by label."""
+    to_host = LIB[2]
+    r = rng(13)
+    X, labels = r.standard_normal((300, d)), r.integers(0, 2, 300)
+    cpu, dev = _cuda_pair(X, labels=labels)
+    kw = dict(sampler="effective", kappa=0.05, steps=steps, seed=6, y=np.arange(n) % 2,
+              save_steps=[steps // 2])
+    a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
+    assert rel(to_host(b.samples), a.samples) <= TOL64
+    assert rel(to_host(b.saved), a.saved) <= TOL64

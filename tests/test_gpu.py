@@ -211,6 +211,33 @@ def test_draws_on_the_gpu_follow_the_weights_labels_and_many_draws():
     assert np.all(labels[got] == y[:, None])
 
 
+@_apply(needs_cuda)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cov_noise_on_the_gpu_is_the_reference_noise(dtype, cases=DRAW_CASES,
+                                                    ts=(0.01, 0.2, 1.0)):
+    """The covariance-noise kernel (cuda/cov_noise.cu) against mixscore.covariance.cov_noise:
+    the same Philox normals per (query, point), every kept weight exact; the posterior means
+    of the cuda pass (float32 data: to its accuracy); by label."""
+    lib, to_dev, to_host = LIB
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    for d, n in cases:
+        r = rng(d + 1)
+        X = r.standard_normal((n, d)).astype(dtype)
+        x = (0.9 * X[:30] + 0.3 * r.standard_normal((30, d))).astype(dtype)
+        labels = r.integers(0, 2, n)
+        host = ms.EmpiricalScore(X, ms.VP(), labels=labels, backend="numpy")
+        dev = ms.EmpiricalScore(to_dev(X), ms.VP(), labels=labels, backend="cuda")
+        for t in ts:
+            for y in (None, np.arange(30) % 2):
+                got = dev.cov_noise(to_dev(x), t, seed=3, y=y)
+                assert type(got).__module__.partition(".")[0] == lib.__name__
+                want = host.cov_noise(x, t, seed=3, y=y)
+                # (a posterior on one point: no spread, the noise is 0)
+                scale = max(np.abs(want).max(), 1e-6 * np.abs(X).max())
+                err = np.abs(to_host(got) - want).max() / scale
+                assert err <= tol, (d, t, y is None, err)
+
+
 @no_device
 def test_fallback_refuses_tf32_silently_enabled():
     """With TF32 allowed globally, the fallback still computes true float32 products (and

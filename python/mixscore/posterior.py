@@ -10,7 +10,7 @@ import numpy as np
 
 from . import covariance, smoothing
 from ._validation import per_query_times
-from .backends import DRAWS, STAT_NAMES, _xp, has
+from .backends import COV_NOISE, DRAWS, STAT_NAMES, _xp, has
 from .conditional import by_label, take_rows
 from .regularizers import mixture_context, regularized_stats
 
@@ -50,7 +50,7 @@ def _mixture_partial(model, xq, ts):
 def _draws(model, xq, ts, R: int, seed: int, rows, first_step: int) -> np.ndarray:
     """(M, R) local indices drawn from w(x, t): one pass of the backend's draws handler when it
     has one (same streams as the reference), else ``covariance.posterior_draws``."""
-    if _draws_handler(model):
+    if _handler(model, "draws"):
         sch = model.schedule
         alpha = np.broadcast_to(sch.alpha(ts), ts.shape)
         sigma2 = np.broadcast_to(sch.sigma2(ts), ts.shape)
@@ -59,9 +59,11 @@ def _draws(model, xq, ts, R: int, seed: int, rows, first_step: int) -> np.ndarra
     return covariance.posterior_draws(model, part, R, seed, rows, first_step)
 
 
-def _draws_handler(model) -> bool:
-    """Whether the model's backend draws (its ``draws`` handler; the plain mixture only)."""
-    return has(model.backend, DRAWS) and not model.regularizers
+def _handler(model, op: str) -> bool:
+    """Whether the model's backend runs ``op`` itself (the ``draws`` or ``cov_noise``
+    capability; the plain mixture only: a regularized one is the host reference's)."""
+    capability = {"draws": DRAWS, "noise": COV_NOISE}.get(op)
+    return capability is not None and has(model.backend, capability) and not model.regularizers
 
 
 def _check_count(R) -> int:
@@ -79,9 +81,9 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     from .sampling import _as_seed
 
     xq, single = model._queries(x)
-    # a model kept on a device: draws by the backend's handler there (cuda); the other ops run
-    # on the host (mixscore.covariance) and their results go back to the device
-    on_host = model._native and not (op == "draws" and _draws_handler(model))
+    # a model kept on a device: draws and noise by the backend's handlers there (cuda); the
+    # other ops run on the host (mixscore.covariance) and their results go back to the device
+    on_host = model._native and not _handler(model, op)
     if on_host:
         xq = _xp.to_host(xq)
     m = xq.shape[0]
@@ -103,6 +105,10 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
         if op == "draws":
             return {"draws": _draws(sub, take_rows(xq, rows), ts[rows], R, seed, ids[rows],
                                     step)}
+        if op == "noise" and _handler(sub, op):
+            sch, tq = sub.schedule, ts[rows]
+            return {"value": sub.backend.cov_noise(take_rows(xq, rows), sch.alpha(tq),
+                                                   sch.sigma2(tq), seed, ids[rows], step)}
         part = _mixture_partial(sub, xq[rows], ts[rows])
         if op == "cov_matvec":
             res = covariance.cov_matvec(sub, part, vq[rows])

@@ -15,6 +15,7 @@ import importlib
 import warnings
 
 from .base import (
+    COV_NOISE,
     DEVICE_SAMPLE,
     DRAWS,
     FUSED_SAMPLE,
@@ -99,4 +100,4 @@ def get_backend(name: str, what: str = "score", like=None):
 
 __all__ = ["STAT_NAMES", "VECTOR_STATS", "available", "get_backend", "ScoreBackend",
            "NearestBackend", "has", "STATS", "PARTIAL", "FUSED_SAMPLE", "DRAWS",
-           "DEVICE_SAMPLE", "SEARCH", "NAMES", "keeps_arrays", "device_backend"]
+           "DEVICE_SAMPLE", "COV_NOISE", "SEARCH", "NAMES", "keeps_arrays", "device_backend"]

@@ -16,6 +16,9 @@ A score backend is built once per training set, ``Backend(train, weights, row_of
 * ``draws``        ``draws(x, alpha, sigma2, R, seed, rows, first_step) -> (M, R)`` local
                    training indices drawn from the posterior, with the Philox streams of
                    ``mixscore.covariance.posterior_draws``;
+* ``cov_noise``    ``cov_noise(x, alpha, sigma2, seed, rows, step) -> (M, D)`` noise with
+                   covariance Cov_w(X_0) per query, with the Philox streams of
+                   ``mixscore.covariance.cov_noise``, in the backend's library;
 * ``device_sample`` the sampler loop may keep its state in the backend's own array library
                    and device (``mixscore.sampling.device``): ``stats`` takes and returns arrays
                    of the namespace ``xp`` on ``device`` without host copies, float64 exists
@@ -39,6 +42,7 @@ PARTIAL = "partial"
 FUSED_SAMPLE = "fused_sample"
 DRAWS = "draws"
 DEVICE_SAMPLE = "device_sample"
+COV_NOISE = "cov_noise"
 SEARCH = "search"
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _xp
 from .arrayapi import _CUTOFF_NATS, ArrayApiBackend, expansion_bound
-from .base import DRAWS, FUSED_SAMPLE
+from .base import COV_NOISE, DRAWS, FUSED_SAMPLE
 
 # The CPU engine's refinement rule (cpp/include/mixscore/engine.hpp, EngineOptions):
 # tol = refine_tol, cap = approx_cap, dom = dominant_gap, budget = refine_budget (nats).
@@ -98,7 +98,7 @@ class CudaBackend(ArrayApiBackend):
     """Mixture statistics by the CUDA kernels (float32 or float64 training sets on a GPU)."""
 
     name = "cuda"
-    capabilities = ArrayApiBackend.capabilities | {FUSED_SAMPLE, DRAWS}
+    capabilities = ArrayApiBackend.capabilities | {FUSED_SAMPLE, DRAWS, COV_NOISE}
 
     def __init__(self, train, weights, *, refine: str = "auto", products: str = "auto", **options):
         problem = cuda_problem()
@@ -210,6 +210,40 @@ class CudaBackend(ArrayApiBackend):
             sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products, R=int(R),
             key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF, rows=_pointer(ids),
             first_step=int(first_step), out=_pointer(out), stream=_stream(self.train))
+        return out
+
+    def cov_noise(self, x, alpha, sigma2, seed: int, rows, step: int = 0):
+        """(M, D) float64 noise with covariance Cov_w(X_0) per query, on the device: the
+        posterior pass for the means, then the noise kernel (cuda/cov_noise.cu) with the
+        Philox streams of ``mixscore.covariance.cov_noise`` (the ``cov_noise`` capability).
+        x: queries of this backend's library; alpha, sigma2, rows: host arrays (M,)."""
+        from .. import _cuda
+        from ..covariance import NOISE_KEY
+
+        xp, dev = self.xp, self.device
+        x = _contiguous(self._inputs(x))
+        m = x.shape[0]
+        out = xp.empty((m, self.dim), dtype=xp.float64, device=dev)
+        if m == 0:
+            return out
+        mean = _contiguous(self.device_partial(x, alpha, sigma2).mean())
+        _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
+        products = self._products(bound, alpha, inv)
+        work, ws_rows = self._workspace(m, (products,))
+        q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
+        ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
+        # terms sqrt(w): 2 x the posterior's truncation keeps what is above e^-40 of the largest;
+        # every kept entry exact (cap 0): each costs O(D) in the sum anyway, and a weight's
+        # error counts at half its size in sqrt(w), not at its weight
+        cut = 2.0 * _CUTOFF_NATS + math.log(self.n)
+        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
+                     workspace=_pointer(work), ws_rows=ws_rows,
+                     **dict(self.rule, cut=cut, cap=0.0))
+        run = _cuda.cov_noise_f64 if self.dtype == np.float64 else _cuda.cov_noise_f32
+        run(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
+            sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products,
+            mean=_pointer(mean), key=(int(seed) ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF,
+            rows=_pointer(ids), step=int(step), out=_pointer(out), stream=_stream(self.train))
         return out
 
     def _draws_cut(self) -> float:
