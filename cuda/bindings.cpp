@@ -143,7 +143,8 @@ void cov_noise_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alp
 template <typename T>
 int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved,
                   uintptr_t rows, uintptr_t shift, carray<int32_t> products,
-                  double log_weight_sum, double draws_cut, uintptr_t scratch,
+                  double log_weight_sum, double draws_cut, bool posterior_noise,
+                  uint64_t noise_key, double noise_cut, uintptr_t scratch,
                   carray<double> coef, std::optional<carray<int64_t>> draws,
                   carray<double> alpha, carray<double> sigma2, bool predictor, uint64_t seed,
                   bool end_denoise, carray<int64_t> save_steps,
@@ -162,7 +163,8 @@ int64_t sample_py(const py::dict& train, uintptr_t x, int64_t n, uintptr_t saved
   plan.shift = shift_scale ? ptr<double>(shift) : nullptr;
   const SampleArgs<T> s{a, reinterpret_cast<T*>(x), n, reinterpret_cast<T*>(saved),
                         ptr<int64_t>(rows), ptr<double>(shift), products.data(),
-                        log_weight_sum, draws_cut, reinterpret_cast<void*>(scratch)};
+                        log_weight_sum, draws_cut, posterior_noise, noise_key, noise_cut,
+                        reinterpret_cast<void*>(scratch)};
   const std::function<bool(int64_t)> on_steps = steps_callback(callback);
   int64_t bad = -1;
   run_interruptible([&](const StopFn& poll) {
@@ -223,7 +225,8 @@ PYBIND11_MODULE(_cuda, m) {
 #define MIXSCORE_SAMPLE_ARGS \
   py::arg("train"), py::arg("x"), py::arg("n"), py::arg("saved"), py::arg("rows"), \
       py::arg("shift"), py::arg("products"), py::arg("log_weight_sum"), \
-      py::arg("draws_cut"), py::arg("scratch"), py::arg("coef"), py::arg("draws"), \
+      py::arg("draws_cut"), py::arg("posterior_noise"), py::arg("noise_key"), \
+      py::arg("noise_cut"), py::arg("scratch"), py::arg("coef"), py::arg("draws"), \
       py::arg("alpha"), py::arg("sigma2"), py::arg("predictor"), \
       py::arg("seed"), py::arg("end_denoise"), py::arg("save_steps"), py::arg("eb_log_c"), \
       py::arg("eb_density"), py::arg("shift_scale"), py::arg("callback"), py::arg("every"), \
@@ -252,10 +255,12 @@ PYBIND11_MODULE(_cuda, m) {
         "Noise with covariance Cov_w(X_0) per query, float64 data.");
 #undef MIXSCORE_NOISE_ARGS
   m.def("sampler_scratch",
-        [](int64_t n, int64_t D, bool predictor, int64_t max_draws, bool f64) {
-          return f64 ? sampler_scratch<double>(n, D, predictor, max_draws)
-                     : sampler_scratch<float>(n, D, predictor, max_draws);
+        [](int64_t n, int64_t D, bool predictor, int64_t max_draws, bool posterior_noise,
+           bool f64) {
+          return f64 ? sampler_scratch<double>(n, D, predictor, max_draws, posterior_noise)
+                     : sampler_scratch<float>(n, D, predictor, max_draws, posterior_noise);
         },
-        py::arg("n"), py::arg("D"), py::arg("predictor"), py::arg("max_draws"), py::arg("f64"),
+        py::arg("n"), py::arg("D"), py::arg("predictor"), py::arg("max_draws"),
+        py::arg("posterior_noise"), py::arg("f64"),
         "Bytes of scratch the sampler loop needs for n samples.");
 }

@@ -126,7 +126,12 @@ struct SampleArgs {
   const int* products;    // (K + 1,) host: the logits product at each grid point (Products)
   double log_weight_sum;  // log sum pi (the log-density of Empirical Bayes)
   double draws_cut;       // the naive sampler's truncation of the draws (nats, see draws)
-  void* scratch;          // sampler_scratch<T>(n, D, plan.predictor, max draws) bytes
+  bool posterior_noise;   // the effective sampler: z ~ N(0, Cov_w(X_0)) (cov_noise) for
+                          // the Philox normals
+  uint64_t noise_key;     // seed ^ NOISE_KEY (with posterior_noise)
+  double noise_cut;       // its truncation (nats)
+  void* scratch;          // sampler_scratch<T>(n, D, plan.predictor, max draws,
+                          // posterior_noise) bytes
 };
 
 template <typename T>
@@ -136,7 +141,8 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
 
 // Bytes of scratch the sampler loop needs for n samples (max_draws: the largest plan.draws).
 template <typename T>
-int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws);
+int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws,
+                        bool posterior_noise);
 
 int device_count();
 

@@ -33,16 +33,18 @@ U* carve(char* base, int64_t* offset, int64_t count) {
 
 // The loop's device arrays for n samples: the pass's per-query inputs and outputs, the
 // denoisers (in T, as the CPU loop keeps them), Heun's predictor, the naive sampler's draws and
-// their float64 mean, two NaN/Inf flags.
+// their float64 mean (or the effective sampler's float64 posterior mean) and the effective
+// sampler's noise, two NaN/Inf flags.
 template <typename T>
 struct Scratch {
   T *q, *xh, *xe, *xhb;
-  double *alpha, *sigma2, *xs2, *lam_min, *s0, *sum_w2, *s2, *s0l, *s2l, *s1, *s1l, *xhd;
+  double *alpha, *sigma2, *xs2, *lam_min, *s0, *sum_w2, *s2, *s0l, *s2l, *s1, *s1l, *xhd, *noise;
   int64_t *best, *draws;
   int* bad;
 
   // Lays the arrays out from base for at most max_draws draws per step; returns the bytes.
-  int64_t layout(void* base_, int64_t n, int64_t D, bool predictor, int64_t max_draws) {
+  int64_t layout(void* base_, int64_t n, int64_t D, bool predictor, int64_t max_draws,
+                 bool posterior_noise) {
     char* base = static_cast<char*>(base_);
     int64_t o = 0;
     q = carve<T>(base, &o, n * D);
@@ -53,7 +55,8 @@ struct Scratch {
       *p = carve<double>(base, &o, n);
     s1 = carve<double>(base, &o, n * D);
     s1l = carve<double>(base, &o, n * D);
-    xhd = carve<double>(base, &o, max_draws > 0 ? n * D : 0);
+    xhd = carve<double>(base, &o, max_draws > 0 || posterior_noise ? n * D : 0);
+    noise = carve<double>(base, &o, posterior_noise ? n * D : 0);
     best = carve<int64_t>(base, &o, n);
     draws = carve<int64_t>(base, &o, n * max_draws);
     bad = carve<int>(base, &o, 2);
@@ -90,6 +93,7 @@ struct Finish {
   double log_c, to_kernel, log_weight_sum;
   const double* shift;    // (D,) device, or null
   double shift_scale;
+  double* mean;           // (n, D): the float64 posterior mean too, or null
 };
 
 // Per query (one block): xh = fl_T(X_best + s1 / s0), the sums of the pass moved to the centre
@@ -113,7 +117,9 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t e = i * D + d;
     const double c = double(Xb[d]);
     const double s1 = a.s1[e] + (a.s1_light[e] - s0l * (c - a.mu[d]));
-    T v = T(c + s1 / s0);
+    const double mean = c + s1 / s0;
+    if (f.mean) f.mean[e] = mean;
+    T v = T(mean);
     if (regularize) {
       double r = eb_denoiser(m, double(v), double(a.x[e]), f.alpha);
       if (f.shift) r = r + f.shift_scale * f.shift[d];
@@ -149,11 +155,12 @@ __global__ void predict_kernel(const T* x, const T* xh, int64_t count, StepCoef 
 
 // One step, a thread per sample and pair of dimensions (the two normals of one Philox block):
 // x = fl_T(A x + B xh [+ Ce xe + Cb xhb] [+ S z]), xh the float64 xhd where the naive sampler
-// drew (else the denoiser in T); bad = 1 if a state is NaN/Inf.
+// drew (else the denoiser in T), z the effective sampler's noise where given (else the
+// Philox normals); bad = 1 if a state is NaN/Inf.
 template <typename T>
 __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, const T* xhb,
-                            int64_t n, int64_t D, const int64_t* rows, uint64_t seed,
-                            uint32_t step, StepCoef k, int* bad) {
+                            const double* noise, int64_t n, int64_t D, const int64_t* rows,
+                            uint64_t seed, uint32_t step, StepCoef k, int* bad) {
   const int64_t pairs = (D + 1) / 2;
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n * pairs) return;
@@ -161,12 +168,13 @@ __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, c
   const double* c = k.c;
   const bool noisy = c[kS] != 0.0;
   double z[2] = {0.0, 0.0};
-  if (noisy) philox_normal_pair(seed, uint64_t(rows[i]), step, uint32_t(j), &z[0], &z[1]);
+  if (noisy && !noise)
+    philox_normal_pair(seed, uint64_t(rows[i]), step, uint32_t(j), &z[0], &z[1]);
   for (int r = 0; r < 2 && 2 * j + r < D; ++r) {
     const int64_t e = i * D + 2 * j + r;
     double v = c[kA] * double(x[e]) + c[kB] * (xhd ? xhd[e] : double(xh[e]));
     if (xe) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
-    if (noisy) v = v + c[kS] * z[r];
+    if (noisy) v = v + c[kS] * (noise ? noise[e] : z[r]);
     x[e] = T(v);
     if (!isfinite(double(x[e]))) *bad = 1;  // every writer writes 1
   }
@@ -199,9 +207,10 @@ struct InFlight {
 }  // namespace
 
 template <typename T>
-int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws) {
+int64_t sampler_scratch(int64_t n, int64_t D, bool predictor, int64_t max_draws,
+                        bool posterior_noise) {
   Scratch<T> s;
-  return s.layout(nullptr, n, D, predictor, max_draws);
+  return s.layout(nullptr, n, D, predictor, max_draws, posterior_noise);
 }
 
 template <typename T>
@@ -215,7 +224,7 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   for (int64_t k = 0; plan.draws && k < K; ++k)
     max_draws = plan.draws[k] > max_draws ? plan.draws[k] : max_draws;
   Scratch<T> w;
-  w.layout(s.scratch, n, D, plan.predictor, max_draws);
+  w.layout(s.scratch, n, D, plan.predictor, max_draws, s.posterior_noise);
   PosteriorArgs<T> a = s.pass;
   a.q = w.q;
   a.alpha = w.alpha;
@@ -240,12 +249,14 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     a.x = xs;
     a.products = s.products[j];
   };
-  // xh = the (regularized) denoiser at states xs and grid point j
-  auto denoise = [&](const T* xs, int64_t j, T* xh) {
+  // xh = the (regularized) denoiser at states xs and grid point j (and its float64 posterior
+  // mean in `mean` where given)
+  auto denoise = [&](const T* xs, int64_t j, T* xh, double* mean) {
     const double alpha = plan.alpha[j], sigma2 = plan.sigma2[j];
     setup(xs, j);
     posterior<T>(a, stream);
-    Finish f{alpha, sigma2, plan.eb_log_c != nullptr, 0.0, 0.0, s.log_weight_sum, nullptr, 0.0};
+    Finish f{alpha, sigma2, plan.eb_log_c != nullptr, 0.0, 0.0, s.log_weight_sum, nullptr, 0.0,
+             mean};
     if (f.eb) {
       f.log_c = plan.eb_log_c[j];
       f.to_kernel = plan.eb_density
@@ -267,6 +278,14 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     MIXSCORE_LAUNCH(draws_mean_kernel<T>, blocks_for(nD), kThreads, 0, st, a.train, w.draws, n,
                     D, R, w.xhd);
     check(cudaGetLastError(), "sampler draws-mean kernel launch");
+  };
+  // the effective sampler's noise at step k (after the denoiser at (x, t_k): its pass's inputs
+  // and the posterior mean w.xhd)
+  auto cov_noise_at = [&](int64_t k) {
+    CovNoiseArgs<T> d{a, w.xhd, s.noise_key, s.rows, uint32_t(k), w.noise};
+    d.pass.cut = s.noise_cut;
+    d.pass.cap = 0.0;  // every kept weight exact (as backends/cuda.py's cov_noise)
+    cov_noise<T>(d, stream);
   };
   InFlight fl(st);
   int64_t next_save = 0;
@@ -296,23 +315,26 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     StepCoef c;
     for (int i = 0; i < kNumCoef; ++i) c.c[i] = plan.coef[k * kNumCoef + i];
     const int64_t R = plan.draws ? plan.draws[k] : 0;
-    if (R > 0)
+    if (R > 0) {
       draws_mean(k, R);
-    else
-      denoise(s.x, k, w.xh);
+    } else {
+      denoise(s.x, k, w.xh, s.posterior_noise ? w.xhd : nullptr);
+      if (s.posterior_noise && c.c[kS] != 0.0) cov_noise_at(k);
+    }
     // Heun's last step is Euler's (Ce = Cb = 0): no second denoiser, as the Python loop
     const bool predict = plan.predictor && (c.c[kCe] != 0.0 || c.c[kCb] != 0.0);
     if (predict) {
       MIXSCORE_LAUNCH(predict_kernel<T>, blocks_for(nD), kThreads, 0, st, s.x, w.xh, nD, c,
                       w.xe);
       check(cudaGetLastError(), "sampler predictor kernel launch");
-      denoise(w.xe, k + 1, w.xhb);
+      denoise(w.xe, k + 1, w.xhb, nullptr);
     }
     int* bad = w.bad + k % 2;
     check(cudaMemsetAsync(bad, 0, sizeof(int), st), "clearing the NaN/Inf flag");
     MIXSCORE_LAUNCH(step_kernel<T>, blocks_for(n * ((D + 1) / 2)), kThreads, 0, st, s.x, w.xh,
                     R > 0 ? w.xhd : nullptr, predict ? w.xe : nullptr,
-                    predict ? w.xhb : nullptr, n, D, s.rows, plan.seed, uint32_t(k), c, bad);
+                    predict ? w.xhb : nullptr, s.posterior_noise ? w.noise : nullptr, n, D,
+                    s.rows, plan.seed, uint32_t(k), c, bad);
     check(cudaGetLastError(), "sampler step kernel launch");
     check(cudaMemcpyAsync(fl.flag + k % 2, bad, sizeof(int), cudaMemcpyDeviceToHost, st),
           "reading the NaN/Inf flag");
@@ -322,15 +344,15 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   }
   if (!finished(K - 1, &status)) return status;
   if (plan.end_denoise) {
-    denoise(s.x, K, w.xh);
+    denoise(s.x, K, w.xh, nullptr);
     check(cudaMemcpyAsync(s.x, w.xh, sizeof(T) * nD, cudaMemcpyDeviceToDevice, st),
           "the end denoiser");
   }
   return status;
 }
 
-template int64_t sampler_scratch<float>(int64_t, int64_t, bool, int64_t);
-template int64_t sampler_scratch<double>(int64_t, int64_t, bool, int64_t);
+template int64_t sampler_scratch<float>(int64_t, int64_t, bool, int64_t, bool);
+template int64_t sampler_scratch<double>(int64_t, int64_t, bool, int64_t, bool);
 template SamplerStatus sample<float>(const SampleArgs<float>&, const SamplerPlan&, uintptr_t,
                                      const StopFn&, const std::function<bool(int64_t)>&,
                                      int64_t);

@@ -352,7 +352,6 @@ def test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop():
     assert naive.settings["fused"] and not loop.settings["fused"]
     np.testing.assert_array_equal(to_host(naive.samples), to_host(loop.samples))
     assert rel(to_host(naive.samples), ms.sample(cpu, 3, **kw).samples) <= TOL32
-    assert not ms.sample(dev, 3, sampler="effective", kappa=0.05, steps=10).settings["fused"]
     np.testing.assert_array_equal(
         to_host(ms.sample(dev, 5, steps=8, seed=4, fused=True).samples),
         to_host(ms.sample(dev, 5, steps=8, seed=4).samples))
@@ -422,8 +421,9 @@ def test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=12, steps=10, d=24):
 
 @_apply(needs_cuda)
 def test_cuda_effective_sampler_equals_the_cpu_loop(n=10, steps=10, d=24):
-    """The effective sampler with its Cov_w noise from the noise kernel (cuda/cov_noise.cu)
-    against the CPU's Python loop with the reference's noise, by label."""
+    """The effective sampler with its Cov_w noise from the noise kernel (cuda/cov_noise.cu),
+    in the GPU loop and in the device loop, against the CPU's Python loop with the
+    reference's noise, by label."""
     to_host = LIB[2]
     r = rng(13)
     X, labels = r.standard_normal((300, d)), r.integers(0, 2, 300)
@@ -431,5 +431,10 @@ def test_cuda_effective_sampler_equals_the_cpu_loop(n=10, steps=10, d=24):
     kw = dict(sampler="effective", kappa=0.05, steps=steps, seed=6, y=np.arange(n) % 2,
               save_steps=[steps // 2])
     a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
-    assert rel(to_host(b.samples), a.samples) <= TOL64
-    assert rel(to_host(b.saved), a.saved) <= TOL64
+    c = ms.sample(dev, n, fused=False, **kw)
+    assert not a.settings["fused"] and b.settings["fused"] and not c.settings["fused"]
+    for got in (b, c):
+        assert rel(to_host(got.samples), a.samples) <= TOL64
+        assert rel(to_host(got.saved), a.saved) <= TOL64
+    with pytest.raises(ValueError, match="fused=True: sampler='effective' runs in the Python"):
+        ms.sample(cpu, n, fused=True, **kw)

@@ -218,7 +218,6 @@ class CudaBackend(ArrayApiBackend):
         Philox streams of ``mixscore.covariance.cov_noise`` (the ``cov_noise`` capability).
         x: queries of this backend's library; alpha, sigma2, rows: host arrays (M,)."""
         from .. import _cuda
-        from ..covariance import NOISE_KEY
 
         xp, dev = self.xp, self.device
         x = _contiguous(self._inputs(x))
@@ -232,19 +231,22 @@ class CudaBackend(ArrayApiBackend):
         work, ws_rows = self._workspace(m, (products,))
         q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
         ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
-        # terms sqrt(w): 2 x the posterior's truncation keeps what is above e^-40 of the largest;
         # every kept entry exact (cap 0): each costs O(D) in the sum anyway, and a weight's
         # error counts at half its size in sqrt(w), not at its weight
-        cut = 2.0 * _CUTOFF_NATS + math.log(self.n)
         train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
                      workspace=_pointer(work), ws_rows=ws_rows,
-                     **dict(self.rule, cut=cut, cap=0.0))
+                     **dict(self.rule, cut=self._noise_cut(), cap=0.0))
         run = _cuda.cov_noise_f64 if self.dtype == np.float64 else _cuda.cov_noise_f32
         run(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
             sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products,
-            mean=_pointer(mean), key=(int(seed) ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF,
+            mean=_pointer(mean), key=_noise_key(seed),
             rows=_pointer(ids), step=int(step), out=_pointer(out), stream=_stream(self.train))
         return out
+
+    def _noise_cut(self) -> float:
+        """The covariance noise's truncation, nats below the maximum: its terms are sqrt(w),
+        so twice the posterior's keeps every term above e^-40 of the largest."""
+        return 2.0 * _CUTOFF_NATS + math.log(self.n)
 
     def _draws_cut(self) -> float:
         """The draws' truncation, nats below the maximum: the reference's and the C++
@@ -257,7 +259,8 @@ class CudaBackend(ArrayApiBackend):
         capability): the states x (n, D, this backend's library, dtype and device; copied)
         never leave the device, the noise is the Philox stream of the CPU loop drawn there,
         the plan's regularizers are applied as the C++ loop does, the naive sampler's
-        posterior draws by the draws kernel. ``saved``: an array (len(save_steps), n, D) of
+        posterior draws by the draws kernel, the effective sampler's noise by the noise kernel
+        (``cov_noise``). ``saved``: an array (len(save_steps), n, D) of
         this library or None. Returns (x, the step after which a state was NaN/Inf or -1)."""
         from .. import _cuda
 
@@ -272,7 +275,8 @@ class CudaBackend(ArrayApiBackend):
         f64 = self.dtype == np.float64
         draws = None if plan.draws is None else np.ascontiguousarray(plan.draws, np.int64)
         max_draws = 0 if draws is None else int(draws.max())
-        nbytes = _cuda.sampler_scratch(n, d, plan.predictor, max_draws, f64)
+        nbytes = _cuda.sampler_scratch(n, d, plan.predictor, max_draws, plan.posterior_noise,
+                                       f64)
         scratch = xp.empty((max(1, nbytes),), dtype=xp.uint8, device=dev)
         train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
                      cut=_CUTOFF_NATS + math.log(self.n), workspace=_pointer(work),
@@ -288,6 +292,9 @@ class CudaBackend(ArrayApiBackend):
             products=products,
             log_weight_sum=self.log_weight_sum,
             draws_cut=self._draws_cut(),
+            posterior_noise=plan.posterior_noise,
+            noise_key=_noise_key(seed),
+            noise_cut=self._noise_cut(),
             scratch=_pointer(scratch),
             coef=plan.coef,
             draws=draws,
@@ -361,6 +368,13 @@ class CudaBackend(ArrayApiBackend):
         bit to the host draws of the fallback (only the sample indices are copied)."""
         ids = _xp.place_like(samples, self.xp, self.device, self.xp.int64)
         return philox_normals(seed, ids, step, dim)
+
+
+def _noise_key(seed: int) -> int:
+    """The Philox key of the covariance noise (``mixscore.covariance.cov_noise``'s)."""
+    from ..covariance import NOISE_KEY
+
+    return (int(seed) ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF
 
 
 def _chunk_rows(m: int, per_tile: int, budget: int) -> int:

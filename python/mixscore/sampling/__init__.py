@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 
 from .. import _core
 from .._validation import as_array, as_float_matrix
-from ..backends import DRAWS, FUSED_SAMPLE, _xp, has
+from ..backends import COV_NOISE, DRAWS, FUSED_SAMPLE, _xp, has
 from ..conditional import host_labels, join_rows, take_rows
 from ..empirical import EmpiricalScore
 from ..schedules import Schedule
@@ -178,7 +178,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     fused : bool
         Force (True) or forbid (False) the fused loop of the model's backend (the C++ loop on
         the cpu backend, the GPU loop on the cuda backend); default: fused when possible (a
-        fixed-grid sampler other than effective, no callable perturbation or per-point
+        fixed-grid sampler, effective on cuda only, no callable perturbation or per-point
         Smoothing bandwidths; see ``sampling/fold.py``; labelled samples run by label).
     progress : bool
         tqdm progress bar; default on when stderr is a terminal and tqdm is installed.
@@ -257,7 +257,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     plan = build_plan(sampler, sch, ts, a2=a2, noise_last=end != "no_noise_last", **options)
     _warn_stiff(plan.rho, ts, sampler)
     save = _save_steps(save_steps, ts.size - 1)
-    use_fused = sampler != "effective" and _use_fused(fused, den, plan.draws is not None)
+    use_fused = _use_fused(fused, den, plan.draws is not None, plan.posterior_noise)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
                     fused=use_fused, stiffness_max=float(plan.rho.max()))
     if device:
@@ -510,13 +510,15 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     return s
 
 
-def _use_fused(fused, den, draws: bool = False) -> bool:
-    can = isinstance(den, ModelDenoiser) and has(den.model.backend, FUSED_SAMPLE)
-    can = can and (not draws or has(den.model.backend, DRAWS))  # naive: the draws handler
+def _use_fused(fused, den, draws: bool = False, posterior_noise: bool = False) -> bool:
+    backend = getattr(getattr(den, "model", None), "backend", None)
+    can = isinstance(den, ModelDenoiser) and has(backend, FUSED_SAMPLE)
+    can = can and (not draws or has(backend, DRAWS))  # naive: the draws handler
+    can = can and (not posterior_noise or has(backend, COV_NOISE))  # effective: the noise
     if fused and not can:
         raise ValueError("fused=True needs an EmpiricalScore on a backend with the "
                          "'fused_sample' capability (the cpu or cuda backend) and a "
-                         "fixed-grid sampler other than 'effective'")
+                         "fixed-grid sampler (effective: cuda)")
     if can and not foldable(den.model.regularizers):
         if fused:
             what = ", ".join(repr(r) for r in den.model.regularizers if not foldable((r,)))

@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from .. import _core
+from ..backends import COV_NOISE, has
 from ..posterior import _check_count
 from .denoisers import ModelDenoiser
 from .methods import POSTERIOR_SAMPLERS, SAMPLERS, check_kappa
@@ -54,8 +55,9 @@ def check_options(sampler: str, R, kappa, bandwidth) -> dict:
 
 
 def check_model(sampler: str, den, fused) -> None:
-    """naive, effective and kde need an unregularized EmpiricalScore; effective and kde run in
-    Python (naive runs fused where the backend has the ``draws`` capability)."""
+    """naive, effective and kde need an unregularized EmpiricalScore; kde runs in Python,
+    naive fused where the backend has the ``draws`` capability, effective where it has
+    ``cov_noise`` (cuda)."""
     if sampler not in POSTERIOR_SAMPLERS + ("kde",):
         return
     if not isinstance(den, ModelDenoiser):
@@ -68,7 +70,8 @@ def check_model(sampler: str, den, fused) -> None:
             f"sampler={sampler!r} does not apply regularizers yet; build the "
             "EmpiricalScore without regularizer="
         )
-    if fused and sampler != "naive":
+    if fused and (sampler == "kde" or (sampler == "effective"
+                                       and not has(den.model.backend, COV_NOISE))):
         raise ValueError(
             f"fused=True: sampler={sampler!r} runs in the Python loop (its "
             "noise or draws are NumPy); use fused=None or False"
