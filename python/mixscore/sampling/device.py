@@ -13,15 +13,16 @@ the fallback the step's noise (host -> device). Labels (``y=``) and regularizers
 Python loop: each step's denoiser is the model's (conditional, regularized) statistics on the
 device.
 
-The posterior samplers ``naive`` and ``effective`` keep their states on the device too; their
-posterior draws (on the fallback) and covariance noise come from the host
+The posterior samplers ``naive`` and ``effective`` keep their states on the device too; on the
+fallback their posterior draws and covariance noise come from the host
 (``mixscore.covariance``, the streams of the CPU paths, on a host copy of the training set): the
 queries go to the host and the draws or noise back once per step. Not on the device (refused by
 name): the adaptive ``rk45`` (per-sample control) and the ``kde`` baseline.
 
-On the ``cuda`` backend the fixed-grid samplers other than ``effective`` run the fused GPU loop
-instead (``CudaBackend.fused_sample``, cuda/sampler.cu: the whole run in one call, the naive
-sampler's draws by the draws kernel); this loop is what ``fused=False`` asks for there.
+On the ``cuda`` backend the fixed-grid samplers run the fused GPU loop instead
+(``CudaBackend.fused_sample``, cuda/sampler.cu: the whole run in one call, the naive sampler's
+draws and the effective sampler's noise by their kernels); ``fused=False`` asks for the loop
+of this module there (its draws and noise then come from those kernels too).
 """
 
 from __future__ import annotations
