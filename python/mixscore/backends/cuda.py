@@ -182,6 +182,24 @@ class CudaBackend(ArrayApiBackend):
         nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, widest, f64)
         return self.xp.empty((max(1, nbytes),), dtype=self.xp.uint8, device=self.device), rows
 
+    def _row_kernel_args(self, x, alpha, sigma2, rows, **rule) -> tuple[list, dict]:
+        """The arguments of a kernel over the rows of queries x (draws, cov_noise): the
+        per-query inputs, the training set, the refinement rule (``rule`` overrides), a
+        workspace. Returns (the device arrays, to keep referenced until the launch; the
+        keyword arguments)."""
+        xp = self.xp
+        _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
+        products = self._products(bound, alpha, inv)
+        work, ws_rows = self._workspace(x.shape[0], (products,))
+        ids = _xp.place_like(rows, xp, self.device, xp.int64)
+        q, alpha, sigma2, xs2, ids = (_contiguous(a) for a in (q, alpha, sigma2, xs2, ids))
+        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
+                     workspace=_pointer(work), ws_rows=ws_rows, **dict(self.rule, **rule))
+        args = dict(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
+                    sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=x.shape[0], products=products,
+                    rows=_pointer(ids), stream=_stream(self.train))
+        return [work, q, alpha, sigma2, xs2, ids], args
+
     def draws(self, x, alpha, sigma2, R: int, seed: int, rows, first_step: int = 0):
         """(M, R) local training indices (int64, on the device) drawn from w_n(x, t) by the
         draws kernel (cuda/draws.cu; the ``draws`` capability): exponential jumps over the
@@ -191,25 +209,14 @@ class CudaBackend(ArrayApiBackend):
         x: queries of this backend's library; alpha, sigma2, rows: host arrays (M,)."""
         from .. import _core, _cuda
 
-        xp, dev = self.xp, self.device
         x = _contiguous(self._inputs(x))
-        m = x.shape[0]
-        out = xp.empty((m, int(R)), dtype=xp.int64, device=dev)
-        if m == 0:
+        out = self.xp.empty((x.shape[0], int(R)), dtype=self.xp.int64, device=self.device)
+        if x.shape[0] == 0:
             return out
-        _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
-        products = self._products(bound, alpha, inv)
-        work, ws_rows = self._workspace(m, (products,))
-        cut = self._draws_cut()
-        q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
-        ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
-        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
-                     workspace=_pointer(work), ws_rows=ws_rows, **dict(self.rule, cut=cut))
+        _keep, args = self._row_kernel_args(x, alpha, sigma2, rows, cut=self._draws_cut())
         run = _cuda.draws_f64 if self.dtype == np.float64 else _cuda.draws_f32
-        run(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
-            sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products, R=int(R),
-            key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF, rows=_pointer(ids),
-            first_step=int(first_step), out=_pointer(out), stream=_stream(self.train))
+        run(**args, R=int(R), key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF,
+            first_step=int(first_step), out=_pointer(out))
         return out
 
     def cov_noise(self, x, alpha, sigma2, seed: int, rows, step: int = 0):
@@ -219,28 +226,18 @@ class CudaBackend(ArrayApiBackend):
         x: queries of this backend's library; alpha, sigma2, rows: host arrays (M,)."""
         from .. import _cuda
 
-        xp, dev = self.xp, self.device
         x = _contiguous(self._inputs(x))
-        m = x.shape[0]
-        out = xp.empty((m, self.dim), dtype=xp.float64, device=dev)
-        if m == 0:
+        out = self.xp.empty((x.shape[0], self.dim), dtype=self.xp.float64, device=self.device)
+        if x.shape[0] == 0:
             return out
         mean = _contiguous(self.device_partial(x, alpha, sigma2).mean())
-        _, q, xs2, alpha, sigma2, bound, inv = self._setup(x, alpha, sigma2)
-        products = self._products(bound, alpha, inv)
-        work, ws_rows = self._workspace(m, (products,))
-        q, alpha, sigma2, xs2 = (_contiguous(a) for a in (q, alpha, sigma2, xs2))
-        ids = _contiguous(_xp.place_like(rows, xp, dev, xp.int64))
         # every kept entry exact (cap 0): each costs O(D) in the sum anyway, and a weight's
         # error counts at half its size in sqrt(w), not at its weight
-        train = dict(self._training_arrays(), N=self.n, D=self.dim, mu_norm=self.mu_norm,
-                     workspace=_pointer(work), ws_rows=ws_rows,
-                     **dict(self.rule, cut=self._noise_cut(), cap=0.0))
+        _keep, args = self._row_kernel_args(x, alpha, sigma2, rows, cut=self._noise_cut(),
+                                            cap=0.0)
         run = _cuda.cov_noise_f64 if self.dtype == np.float64 else _cuda.cov_noise_f32
-        run(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
-            sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=m, products=products,
-            mean=_pointer(mean), key=_noise_key(seed),
-            rows=_pointer(ids), step=int(step), out=_pointer(out), stream=_stream(self.train))
+        run(**args, mean=_pointer(mean), key=_noise_key(seed), step=int(step),
+            out=_pointer(out))
         return out
 
     def _noise_cut(self) -> float:
