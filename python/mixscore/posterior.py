@@ -127,7 +127,7 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     else:
         out = by_label(model, y, m, run)
     res = out.get("value", out.get("draws"))
-    if on_host and model._native:
+    if on_host:
         b = model.backend
         res = _xp.place_like(res, b.xp, b.device, b.xp.int64 if op == "draws" else b.wide)
     return res[0] if single else res

@@ -273,7 +273,6 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     try:
         for b0 in range(0, n, batch):
             b1 = min(n, b0 + batch)
-            sv = None
             done = [0]
 
             def on_step(k, _done=done):
