@@ -3,7 +3,9 @@
 // queues launches: per denoiser call a set-up kernel (q = fl_T(x - alpha mu), |x - alpha mu|^2),
 // the posterior pass (posterior.cu) and a finalizer (the posterior mean, rounded to T, with the
 // plan's Empirical Bayes factor and perturbation); per step one element-wise kernel that draws
-// the Philox noise of (seed, sample, step) in place. Compiled with --fmad=false: the steps are
+// the Philox noise of (seed, sample, step) in place. The naive sampler takes the draws kernel
+// (draws.cu) and the float64 mean of the drawn rows for the denoiser, the effective sampler
+// the covariance noise (cov_noise.cu) for the normals. Compiled with --fmad=false: the steps are
 // the CPU loop's float64 operations in its order, so given the same denoiser values the states
 // are the same bits. One step stays queued while the host checks the one before (its NaN/Inf
 // flag, Ctrl-C, the progress callback), so the GPU does not wait for the host between steps.
