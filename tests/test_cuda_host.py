@@ -276,3 +276,7 @@ def test_thread_order_does_not_matter(emulated, monkeypatch, order):
 
     t.test_cuda_fused_loop_equals_the_cpu_loop_and_the_device_loop(
         np.float32, samplers=("heun",), n=12, steps=8, d=5)
+    emulated.test_draws_on_the_gpu_are_the_reference_draws(np.float64, cases=((20, 300),),
+                                                          ts=(0.3,))
+    emulated.test_cov_noise_on_the_gpu_is_the_reference_noise(np.float64, cases=((20, 300),),
+                                                             ts=(0.3,))
