@@ -59,8 +59,12 @@ bench=$?
 echo "bench rc=$bench in $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 70 $PY "$repo/bench/gpu_sampler.py" --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
+timeout 50 $PY "$repo/bench/gpu_sampler.py" --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
 echo "sampler rc=$? in $(( $(date +%s) - start )) s"
+for s in naive effective; do  # the draws and covariance-noise kernels in the fused loop
+    timeout 10 $PY "$repo/bench/gpu_sampler.py" --sampler $s --steps 10 --rows 64,20000,256 \
+        --json "$OUT/sampler_$s.json" >> "$OUT/sampler.log" 2>&1
+done
 
 echo "== tests (last lines)"; tail -25 "$OUT/tests.log"
 echo "== sampling: fused GPU loop, device loop, pass alone"; tail -12 "$OUT/sampler.log"
