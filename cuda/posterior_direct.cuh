@@ -179,7 +179,7 @@ __global__ void direct_combine_kernel(PosteriorArgs<T> a, int64_t i0, int64_t m,
     for (int64_t s = 0; s < splits; ++s)
       if (p.lam[r * splits + s] < lam) lam = p.lam[r * splits + s], best = p.idx[r * splits + s];
     a.lam_min[i] = lam;
-    a.best[i] = best;
+    a.best[i] = best < a.N ? best : 0;  // none: a NaN query (NaN outputs), no read past X
     return;
   }
   double acc[3] = {0, 0, 0};

@@ -95,7 +95,7 @@ __device__ inline void row_minimum(const Row& row, int64_t N, double* lam_min, i
   int owner;
   block_argmin(&lmin, &at, &owner, shv, shi, sho);
   *lam_min = lmin;
-  *best = at;
+  *best = at < N ? at : 0;  // none: a NaN query (NaN outputs), no read past the training set
 }
 
 // One entry of a chunk of blockDim entries under the refinement rule (every thread of the

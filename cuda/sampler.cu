@@ -139,8 +139,15 @@ __global__ void draws_mean_kernel(const T* train, const int64_t* idx, int64_t n,
   const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= n * D) return;
   const int64_t i = e / D, d = e % D;
-  double v = double(train[idx[i * R] * D + d]);
-  for (int64_t r = 1; r < R; ++r) v += double(train[idx[i * R + r] * D + d]);
+  double v = 0.0;
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t n = idx[i * R + r];
+    if (n < 0) {  // no draw: a NaN state (the step is flagged)
+      v = NAN;
+      break;
+    }
+    v = r == 0 ? double(train[n * D + d]) : v + double(train[n * D + d]);
+  }
   xhd[e] = v / double(R);
 }
 
@@ -186,23 +193,31 @@ unsigned blocks_for(int64_t count) {
   return unsigned((count + kThreads - 1) / kThreads);
 }
 
-// The host side's events and pinned flags; the stream is drained on every exit, so no queued
-// kernel outlives the caller's buffers.
+// The host side of the loop: two events (the host sleeps on them rather than spinning) and
+// two pinned flags, one per step in flight. The pinned memory is the calling thread's, made
+// once (freeing pinned memory synchronizes the whole device). The stream is drained on every
+// exit, so no queued kernel outlives the caller's buffers.
 struct InFlight {
+  struct Event {
+    cudaEvent_t e = nullptr;
+    Event() {
+      check(cudaEventCreateWithFlags(&e, cudaEventBlockingSync | cudaEventDisableTiming),
+            "creating an event");
+    }
+    ~Event() { cudaEventDestroy(e); }
+  };
   cudaStream_t st;
-  cudaEvent_t done[2] = {nullptr, nullptr};
-  int* flag = nullptr;  // pinned: the NaN/Inf flag of the last two steps
+  Event done[2];
+  int* flag;  // pinned: the NaN/Inf flags of the last two steps
 
-  explicit InFlight(cudaStream_t s) : st(s) {
-    check(cudaMallocHost(reinterpret_cast<void**>(&flag), 2 * sizeof(int)), "pinned flags");
-    for (cudaEvent_t& e : done)
-      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
-  }
-  ~InFlight() {
-    cudaStreamSynchronize(st);
-    for (cudaEvent_t e : done)
-      if (e) cudaEventDestroy(e);
-    if (flag) cudaFreeHost(flag);
+  explicit InFlight(cudaStream_t s) : st(s), flag(pinned_flags()) {}
+  ~InFlight() { cudaStreamSynchronize(st); }
+
+  static int* pinned_flags() {
+    thread_local int* flags = nullptr;
+    if (!flags)
+      check(cudaMallocHost(reinterpret_cast<void**>(&flags), 2 * sizeof(int)), "pinned flags");
+    return flags;
   }
 };
 
@@ -299,7 +314,7 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
   };
   // step k has finished: its flag, then Ctrl-C and the callback (false: stop)
   auto finished = [&](int64_t k, SamplerStatus* status) {
-    check(cudaEventSynchronize(fl.done[k % 2]), "sampler step");
+    check(cudaEventSynchronize(fl.done[k % 2].e), "sampler step");
     if (fl.flag[k % 2]) {
       *status = {true, k};
       return false;
@@ -340,8 +355,9 @@ SamplerStatus sample(const SampleArgs<T>& s, const SamplerPlan& plan, uintptr_t 
     check(cudaGetLastError(), "sampler step kernel launch");
     check(cudaMemcpyAsync(fl.flag + k % 2, bad, sizeof(int), cudaMemcpyDeviceToHost, st),
           "reading the NaN/Inf flag");
-    check(cudaEventRecord(fl.done[k % 2], st), "recording a step");
+    check(cudaEventRecord(fl.done[k % 2].e, st), "recording a step");
     save(k + 1);
+    // (stopping after step k - 1 leaves x one step further: the caller raises, never returns it)
     if (k > 0 && !finished(k - 1, &status)) return status;
   }
   if (!finished(K - 1, &status)) return status;

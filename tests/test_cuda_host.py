@@ -220,6 +220,7 @@ def test_posterior_draws_and_noise(emulated, dtype):
         emulated.test_draws_on_the_gpu_follow_the_weights_labels_and_many_draws()
     emulated.test_cov_noise_on_the_gpu_is_the_reference_noise(
         dtype, cases=((2, 400), (24, 300)), ts=(0.01, 0.5))
+    emulated.test_a_nan_state_gives_no_index_past_the_training_set()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

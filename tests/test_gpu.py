@@ -238,6 +238,19 @@ def test_cov_noise_on_the_gpu_is_the_reference_noise(dtype, cases=DRAW_CASES,
                 assert err <= tol, (d, t, y is None, err)
 
 
+@_apply(needs_cuda)
+def test_a_nan_state_gives_no_index_past_the_training_set():
+    """The fused loop runs one step past a NaN/Inf state before it sees the flag: the pass
+    must then give an index inside the training set (not the sentinel N)."""
+    _, to_dev, to_host = LIB
+    for d in (3, 20):  # direct pass, tiled pass
+        X = rng(d).standard_normal((300, d))
+        dev = ms.EmpiricalScore(to_dev(X), ms.VP(), backend="cuda")
+        nan = to_dev(np.full((2, d), np.nan))
+        acc = dev.backend.accumulate(nan, np.full(2, 0.8), np.full(2, 0.36))
+        np.testing.assert_array_equal(to_host(acc["best"]), [0, 0])
+
+
 @no_device
 def test_fallback_refuses_tf32_silently_enabled():
     """With TF32 allowed globally, the fallback still computes true float32 products (and

@@ -105,8 +105,7 @@ inline cudaError_t cudaMallocHost(void** p, size_t n) {
   *p = std::malloc(n);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-inline cudaError_t cudaFreeHost(void* p) { return std::free(p), cudaSuccess; }
-constexpr unsigned cudaEventDisableTiming = 2;
+constexpr unsigned cudaEventBlockingSync = 1, cudaEventDisableTiming = 2;
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return *e = new HostEvent, cudaSuccess; }
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
   return cudaEventCreate(e);

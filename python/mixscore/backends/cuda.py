@@ -14,6 +14,7 @@ the float64 reference where a GPU is.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -84,6 +85,23 @@ def _stream(a) -> int:
     import torch
 
     return int(torch.cuda.current_stream(a.device).cuda_stream)
+
+
+@contextlib.contextmanager
+def _on_device(a):
+    """Makes the GPU of ``a`` the calling thread's current device while kernels are queued
+    (the extension launches on the current device) and gives the stream to queue them on: the
+    array library's current stream there."""
+    if type(a).__module__.startswith("cupy"):
+        with a.device:
+            yield _stream(a)
+    elif getattr(a, "is_cuda", False):
+        import torch
+
+        with torch.cuda.device(a.device):
+            yield _stream(a)
+    else:
+        yield _stream(a)
 
 
 def _contiguous(a):
@@ -172,15 +190,19 @@ class CudaBackend(ArrayApiBackend):
         return out
 
     def _workspace(self, m: int, products) -> tuple[object, int]:
-        """The pass's workspace for m queries under the widest of ``products``: (buffer,
-        queries per chunk)."""
+        """The pass's workspace for m queries under any of ``products``: (buffer, queries per
+        chunk)."""
         from .. import _cuda
 
-        f64, widest = self.dtype == np.float64, max(products)
-        per_tile = _cuda.posterior_workspace(self.n, self.dim, 128, widest, f64)
-        rows = _chunk_rows(m, per_tile, _WORKSPACE_BYTES)
-        nbytes = _cuda.posterior_workspace(self.n, self.dim, rows, widest, f64)
-        return self.xp.empty((max(1, nbytes),), dtype=self.xp.uint8, device=self.device), rows
+        f64 = self.dtype == np.float64
+
+        def nbytes(rows: int) -> int:
+            return max(_cuda.posterior_workspace(self.n, self.dim, rows, int(p), f64)
+                       for p in set(products))
+
+        rows = _chunk_rows(m, nbytes(128), _WORKSPACE_BYTES)
+        return self.xp.empty((max(1, nbytes(rows)),), dtype=self.xp.uint8,
+                             device=self.device), rows
 
     def _row_kernel_args(self, x, alpha, sigma2, rows, **rule) -> tuple[list, dict]:
         """The arguments of a kernel over the rows of queries x (draws, cov_noise): the
@@ -197,7 +219,7 @@ class CudaBackend(ArrayApiBackend):
                      workspace=_pointer(work), ws_rows=ws_rows, **dict(self.rule, **rule))
         args = dict(train=train, x=_pointer(x), q=_pointer(q), alpha=_pointer(alpha),
                     sigma2=_pointer(sigma2), xs2=_pointer(xs2), M=x.shape[0], products=products,
-                    rows=_pointer(ids), stream=_stream(self.train))
+                    rows=_pointer(ids))
         return [work, q, alpha, sigma2, xs2, ids], args
 
     def draws(self, x, alpha, sigma2, R: int, seed: int, rows, first_step: int = 0):
@@ -215,8 +237,9 @@ class CudaBackend(ArrayApiBackend):
             return out
         _keep, args = self._row_kernel_args(x, alpha, sigma2, rows, cut=self._draws_cut())
         run = _cuda.draws_f64 if self.dtype == np.float64 else _cuda.draws_f32
-        run(**args, R=int(R), key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF,
-            first_step=int(first_step), out=_pointer(out))
+        with _on_device(self.train) as stream:
+            run(**args, R=int(R), key=(int(seed) ^ _core.DRAWS_KEY) & 0xFFFFFFFFFFFFFFFF,
+                first_step=int(first_step), out=_pointer(out), stream=stream)
         return out
 
     def cov_noise(self, x, alpha, sigma2, seed: int, rows, step: int = 0):
@@ -236,8 +259,9 @@ class CudaBackend(ArrayApiBackend):
         _keep, args = self._row_kernel_args(x, alpha, sigma2, rows, cut=self._noise_cut(),
                                             cap=0.0)
         run = _cuda.cov_noise_f64 if self.dtype == np.float64 else _cuda.cov_noise_f32
-        run(**args, mean=_pointer(mean), key=_noise_key(seed), step=int(step),
-            out=_pointer(out))
+        with _on_device(self.train) as stream:
+            run(**args, mean=_pointer(mean), key=_noise_key(seed), step=int(step),
+                out=_pointer(out), stream=stream)
         return out
 
     def _noise_cut(self) -> float:
@@ -279,35 +303,36 @@ class CudaBackend(ArrayApiBackend):
                      cut=_CUTOFF_NATS + math.log(self.n), workspace=_pointer(work),
                      ws_rows=ws_rows, **self.rule)
         run = _cuda.sample_f64 if f64 else _cuda.sample_f32
-        bad = run(
-            train=train,
-            x=_pointer(x),
-            n=n,
-            saved=0 if saved is None else _pointer(saved),
-            rows=_pointer(ids),
-            shift=0 if shift is None else _pointer(shift),
-            products=products,
-            log_weight_sum=self.log_weight_sum,
-            draws_cut=self._draws_cut(),
-            posterior_noise=plan.posterior_noise,
-            noise_key=_noise_key(seed),
-            noise_cut=self._noise_cut(),
-            scratch=_pointer(scratch),
-            coef=plan.coef,
-            draws=draws,
-            alpha=plan.alpha,
-            sigma2=plan.sigma2,
-            predictor=plan.predictor,
-            seed=seed,
-            end_denoise=end_denoise,
-            save_steps=np.ascontiguousarray(save_steps, dtype=np.int64),
-            eb_log_c=plan.eb_log_c,
-            eb_density=plan.eb_density,
-            shift_scale=plan.shift_scale,
-            callback=on_step,
-            every=every,
-            stream=_stream(self.train),
-        )
+        with _on_device(self.train) as stream:
+            bad = run(
+                train=train,
+                x=_pointer(x),
+                n=n,
+                saved=0 if saved is None else _pointer(saved),
+                rows=_pointer(ids),
+                shift=0 if shift is None else _pointer(shift),
+                products=products,
+                log_weight_sum=self.log_weight_sum,
+                draws_cut=self._draws_cut(),
+                posterior_noise=plan.posterior_noise,
+                noise_key=_noise_key(seed),
+                noise_cut=self._noise_cut(),
+                scratch=_pointer(scratch),
+                coef=plan.coef,
+                draws=draws,
+                alpha=plan.alpha,
+                sigma2=plan.sigma2,
+                predictor=plan.predictor,
+                seed=seed,
+                end_denoise=end_denoise,
+                save_steps=np.ascontiguousarray(save_steps, dtype=np.int64),
+                eb_log_c=plan.eb_log_c,
+                eb_density=plan.eb_density,
+                shift_scale=plan.shift_scale,
+                callback=on_step,
+                every=every,
+                stream=stream,
+            )
         return x, bad
 
     def _pass(self, q, xw, xs2, alpha, bound, sigma2, inv, m: int):
@@ -329,23 +354,24 @@ class CudaBackend(ArrayApiBackend):
         # the contiguous arrays stay referenced until the kernels are queued
         arrays = {k: _contiguous(v) for k, v in arrays.items()}
         run = _cuda.posterior_f64 if f64 else _cuda.posterior_f32
-        run(
-            **{k: _pointer(v) for k, v in arrays.items()},
-            **self._training_arrays(),
-            M=m,
-            N=self.n,
-            D=self.dim,
-            mu_norm=self.mu_norm,
-            cut=_CUTOFF_NATS + math.log(self.n),
-            products=products,
-            workspace=_pointer(work),
-            ws_rows=rows,
-            **{k: _pointer(v) for k, v in acc.items()},
-            lam_min=_pointer(lam_min),
-            best=_pointer(best),
-            stream=_stream(self.train),
-            **self.rule,
-        )
+        with _on_device(self.train) as stream:
+            run(
+                **{k: _pointer(v) for k, v in arrays.items()},
+                **self._training_arrays(),
+                M=m,
+                N=self.n,
+                D=self.dim,
+                mu_norm=self.mu_norm,
+                cut=_CUTOFF_NATS + math.log(self.n),
+                products=products,
+                workspace=_pointer(work),
+                ws_rows=rows,
+                **{k: _pointer(v) for k, v in acc.items()},
+                lam_min=_pointer(lam_min),
+                best=_pointer(best),
+                stream=stream,
+                **self.rule,
+            )
         return lam_min, best, acc
 
     def _centre_sums(self, acc: dict, c) -> None:
@@ -414,19 +440,20 @@ def nearest(queries, train, k: int):
     rows = _chunk_rows(m, 128 * n * itemsize, _WORKSPACE_BYTES) if d > _cuda.DIRECT_MAX_D else 0
     work = xp.empty((max(1, rows * n * itemsize),), dtype=xp.uint8, device=dev)
     run = _cuda.nearest_f32 if prep.dtype == np.float32 else _cuda.nearest_f64
-    run(
-        *[_pointer(a) for a in (x, q, prep.train, prep.packed, prep.p2, xs2)],
-        m,
-        n,
-        d,
-        k,
-        prep.mu_norm,
-        _pointer(work),
-        rows,
-        _pointer(sq),
-        _pointer(idx),
-        _stream(prep.train),
-    )
+    with _on_device(prep.train) as stream:
+        run(
+            *[_pointer(a) for a in (x, q, prep.train, prep.packed, prep.p2, xs2)],
+            m,
+            n,
+            d,
+            k,
+            prep.mu_norm,
+            _pointer(work),
+            rows,
+            _pointer(sq),
+            _pointer(idx),
+            stream,
+        )
     return sq, idx
 
 
@@ -439,7 +466,7 @@ def philox_normals(seed: int, samples, step: int, dim: int):
     samples = _contiguous(samples)
     xp, dev = _xp.namespace(samples)
     z = xp.empty((samples.shape[0], dim), dtype=xp.float64, device=dev)
-    _cuda.philox_normals(
-        seed, _pointer(samples), samples.shape[0], step, dim, _pointer(z), _stream(samples)
-    )
+    with _on_device(samples) as stream:
+        _cuda.philox_normals(seed, _pointer(samples), samples.shape[0], step, dim, _pointer(z),
+                             stream)
     return z
