@@ -95,12 +95,11 @@ PosteriorArgs<T> training_args(const py::dict& train) {
   return a;
 }
 
-// Posterior draws (cuda/draws.cu) of M queries into out (M, R) int64.
+// ... and M queries' per-query inputs (as posterior_f32's) for a kernel over their rows.
 template <typename T>
-void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
-              uintptr_t sigma2, uintptr_t xs2, int64_t M, int products, int64_t R,
-              uint64_t key, uintptr_t rows, uint32_t first_step, uintptr_t out,
-              uintptr_t stream) {
+PosteriorArgs<T> row_args(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
+                          uintptr_t sigma2, uintptr_t xs2, int64_t M, int products) {
+  if (M < 0) throw std::invalid_argument("need M >= 0 queries");
   PosteriorArgs<T> a = training_args<T>(train);
   a.x = ptr<T>(x);
   a.q = ptr<T>(q);
@@ -109,9 +108,18 @@ void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
   a.xs2 = ptr<double>(xs2);
   a.M = M;
   a.products = products;
-  if (M < 0 || R < 1) throw std::invalid_argument("draws: need M >= 0 and R >= 1");
-  const DrawsArgs<T> d{a, R, key, ptr<int64_t>(rows), first_step,
-                       reinterpret_cast<int64_t*>(out)};
+  return a;
+}
+
+// Posterior draws (cuda/draws.cu) of M queries into out (M, R) int64.
+template <typename T>
+void draws_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alpha,
+              uintptr_t sigma2, uintptr_t xs2, int64_t M, int products, int64_t R,
+              uint64_t key, uintptr_t rows, uint32_t first_step, uintptr_t out,
+              uintptr_t stream) {
+  if (R < 1) throw std::invalid_argument("draws: need R >= 1");
+  const DrawsArgs<T> d{row_args<T>(train, x, q, alpha, sigma2, xs2, M, products), R, key,
+                       ptr<int64_t>(rows), first_step, reinterpret_cast<int64_t*>(out)};
   py::gil_scoped_release release;
   draws<T>(d, stream);
 }
@@ -122,16 +130,8 @@ void cov_noise_py(const py::dict& train, uintptr_t x, uintptr_t q, uintptr_t alp
                   uintptr_t sigma2, uintptr_t xs2, int64_t M, int products, uintptr_t mean,
                   uint64_t key, uintptr_t rows, uint32_t step, uintptr_t out,
                   uintptr_t stream) {
-  PosteriorArgs<T> a = training_args<T>(train);
-  a.x = ptr<T>(x);
-  a.q = ptr<T>(q);
-  a.alpha = ptr<double>(alpha);
-  a.sigma2 = ptr<double>(sigma2);
-  a.xs2 = ptr<double>(xs2);
-  a.M = M;
-  a.products = products;
-  if (M < 0) throw std::invalid_argument("cov_noise: need M >= 0");
-  const CovNoiseArgs<T> d{a, ptr<double>(mean), key, ptr<int64_t>(rows), step,
+  const CovNoiseArgs<T> d{row_args<T>(train, x, q, alpha, sigma2, xs2, M, products),
+                          ptr<double>(mean), key, ptr<int64_t>(rows), step,
                           reinterpret_cast<double*>(out)};
   py::gil_scoped_release release;
   cov_noise<T>(d, stream);

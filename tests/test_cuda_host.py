@@ -237,8 +237,9 @@ def test_fused_gpu_sampler_loop_regularizers_labels(emulated):
     import test_device_sampler as t
 
     t.test_cuda_fused_loop_regularizers_and_labels(samplers=("heun",), n=9, steps=8)
-    t.test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=6, steps=6)
-    t.test_cuda_effective_sampler_equals_the_cpu_loop(n=6, steps=6)
+    t.test_cuda_posterior_samplers_equal_the_cpu_paths("naive", {"R": 3}, n=6, steps=6)
+    t.test_cuda_posterior_samplers_equal_the_cpu_paths("effective", {"kappa": 0.05}, n=6,
+                                                       steps=6)
 
 
 def test_fused_gpu_sampler_loop_stops_reports_refuses(emulated):

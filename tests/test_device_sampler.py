@@ -404,37 +404,25 @@ def test_cuda_fused_steps_are_the_cpu_steps_bit_for_bit(dtype, samplers=FIXED_GR
 
 
 @_apply(needs_cuda)
-def test_cuda_fused_naive_sampler_equals_the_cpu_loop(n=12, steps=10, d=24):
-    """The naive sampler in the GPU loop (the draws kernel, the float64 mean of the drawn
-    rows) against the C++ loop's draws handler: the same jumps and streams, by label."""
+@pytest.mark.parametrize("sampler,extra", [("naive", {"R": 3}), ("effective", {"kappa": 0.05})])
+def test_cuda_posterior_samplers_equal_the_cpu_paths(sampler, extra, n=10, steps=10, d=24):
+    """naive (the draws kernel, cuda/draws.cu, and the float64 mean of the drawn rows) and
+    effective (the noise kernel, cuda/cov_noise.cu) in the GPU loop and in the device loop,
+    against the CPU's paths (the C++ loop's draws handler; the Python loop with the
+    reference's noise): the same jumps, normals and streams, by label."""
     to_host = LIB[2]
     r = rng(12)
     X, labels = r.standard_normal((300, d)), r.integers(0, 2, 300)
     cpu, dev = _cuda_pair(X, labels=labels)
-    kw = dict(sampler="naive", R=3, steps=steps, seed=5, y=np.arange(n) % 2,
-              save_steps=[steps // 2])
-    a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
-    assert a.settings["fused"] and b.settings["fused"]
-    assert rel(to_host(b.samples), a.samples) <= TOL64
-    assert rel(to_host(b.saved), a.saved) <= TOL64
-
-
-@_apply(needs_cuda)
-def test_cuda_effective_sampler_equals_the_cpu_loop(n=10, steps=10, d=24):
-    """The effective sampler with its Cov_w noise from the noise kernel (cuda/cov_noise.cu),
-    in the GPU loop and in the device loop, against the CPU's Python loop with the
-    reference's noise, by label."""
-    to_host = LIB[2]
-    r = rng(13)
-    X, labels = r.standard_normal((300, d)), r.integers(0, 2, 300)
-    cpu, dev = _cuda_pair(X, labels=labels)
-    kw = dict(sampler="effective", kappa=0.05, steps=steps, seed=6, y=np.arange(n) % 2,
-              save_steps=[steps // 2])
+    kw = dict(sampler=sampler, steps=steps, seed=5, y=np.arange(n) % 2,
+              save_steps=[steps // 2], **extra)
     a, b = ms.sample(cpu, n, **kw), ms.sample(dev, n, **kw)
     c = ms.sample(dev, n, fused=False, **kw)
-    assert not a.settings["fused"] and b.settings["fused"] and not c.settings["fused"]
+    assert a.settings["fused"] == (sampler == "naive")
+    assert b.settings["fused"] and not c.settings["fused"]
     for got in (b, c):
         assert rel(to_host(got.samples), a.samples) <= TOL64
         assert rel(to_host(got.saved), a.saved) <= TOL64
-    with pytest.raises(ValueError, match="fused=True: sampler='effective' runs in the Python"):
-        ms.sample(cpu, n, fused=True, **kw)
+    if sampler == "effective":
+        with pytest.raises(ValueError, match="fused=True: sampler='effective' runs in the"):
+            ms.sample(cpu, n, fused=True, **kw)

@@ -158,6 +158,13 @@ def test_philox_noise_equals_the_cpu_stream():
 DRAW_CASES = ((2, 3000), (20, 1500), (200, 1100))
 
 
+def _near_training(n: int, d: int, m: int, dtype, seed: int):
+    """(generator, training set (n, d), m queries near its first points)."""
+    r = rng(seed)
+    X = r.standard_normal((n, d)).astype(dtype)
+    return r, X, (0.9 * X[:m] + 0.3 * r.standard_normal((m, d))).astype(dtype)
+
+
 @_apply(needs_cuda)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_draws_on_the_gpu_are_the_reference_draws(dtype, cases=DRAW_CASES, ts=(0.01, 0.2, 1.0)):
@@ -166,9 +173,7 @@ def test_draws_on_the_gpu_are_the_reference_draws(dtype, cases=DRAW_CASES, ts=(0
     float32 the same where the logits agree, as the C++ handler (tests/test_draws.py)."""
     lib, to_dev, to_host = LIB
     for d, n in cases:
-        r = rng(d)
-        X = r.standard_normal((n, d)).astype(dtype)
-        x = (0.9 * X[:40] + 0.3 * r.standard_normal((40, d))).astype(dtype)
+        r, X, x = _near_training(n, d, 40, dtype, seed=d)
         w = r.uniform(0.2, 3.0, n)
         host = ms.EmpiricalScore(X, ms.VP(), weights=w, backend="numpy")
         dev = ms.EmpiricalScore(to_dev(X), ms.VP(), weights=w, backend="cuda")
@@ -221,9 +226,7 @@ def test_cov_noise_on_the_gpu_is_the_reference_noise(dtype, cases=DRAW_CASES,
     lib, to_dev, to_host = LIB
     tol = 1e-9 if dtype == np.float64 else 1e-5
     for d, n in cases:
-        r = rng(d + 1)
-        X = r.standard_normal((n, d)).astype(dtype)
-        x = (0.9 * X[:30] + 0.3 * r.standard_normal((30, d))).astype(dtype)
+        r, X, x = _near_training(n, d, 30, dtype, seed=d + 1)
         labels = r.integers(0, 2, n)
         host = ms.EmpiricalScore(X, ms.VP(), labels=labels, backend="numpy")
         dev = ms.EmpiricalScore(to_dev(X), ms.VP(), labels=labels, backend="cuda")
