@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels.cuh"
 #include "launch.hpp"
@@ -194,9 +195,10 @@ unsigned blocks_for(int64_t count) {
 }
 
 // The host side of the loop: two events (the host sleeps on them rather than spinning) and
-// two pinned flags, one per step in flight. The pinned memory is the calling thread's, made
-// once (freeing pinned memory synchronizes the whole device). The stream is drained on every
-// exit, so no queued kernel outlives the caller's buffers.
+// two pinned flags, one per step in flight, from a per-thread pool (a callback may run another
+// loop on this thread); pinned memory is never freed (freeing it synchronizes the whole
+// device). The stream is drained on every exit, so no queued kernel outlives the caller's
+// buffers.
 struct InFlight {
   struct Event {
     cudaEvent_t e = nullptr;
@@ -210,14 +212,24 @@ struct InFlight {
   Event done[2];
   int* flag;  // pinned: the NaN/Inf flags of the last two steps
 
-  explicit InFlight(cudaStream_t s) : st(s), flag(pinned_flags()) {}
-  ~InFlight() { cudaStreamSynchronize(st); }
+  explicit InFlight(cudaStream_t s) : st(s) {
+    std::vector<int*>& free = pool();
+    if (free.empty()) {
+      int* f = nullptr;
+      check(cudaMallocHost(reinterpret_cast<void**>(&f), 2 * sizeof(int)), "pinned flags");
+      free.push_back(f);
+    }
+    flag = free.back();
+    free.pop_back();
+  }
+  ~InFlight() {
+    cudaStreamSynchronize(st);
+    pool().push_back(flag);
+  }
 
-  static int* pinned_flags() {
-    thread_local int* flags = nullptr;
-    if (!flags)
-      check(cudaMallocHost(reinterpret_cast<void**>(&flags), 2 * sizeof(int)), "pinned flags");
-    return flags;
+  static std::vector<int*>& pool() {
+    thread_local std::vector<int*> free;
+    return free;
   }
 };
 

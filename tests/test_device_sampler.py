@@ -336,6 +336,14 @@ def test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop():
             ms.sample(unstable, 4, sampler="euler_maruyama", steps=40, grid="uniform")
         messages.append(str(e.value))
     assert messages[0] == messages[1]
+
+    def nested(k, t):  # another GPU loop on this thread, inside the outer one's callback
+        ms.sample(dev, 2, sampler="ddpm", steps=3, seed=k)
+
+    with pytest.raises(FloatingPointError) as e, pytest.warns(RuntimeWarning):
+        ms.sample(unstable, 4, sampler="euler_maruyama", steps=40, grid="uniform",
+                  callback=nested, callback_every=1)
+    assert str(e.value) == messages[1]  # its flags are its own: the same step
     seen = []
     res = ms.sample(dev, 3, sampler="ddpm", steps=20, callback_every=5,
                     callback=lambda k, t: seen.append(k))
