@@ -236,24 +236,23 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("sample_f64", &sample_py<double>, MIXSCORE_SAMPLE_ARGS,
         "The fused sampler loop on the GPU, float64 states.");
 #undef MIXSCORE_SAMPLE_ARGS
-#define MIXSCORE_DRAWS_ARGS \
+  // the kernels over query rows (draws, cov_noise): the queries' arguments, then their own
+#define MIXSCORE_ROW_ARGS \
   py::arg("train"), py::arg("x"), py::arg("q"), py::arg("alpha"), py::arg("sigma2"), \
-      py::arg("xs2"), py::arg("M"), py::arg("products"), py::arg("R"), py::arg("key"), \
-      py::arg("rows"), py::arg("first_step"), py::arg("out"), py::arg("stream")
-  m.def("draws_f32", &draws_py<float>, MIXSCORE_DRAWS_ARGS,
+      py::arg("xs2"), py::arg("M"), py::arg("products")
+  m.def("draws_f32", &draws_py<float>, MIXSCORE_ROW_ARGS, py::arg("R"), py::arg("key"),
+        py::arg("rows"), py::arg("first_step"), py::arg("out"), py::arg("stream"),
         "Posterior draws (local training indices), float32 data.");
-  m.def("draws_f64", &draws_py<double>, MIXSCORE_DRAWS_ARGS,
+  m.def("draws_f64", &draws_py<double>, MIXSCORE_ROW_ARGS, py::arg("R"), py::arg("key"),
+        py::arg("rows"), py::arg("first_step"), py::arg("out"), py::arg("stream"),
         "Posterior draws (local training indices), float64 data.");
-#undef MIXSCORE_DRAWS_ARGS
-#define MIXSCORE_NOISE_ARGS \
-  py::arg("train"), py::arg("x"), py::arg("q"), py::arg("alpha"), py::arg("sigma2"), \
-      py::arg("xs2"), py::arg("M"), py::arg("products"), py::arg("mean"), py::arg("key"), \
-      py::arg("rows"), py::arg("step"), py::arg("out"), py::arg("stream")
-  m.def("cov_noise_f32", &cov_noise_py<float>, MIXSCORE_NOISE_ARGS,
+  m.def("cov_noise_f32", &cov_noise_py<float>, MIXSCORE_ROW_ARGS, py::arg("mean"),
+        py::arg("key"), py::arg("rows"), py::arg("step"), py::arg("out"), py::arg("stream"),
         "Noise with covariance Cov_w(X_0) per query, float32 data.");
-  m.def("cov_noise_f64", &cov_noise_py<double>, MIXSCORE_NOISE_ARGS,
+  m.def("cov_noise_f64", &cov_noise_py<double>, MIXSCORE_ROW_ARGS, py::arg("mean"),
+        py::arg("key"), py::arg("rows"), py::arg("step"), py::arg("out"), py::arg("stream"),
         "Noise with covariance Cov_w(X_0) per query, float64 data.");
-#undef MIXSCORE_NOISE_ARGS
+#undef MIXSCORE_ROW_ARGS
   m.def("sampler_scratch",
         [](int64_t n, int64_t D, bool predictor, int64_t max_draws, bool posterior_noise,
            bool f64) {
