@@ -58,6 +58,24 @@ def test_query_errors(model):
         model.stats(np.zeros((4, 3)), 0.5, include=["score", "hessian"])
 
 
+def test_noise_level_errors(model):
+    x = np.zeros((2, 3))
+    for alpha, sigma2, match in [(np.nan, 1.0, "alpha must be finite, got nan"),
+                                 (np.inf, 1.0, "alpha must be finite, got inf"),
+                                 (1.0, -1.0, "sigma2 must be finite and >= 0, got -1.0"),
+                                 (1.0, np.nan, "sigma2 must be finite"),
+                                 (1.0, 0.0, r"sigma2 = 0 \(t = 0\)")]:
+        with pytest.raises(ValueError, match=match):
+            model.stats_at_noise(x, alpha, sigma2)
+    # alpha = 0: the posterior mean is defined (the prior mean), a regularized denoiser is not
+    assert np.all(np.isfinite(model.stats_at_noise(x, 0.0, 1.0).denoised))
+    reg = ms.EmpiricalScore(model.train, ms.VP(), regularizer=ms.regularizers.Tikhonov(0.1))
+    with pytest.raises(ValueError, match="alpha = 0: a regularized model's denoiser"):
+        reg.stats_at_noise(x, 0.0, 1.0)
+    np.testing.assert_allclose(reg.stats_at_noise(x + 1.0, 0.0, 1.0, include="score").score,
+                               -(x + 1.0) / 1.1)
+
+
 def test_conversions_accepted(model):
     """Integer and non-contiguous inputs are converted, not refused."""
     x = np.arange(24, dtype=np.int64).reshape(4, 6)[:, ::2]

@@ -104,11 +104,13 @@ def _noise(alpha, sigma2, zero_ok: bool = False) -> tuple[np.ndarray, np.ndarray
     stays bounded as sigma -> 0 (Tikhonov(c > 0), Smoothing(h > 0))."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
     sigma2 = np.ascontiguousarray(sigma2, dtype=np.float64)
-    if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma2))
-            and np.all((sigma2 >= 0) if zero_ok else (sigma2 > 0))):
-        if zero_ok or not np.all(np.isfinite(sigma2) & (sigma2 >= 0)):
-            raise ValueError("alpha must be finite and sigma2 finite and > 0 (the schedule "
-                             "gave other values at the requested t)")
+    for name, v, ok in (("alpha", alpha, np.isfinite(alpha)),
+                        ("sigma2", sigma2, np.isfinite(sigma2) & (sigma2 >= 0))):
+        if not np.all(ok):
+            raise ValueError(f"{name} must be finite{' and >= 0' if name == 'sigma2' else ''}, "
+                             f"got {v[~ok].flat[0]} (the schedule's value at the requested t, "
+                             f"or the value given to stats_at_noise)")
+    if not zero_ok and np.any(sigma2 == 0):
         raise ValueError("sigma2 = 0 (t = 0): the empirical score is unbounded there; only a "
                          "model with a regularizer that keeps it bounded (Tikhonov(c > 0), "
                          "Smoothing(bandwidth > 0)) is defined at t = 0")
@@ -361,6 +363,9 @@ class EmpiricalScore:
 
     def _stats(self, xq, single, alpha, sigma2, want, t=None, y=None) -> ScoreStats:
         alpha, sigma2 = _noise(alpha, sigma2, zero_ok=self._bounded)
+        if self.regularizers and "denoised" in want and np.any(alpha == 0):
+            raise ValueError("alpha = 0: a regularized model's denoiser (x + sigma2 s) / alpha "
+                             "is undefined there (score and eps are defined)")
         if self.n == 0:
             raise ValueError("this EmpiricalScore has no training points (an empty shard): "
                              "only partial() is defined; merge it with the other shards")

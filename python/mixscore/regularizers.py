@@ -340,6 +340,9 @@ def as_regularizers(regularizer, model) -> tuple[Regularizer, ...]:
     items.sort(key=lambda r: r.rank)
     for r in items:
         r.bind(model)
+    if "EmpiricalBayes" in kinds and any(getattr(r, "per_point", False) for r in items):
+        raise ValueError("regularizer: EmpiricalBayes does not compose with per-point "
+                         "Smoothing bandwidths (its kernel sum assumes one variance)")
     return tuple(items)
 
 

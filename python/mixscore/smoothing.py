@@ -25,7 +25,6 @@ from .backends.numpy_ref import log_weight_sum
 from .partial import _LOG_2PI
 from .regularizers import (
     Context,
-    EmpiricalBayes,
     Perturbation,
     Smoothing,
     Tikhonov,
@@ -43,9 +42,6 @@ def per_point_stats(model, x: np.ndarray, t, alpha: np.ndarray, sigma2: np.ndarr
     if not want & set(STATS):  # (the others are left None, as not requested)
         raise ValueError(f"Smoothing with one bandwidth per point gives {STATS}; "
                          f"{sorted(want)} are not defined for it")
-    if any(isinstance(r, EmpiricalBayes) for r in regs):
-        raise ValueError("EmpiricalBayes does not compose with per-point Smoothing bandwidths "
-                         "(its kernel sum assumes one variance)")
     h2 = next(r for r in regs if isinstance(r, Smoothing)).bandwidth ** 2
     x = np.asarray(x, np.float64)
     m, d = x.shape
