@@ -9,9 +9,11 @@ from mixscore.cli import main
 pytest.importorskip("matplotlib")
 
 
-def test_demo_quick_writes_figure_json_and_summary(tmp_path, capsys):
+@pytest.mark.parametrize("args, n", [(["--quick"], 64), ([], 500)])
+def test_demo_writes_figure_json_and_summary(tmp_path, capsys, args, n):
+    """The quick run and the README's default one (its fractions reach 0 and 1 exactly)."""
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", *args, "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "memorized" in printed and str(out / "report.json") in printed
     assert sorted(p.name for p in out.iterdir()) == ["memorization.png", "report.json",
@@ -20,7 +22,7 @@ def test_demo_quick_writes_figure_json_and_summary(tmp_path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     report = json.loads((out / "report.json").read_text())
     assert report["data"]["n_train"] == 1797 and report["data"]["dim"] == 64
-    assert report["settings"]["sampler"] == "ddpm" and report["settings"]["n_samples"] == 64
+    assert report["settings"]["sampler"] == "ddpm" and report["settings"]["n_samples"] == n
     rows = report["results"]
     t = np.array([r["t_end"] for r in rows])
     frac = np.array([r["memorized_fraction"] for r in rows])

@@ -2,6 +2,8 @@
 the console, 2-D data sets drawn as scatters, and a figure whose captions say what they show and
 do not overlap."""
 
+import copy
+import itertools
 import json
 import sys
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from mixscore import demo
 from mixscore.cli import main
+from mixscore.memorization import wilson_ci
 
 
 def _outputs(out):
@@ -48,6 +51,18 @@ def run(request):
     settings = demo.DemoSettings.make(n=24, quick=True, data=request.param)
     report, finals, X, shape = demo.run(settings, progress=False)
     return request.param, report, finals, X, shape, demo.figure(report, finals, X, shape)
+
+
+def test_figure_at_fractions_0_and_1(run):
+    """0/500 and 500/500 memorized (the default demo's ends): error bars of zero length, not
+    negative ones from rounding (matplotlib refuses those)."""
+    name, report, finals, X, shape, _ = run
+    rep = copy.deepcopy(report)
+    for r, k in zip(rep["results"], itertools.cycle([0, 500])):
+        r["memorized_fraction"] = k / 500
+        r["ci95"] = list(wilson_ci(np.arange(500) < k, 0.95))
+    plt = pytest.importorskip("matplotlib.pyplot")
+    plt.close(demo.figure(rep, finals, X, shape))
 
 
 def _texts(fig):

@@ -226,6 +226,7 @@ def test_wilson_interval_matches_scipy_and_stays_open_at_the_edges(k, m):
     lo, hi = wilson_ci(flags, 0.95)
     want = stats.binomtest(k, m).proportion_ci(0.95, method="wilson")
     assert (lo, hi) == pytest.approx((want.low, want.high), abs=1e-12)
+    assert lo <= k / m <= hi and (lo == 0.0) == (k == 0) and (hi == 1.0) == (k == m)
     assert lo < hi  # never a point: 500/500 is not [1, 1], one sample is not an interval of 0
     rep = ms.memorization(np.zeros((m, 2)) + np.where(flags, 0.0, 0.45)[:, None],
                           np.array([[0.0, 0.0], [1.0, 1.0]]), confidence=0.95)

@@ -105,13 +105,15 @@ def wilson_ci(flags: np.ndarray, confidence: float) -> tuple[float, float]:
 
     Unlike the bootstrap it stays honest at the edges: 500/500 gives a lower end below 1
     (m / (m + z^2)), and one sample gives a wide interval."""
-    m = flags.size
-    p = float(np.mean(flags))
+    m, k = flags.size, int(np.count_nonzero(flags))
+    p = k / m
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     z2m = z * z / m
     center = (p + z2m / 2) / (1 + z2m)
     half = z / (1 + z2m) * math.sqrt(p * (1 - p) / m + z2m / (4 * m))
-    return max(0.0, center - half), min(1.0, center + half)
+    # the ends are exactly 0 and 1 at k = 0 and k = m (center -+ half there only to rounding)
+    return (0.0 if k == 0 else max(0.0, center - half),
+            1.0 if k == m else min(1.0, center + half))
 
 
 def proportion_ci(flags: np.ndarray, interval: str, confidence: float, n_boot: int,
