@@ -67,6 +67,18 @@ def test_pidstrigach_fig3_numbers():
     assert d1[-1] < 0.05 * max(d1)
 
 
+def test_pidstrigach_fig3_on_user_data(tmp_path):
+    """``--set data=X.npy`` (docs/reproduce.md): rows without an image shape, one panel."""
+    pytest.importorskip("matplotlib")
+    from mixscore import datasets
+
+    np.save(tmp_path / "X.npy", datasets.digits()[:300])
+    o = rp.run("pidstrigach-fig3", quick=True, data=str(tmp_path / "X.npy"), n=16)
+    assert o.settings["data"] == str(tmp_path / "X.npy")
+    files = rp.write(o, tmp_path / "out")
+    assert open(files["fig3"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bounded_five_points_uniform_from_prior_and_exact_start():
     o = outcome("bounded-five-points")
     n = o.settings["n"]

@@ -422,8 +422,8 @@ def fig3(p: dict, seed: int) -> Outcome:
         from ..plotting import plot_nearest_grid
 
         fig = plt.figure(figsize=(12, 9.5 if shape else 3.6))
-        top, *rest = fig.subfigures(
-            3 if shape else 1, 1, height_ratios=[1.2, 1, 1] if shape else None
+        top, *rest = np.atleast_1d(  # (one subfigure comes back bare, not in an array)
+            fig.subfigures(3 if shape else 1, 1, height_ratios=[1.2, 1, 1] if shape else None)
         )
         ax = top.subplots()
         ax.loglog(
