@@ -250,6 +250,10 @@ def test_samples_on_another_scale_are_refused_with_both_ranges_and_the_option():
         ms.memorization(S255, X)
     with pytest.raises(ValueError, match="samples span"):  # the other way round too
         ms.memorization(S / 1000, X)
+    # far outside every usual range (diverged samples): no guessed range is offered
+    with pytest.raises(ValueError, match=r"far outside the usual image ranges.*"
+                                         r"samples_range=\(lo, hi\)"):
+        ms.memorization(S * 4e4, X)
 
 
 def test_samples_range_maps_pixels_onto_the_training_range():

@@ -289,6 +289,23 @@ def test_monitor_network_and_exact_reference_agree_and_mode_is_restored():
     assert ref.settings["seed"] == 3 and ref.settings["steps"] == 40
 
 
+def test_monitor_warns_on_samples_far_from_the_data():
+    """An untrained or diverging network's samples on another scale than train: a warning and
+    a reading of 0 memorized (not the units error, which would stop a training loop), unless
+    check_scale=True asks for the error."""
+    X = data(30, 2)
+
+    def far(x, t):  # eps = 1e3 x: samples of size 1e3 and more
+        return 1e3 * x
+
+    kw = dict(schedule=ms.VP(), parametrization="eps", n=20, steps=10)
+    with pytest.warns(RuntimeWarning, match=r"samples span .*\(untrained or diverging\?\)"):
+        got = mt.memorization_monitor(far, X, **kw)
+    assert got.fraction == 0.0 and got.report.inputs["check_scale"] is False
+    with pytest.raises(ValueError, match="samples span"):
+        mt.memorization_monitor(far, X, check_scale=True, **kw)
+
+
 def test_train_digits_example_quick(tmp_path):
     path = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
     spec = importlib.util.spec_from_file_location("train_digits", path)

@@ -60,19 +60,34 @@ def map_range(a: np.ndarray, src: tuple[float, float], dst: tuple[float, float])
     return d0 + (np.asarray(a, np.float64) - s0) * ((d1 - d0) / (s1 - s0))
 
 
-def likely_range(lo: float, hi: float) -> tuple[float, float]:
+def likely_range(lo: float, hi: float) -> tuple[float, float] | None:
     """The nominal range that [lo, hi] most likely comes from (for hints): the one containing
-    it, else the one of the same sign whose extent is closest (0..256.3 -> [0, 255])."""
+    it, else the one of the same sign whose extent is closest (0..256.3 -> [0, 255]) if within
+    a factor 2, else None (values far outside every nominal range: no guess)."""
     found = nominal_range(lo, hi)
     if found is not None:
         return found
     e = extent(lo, hi)
+    if e == 0:
+        return None
     same_sign = [c for c in NOMINAL_RANGES if (c[0] < 0) == (lo < -0.1 * e)] or NOMINAL_RANGES
-    return min(same_sign, key=lambda c: abs(math.log(extent(*c) / e)) if e > 0 else 0.0)
+    best = min(same_sign, key=lambda c: abs(math.log(extent(*c) / e)))
+    return best if abs(math.log(extent(*best) / e)) <= math.log(2.0) else None
 
 
 def _fmt(r: tuple[float, float]) -> str:
     return f"[{r[0]:.4g}, {r[1]:.4g}]"
+
+
+def scale_mismatch(samples: np.ndarray, train: np.ndarray) -> str | None:
+    """None when the extents of samples and training data agree within ``MAX_SCALE_RATIO``
+    (an order of magnitude), else what differs ("samples span [..] but train spans [..]: ...")."""
+    rs, rt = value_range(samples), value_range(train)
+    es, et = extent(*rs), extent(*rt)
+    if es == 0 or et == 0 or max(es / et, et / es) <= MAX_SCALE_RATIO:
+        return None
+    return (f"samples span {_fmt(rs)} but train spans {_fmt(rt)}: their scales differ "
+            f"{max(es / et, et / es):.3g}x")
 
 
 def check_same_scale(
@@ -82,17 +97,23 @@ def check_same_scale(
     ``MAX_SCALE_RATIO`` (an order of magnitude). The message names both ranges, ``option`` (the
     argument that maps the samples onto the training range, a format string with ``{lo}`` and
     ``{hi}``) and ``off_option`` (the one that turns the check off)."""
-    rs, rt = value_range(samples), value_range(train)
-    es, et = extent(*rs), extent(*rt)
-    if es == 0 or et == 0 or max(es / et, et / es) <= MAX_SCALE_RATIO:
+    what = scale_mismatch(samples, train)
+    if what is None:
         return
-    lo, hi = likely_range(*rs)
+    likely = likely_range(*value_range(samples))
+    if likely is None:
+        fix = (f"The samples lie far outside the usual image ranges (a diverged sampler or an "
+               f"untrained network gives that); if they are in other units, map them onto the "
+               f"training data's range with {option.format(lo='lo', hi='hi')} (their nominal "
+               f"range)")
+    else:
+        fix = (f"Map the samples onto the training data's range with "
+               f"{option.format(lo=f'{likely[0]:g}', hi=f'{likely[1]:g}')} (the samples' own "
+               f"range)")
     raise ValueError(
-        f"samples span {_fmt(rs)} but train spans {_fmt(rt)}: their scales differ "
-        f"{max(es / et, et / es):.3g}x, so the distances would compare unlike units (e.g. "
-        f"0..255 PNGs against data in [-1, 1]). Map the samples onto the training data's range "
-        f"with {option.format(lo=f'{lo:g}', hi=f'{hi:g}')} (the samples' own range), or turn "
-        f"this check off with {off_option} if the scales really differ."
+        f"{what}, so the distances would compare unlike units (e.g. 0..255 PNGs against data "
+        f"in [-1, 1]). {fix}, or turn this check off with {off_option} if the scales really "
+        f"differ."
     )
 
 

@@ -5,6 +5,7 @@ every k steps; called once with the ``EmpiricalScore`` it gives the exact score'
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import torch
 from ..empirical import EmpiricalScore
 from ..memorization import MemorizationReport, memorization
 from ..sampling import sample
+from ..scales import scale_mismatch
 from ..schedules import Schedule
 from .adapter import as_score
 
@@ -23,7 +25,7 @@ class MonitorResult:
     """One monitor reading.
 
     fraction   memorized fraction by the ratio rule d1/d2 < ratio
-    ci         its bootstrap confidence interval
+    ci         its confidence interval (``memorization``'s ``interval``, Wilson by default)
     report     the full ``MemorizationReport`` (d1, d2, copies, absolute rule, ...)
     samples    (n, D) the samples that were measured
     settings   what produced them (``SampleResult.settings``: sampler, grid, seed, ...)
@@ -63,7 +65,9 @@ def memorization_monitor(
     ``n``, ``sampler``, ``steps``, ``seed`` and ``end`` both get the same grid, start and Philox
     noise, so the readings are comparable over training steps and with the reference.
     ``memorization_kwargs`` go to :func:`mixscore.memorization` (``ratio``, ``tau``,
-    ``scale``, ``n_boot``, ...).
+    ``scale``, ``n_boot``, ...). The samples are drawn in the training data's units, so samples
+    on another scale than ``train`` (an untrained or diverging network) give a warning and a
+    reading, not the scale error of ``memorization`` (``check_scale=True`` asks for the error).
     """
     t0 = time.perf_counter()
     opts = dict(sampler=sampler, steps=steps, seed=seed, end=end, batch_size=batch_size)
@@ -93,6 +97,13 @@ def memorization_monitor(
         finally:
             if was_training:
                 score.train()
+    if "check_scale" not in memorization_kwargs and "samples_range" not in memorization_kwargs:
+        what = scale_mismatch(res.samples, np.asarray(train))
+        if what is not None:
+            warnings.warn(f"memorization_monitor: {what}: the network's samples are far from "
+                          f"the data (untrained or diverging?) and count as not memorized",
+                          RuntimeWarning, stacklevel=2)
+        memorization_kwargs["check_scale"] = False
     rep = memorization(res.samples, train, **memorization_kwargs)
     return MonitorResult(
         fraction=rep.fraction_ratio,
