@@ -178,7 +178,8 @@ def plot(res: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="reduced size (CI)")
-    p.add_argument("--exact-targets", action="store_true", help="regress on the exact eps")
+    p.add_argument("--exact-targets", action="store_true",
+                   help="regress on the exact denoiser (x0) targets")
     p.add_argument("--out", default="train-digits", help="folder for results.json and the plot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plot", action="store_true")

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "memorization", help="memorization metrics (d1/d2 ratio rule, absolute rule, copies)",
         description="Exact d1/d2 memorization metrics of generated samples against a training "
-                    "set: ratio rule, absolute rule, bootstrap CIs, copy histogram.")
+                    "set: ratio rule, absolute rule, Wilson or bootstrap CIs, copy histogram.")
     p.add_argument("--samples", required=True, metavar="PATH",
                    help="generated samples: .npy, .npz[:key] or a folder of .png images")
     p.add_argument("--train", required=True, metavar="PATH", help="training set (same formats)")
