@@ -28,14 +28,16 @@ PY=${PYTHON:-python3}
   nvcc --version | tail -2; $PY -c "import torch; print('torch', torch.__version__)"; } \
     2>&1 | tee "$OUT/device.txt"
 
+# everything installs into /tmp/site (the machine's Python environment may be read-only)
+export PYTHONPATH=/tmp/site
 if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
-        && export PYTHONPATH=/tmp/site
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 fi
 
 start=$(date +%s)
 CUDAFLAGS="-Xptxas=-v" MIXSCORE_CUDA_ARCHITECTURES=${MIXSCORE_CUDA_ARCHITECTURES:-90} timeout 180 \
-    $PY -m pip install -v --no-deps --no-build-isolation . > "$OUT/build.log" 2>&1
+    $PY -m pip install -v --no-deps --no-build-isolation --target /tmp/site . \
+    > "$OUT/build.log" 2>&1
 build=$?
 grep -E "Compiling entry|Used [0-9]+ registers|bytes spill|error" "$OUT/build.log" > "$OUT/ptxas.txt"
 echo "build rc=$build in $(( $(date +%s) - start )) s"

@@ -110,6 +110,21 @@ def test_each_shard_model_lives_on_one_worker_and_is_not_copied(client):
     assert sorted(homes.count(h) for h in set(homes)) == [4, 4]
 
 
+def test_sharded_model_without_a_distributed_client():
+    """With distributed installed but no Client (a fresh interpreter: the other tests' client
+    would be the default), Dask's local threads build and run the shards."""
+    code = (
+        "import numpy as np, dask.array as da, mixscore as ms\n"
+        "X = np.random.default_rng(0).standard_normal((100, 2))\n"
+        "m = ms.EmpiricalScore(da.from_array(X, chunks=(50, 2)), ms.VP())\n"
+        "want = ms.EmpiricalScore(X, ms.VP()).stats(X[:3] + 0.1, 0.3).logpdf\n"
+        "assert np.allclose(m.stats(X[:3] + 0.1, 0.3).logpdf, want, rtol=1e-12)\n"
+        "assert (ms.nearest(X[:3], da.from_array(X, chunks=(50, 2)), k=2).indices[:, 0]\n"
+        "        == [0, 1, 2]).all()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_local_dask_scheduler_gives_the_same_bits():
     """Without a distributed cluster (Dask's threads) the same layout gives the same bits."""
     import dask
@@ -205,16 +220,18 @@ def test_sharded_nearest_bit_for_bit(client, dtype):
     np.testing.assert_array_equal(index.search(X[:3], 1).distances, np.zeros((3, 1)))
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sampler_on_sharded_set_gives_the_same_samples(client, sampler):
+@pytest.mark.parametrize("sampler, extra", [("ddpm", {}), ("ddim", {}), ("naive", {"R": 3}),
+                                            ("effective", {"kappa": 0.5})])
+def test_sampler_on_sharded_set_gives_the_same_samples(client, sampler, extra):
+    """Also the posterior samplers: the naive one gathers only its drawn rows from the shards."""
     X = rng(9).standard_normal((60, 3))
     w = rng(10).uniform(0.5, 2.0, 60)
     sch = ms.VP()
     model = ms.EmpiricalScore(da.from_array(X, chunks=((20, 1, 0, 39), 3)), sch, w)
-    kw = dict(n=10, sampler=sampler, steps=8, start="exact", seed=5, end="denoised")
+    kw = dict(n=10, sampler=sampler, steps=8, start="exact", seed=5, end="denoised", **extra)
     got = ms.sample(model, **kw)
-    want = ms.sample(ms.EmpiricalScore(X, sch, w), **kw)  # the fused C++ loop
-    assert got.settings["fused"] is False and want.settings["fused"] is True
+    want = ms.sample(ms.EmpiricalScore(X, sch, w), **kw)  # the fused C++ loop where it runs
+    assert got.settings["fused"] is False
     np.testing.assert_array_equal(got.start_index, want.start_index)
     np.testing.assert_allclose(got.samples, want.samples, rtol=1e-10, atol=1e-12)
 

@@ -211,6 +211,8 @@ def _raise_first_error(persisted) -> None:
     except ImportError:  # Dask's local schedulers persist synchronously
         return
     futures = futures_of(persisted)
+    if not futures:  # Dask's local schedulers (no client): built already
+        return
     wait(futures)
     for f in futures:
         if f.status == "error":

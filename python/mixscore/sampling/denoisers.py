@@ -41,7 +41,9 @@ class ModelDenoiser:
         denoiser), from the Philox streams (seed, sample ids, counter steps step R ..)."""
         idx = posterior_op(self.model, "draws", x, t, self.y, R=R, seed=seed,
                            stream=(ids, step * R))
-        return self.model.train[idx - self.model.row_offset].astype(np.float64).mean(axis=1)
+        rows = idx - self.model.row_offset  # (M, R); gathered as one flat list of rows only,
+        picked = np.asarray(self.model.train[rows.ravel()], np.float64)  # which shards support
+        return picked.reshape(*rows.shape, -1).mean(axis=1)
 
     def cov_noise(self, x, t, seed: int, ids: np.ndarray, step: int) -> np.ndarray:
         """Noise with covariance Cov_w(X_0) at (x, t), Philox streams (seed, ids, step)."""
