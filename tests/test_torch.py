@@ -4,6 +4,7 @@ and the training example at reduced size."""
 
 import importlib.util
 import math
+import warnings
 from pathlib import Path
 
 import mixscore as ms
@@ -262,6 +263,12 @@ def test_bad_arguments():
         mt.targets(model, torch.zeros(2, 3), torch.tensor([0.1, 0.2, 0.3]))
     with pytest.raises(ValueError, match=r"t must lie in \(0, T\]"):
         mt.targets(model, torch.zeros(2, 3), 0.0)
+    bounded = ms.EmpiricalScore(data(), ms.VP(), regularizer=ms.regularizers.Tikhonov(0.01))
+    x = torch.from_numpy(data()[:2] + 0.1)  # t = 0 defined where the score is bounded
+    assert torch.equal(mt.targets(bounded, x, 0.0).score,
+                       torch.from_numpy(bounded.score(x.numpy(), 0.0)))
+    with pytest.raises(ValueError, match=r"t must lie in \(0, T\]"):  # the floor's weights
+        mt.dsm_floor(bounded, x, 0.0)
     with pytest.raises(ValueError, match="parametrization must be one of"):
         mt.as_score(torch.nn.Identity(), "noise", schedule=ms.VP())
     with pytest.raises(ValueError, match="reduction must be"):
@@ -287,6 +294,32 @@ def test_monitor_network_and_exact_reference_agree_and_mode_is_restored():
     direct = ms.memorization(ref.samples, X, n_boot=50)
     assert ref.fraction == direct.fraction_ratio == got.fraction
     assert ref.settings["seed"] == 3 and ref.settings["steps"] == 40
+
+
+def test_monitor_takes_image_shaped_and_grad_requiring_training_tensors():
+    X = ms.datasets.digits()[:120]
+    net = mt.as_module(ms.EmpiricalScore(X, ms.VP()), "eps")
+    kw = dict(schedule=ms.VP(), n=12, steps=20, seed=1)
+    want = mt.memorization_monitor(net, X, **kw)
+    for train in (torch.from_numpy(X).reshape(-1, 1, 8, 8),  # (N, C, H, W): 64 values a point
+                  torch.from_numpy(X).requires_grad_()):
+        got = mt.memorization_monitor(net, train, **kw)
+        np.testing.assert_array_equal(got.samples, want.samples)
+        assert got.fraction == want.fraction == 1.0
+
+
+def test_grad_requiring_start_and_one_sample_batches_are_quiet():
+    """A CPU start tensor that requires grad reads as its values; a network batch of one sample
+    gives no read-only-array warning."""
+    X = data(30, 2)
+    model = ms.EmpiricalScore(X, ms.VP())
+    kw = dict(steps=5, sampler="ddim", seed=1)
+    got = ms.sample(model, 3, start=torch.from_numpy(X[:3]).requires_grad_(), **kw)
+    np.testing.assert_array_equal(got.samples, ms.sample(model, 3, start=X[:3], **kw).samples)
+    score = mt.as_score(mt.as_module(model, "eps"), "eps", schedule=ms.VP(), batch_size=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ms.sample(score, 6, dim=2, **kw)  # batches of 5 and 1
 
 
 def test_monitor_warns_on_samples_far_from_the_data():

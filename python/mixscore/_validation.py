@@ -141,6 +141,8 @@ def as_array(a, name: str) -> np.ndarray:
     a ragged list, ...)."""
     if isinstance(a, np.ndarray):
         return as_plain_array(a, name)  # masked arrays with masked entries are refused
+    if getattr(a, "requires_grad", False):
+        a = a.detach()  # a CPU tensor that requires grad: its values (no gradient flows here)
     try:
         return np.asarray(a)
     except (TypeError, ValueError, RuntimeError) as e:

@@ -25,9 +25,9 @@ MAX_SCALE_RATIO = 10.0
 MAX_VP_RMS = 10.0
 
 
-def value_range(a: np.ndarray) -> tuple[float, float]:
-    """(min, max) of all values of ``a`` (no copy)."""
-    return float(np.min(a)), float(np.max(a))
+def value_range(a) -> tuple[float, float]:
+    """(min, max) of all values of ``a``: a NumPy array or a tensor on any device (no copy)."""
+    return float(a.min()), float(a.max())
 
 
 def extent(lo: float, hi: float) -> float:

@@ -103,9 +103,10 @@ class NetworkScore:
         with torch.no_grad():
             for b0 in range(0, m, batch):
                 b1 = min(m, b0 + batch)
-                xb = torch.from_numpy(np.ascontiguousarray(xin[b0:b1])).to(device, dtype)
+                # (np.array: a writable copy; a broadcast time column is a read-only view)
+                xb = torch.from_numpy(np.array(xin[b0:b1])).to(device, dtype)
                 xb = xb.reshape(b1 - b0, *shape)
-                tb = torch.from_numpy(np.ascontiguousarray(tin[b0:b1])).to(device, dtype)
+                tb = torch.from_numpy(np.array(tin[b0:b1])).to(device, dtype)
                 y = self.net(xb, tb)
                 self._check(y, xb, float(tin[b0]))
                 out[b0:b1] = y.reshape(b1 - b0, d).to("cpu", torch.float64).numpy()

@@ -4,6 +4,7 @@ every k steps; called once with the ``EmpiricalScore`` it gives the exact score'
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -70,6 +71,8 @@ def memorization_monitor(
     reading, not the scale error of ``memorization`` (``check_scale=True`` asks for the error).
     """
     t0 = time.perf_counter()
+    if isinstance(train, torch.Tensor):
+        train = train.detach()  # (a tensor that requires grad reads as its values)
     opts = dict(sampler=sampler, steps=steps, seed=seed, end=end, batch_size=batch_size)
     if isinstance(score, EmpiricalScore):
         res = sample(score, n, **opts)
@@ -86,9 +89,10 @@ def memorization_monitor(
             time_input=time_input,
             sample_shape=sample_shape,
         )
-        train_dtype = np.asarray(train).dtype
-        dim = np.asarray(train).shape[-1] if sample_shape is None else None
-        dtype = np.float32 if train_dtype == np.float32 else np.float64
+        # samples as flat rows of the training data's values per point (images (N, C, H, W)
+        # too) unless sample_shape says the network's own shape
+        dim = math.prod(tuple(train.shape)[1:]) if sample_shape is None else None
+        dtype = np.float32 if train.dtype in (np.float32, torch.float32) else np.float64
         was_training = isinstance(score, torch.nn.Module) and score.training
         if was_training:
             score.eval()
@@ -98,7 +102,7 @@ def memorization_monitor(
             if was_training:
                 score.train()
     if "check_scale" not in memorization_kwargs and "samples_range" not in memorization_kwargs:
-        what = scale_mismatch(res.samples, np.asarray(train))
+        what = scale_mismatch(res.samples, train)
         if what is not None:
             warnings.warn(f"memorization_monitor: {what}: the network's samples are far from "
                           f"the data (untrained or diverging?) and count as not memorized",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validation import as_times
 from ..empirical import EmpiricalScore, ScoreStats
 from ._convert import check_dtype, times, to_numpy, to_tensor
 
@@ -40,7 +41,7 @@ def check_parametrization(parametrization: str) -> str:
     return PARAMETRIZATIONS[parametrization]
 
 
-def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
+def _queries(model, x_t: torch.Tensor, t, to_cpu: bool, zero_ok: bool = False):
     """x_t as an (m, D) array (any trailing shape with D values per sample) and t per sample.
     For a model kept on a device (a training set on the GPU) the batch stays a tensor: the
     backend reads it where it is, no host copy."""
@@ -58,7 +59,7 @@ def _queries(model, x_t: torch.Tensor, t, to_cpu: bool):
         )
     m = x.shape[0]
     ts = times(t, m)
-    model.schedule.check_times(ts)
+    as_times(ts, model.schedule.T, zero_ok=zero_ok)
     return x.reshape(m, model.dim), np.broadcast_to(np.asarray(ts, np.float64), (m,))[:, None]
 
 
@@ -90,12 +91,13 @@ def targets(model: EmpiricalScore, x_t: torch.Tensor, t, *, to_cpu: bool = False
         tensor, or a CUDA tensor where the model's training set is on the GPU (the batch
         and the results then stay there).
     t : float, or tensor / array of shape (batch,)
-        Times of the schedule, in (0, T].
+        Times of the schedule, in (0, T] ([0, T] for a model whose regularizer keeps the
+        score bounded, as ``model.score`` accepts).
     to_cpu : bool
         Allow a CUDA ``x_t`` with a model on host data by copying it to the CPU (the results
         go back to its device).
     """
-    x, ts = _queries(model, x_t, t, to_cpu)
+    x, ts = _queries(model, x_t, t, to_cpu, zero_ok=model._bounded)
     st = model.stats(x, ts[:, 0], include=("denoised", "score", "eps"))
     st = _tensors(st) if model._native else st
     alpha, sigma = (_per_sample(f(ts), st.eps) for f in (model.schedule.alpha,
