@@ -326,6 +326,8 @@ def test_bad_sharded_input(client, tmp_path):
     X = rng(0).standard_normal((10, 3))
     with pytest.raises(ValueError, match=r"train\[1\] has 2 columns, train\[0\] has 3"):
         ms.EmpiricalScore([X, X[:, :2]], ms.VP())
+    with pytest.raises(ValueError, match=r"list of shards .* item 1 is an array of shape \(3,\)"):
+        ms.EmpiricalScore([X[:5], X[5]], ms.VP())
     with pytest.raises(ValueError, match=r"train\[1\]: cannot read .*nope.npy"):
         ms.NearestIndex([X, tmp_path / "nope.npy"])
     bad = X.copy()

@@ -151,8 +151,7 @@ def as_array(a, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be an array-like of numbers (a NumPy array or a CPU "
                         f"tensor), got {type(a).__module__}.{type(a).__name__}{where} with "
                         f"shape {tuple(getattr(a, 'shape', ()))} ({e}); pass "
-                        f"{name}.detach().cpu().numpy() for a GPU tensor or one that "
-                        f"requires grad") from None
+                        f"{name}.detach().cpu().numpy() for a GPU tensor") from None
 
 
 def as_points(a, name: str, dim: int | None = None,

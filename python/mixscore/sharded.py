@@ -52,10 +52,19 @@ def is_sharded(train) -> bool:
     if _is_dask_array(train):
         return True
     if isinstance(train, (list, tuple)) and len(train) > 0:
-        return all(
-            isinstance(s, (str, os.PathLike)) or getattr(s, "ndim", None) == 2 for s in train
-        )
+        shard = [isinstance(s, (str, os.PathLike)) or getattr(s, "ndim", None) == 2
+                 for s in train]
+        if any(shard) and not all(shard):
+            j = shard.index(False)
+            raise ValueError(f"train: a list of shards needs every item to be a 2-d array or a "
+                             f".npy path; item {j} is {_describe_item(train[j])}")
+        return all(shard)
     return False
+
+
+def _describe_item(s) -> str:
+    shape = getattr(s, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else repr(s)[:60]
 
 
 def _dask():
