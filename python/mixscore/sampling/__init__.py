@@ -548,14 +548,15 @@ def _labels(y, n: int, den, sampler: str, start):
 
 
 def _warn_stiff(rho, ts, sampler):
-    """Warn exactly when an explicit step's stiffness rho = 1 - A exceeds 2 (methods.py)."""
-    bad = np.flatnonzero(rho > 2)
+    """Warn exactly when an explicit step's stiffness rho = 1 - A lies outside [0, 2], where
+    |A| > 1 (methods.py)."""
+    bad = np.flatnonzero(np.abs(1.0 - rho) > 1.0)
     if bad.size:
         k = int(bad[0])
         steps = ", ".join(str(int(i)) for i in bad[:8]) + (", ..." if bad.size > 8 else "")
         warnings.warn(
-            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho > 2 (steps "
-            f"{steps}; first step {k}, t = {ts[k]:.6g} -> {ts[k + 1]:.6g}, stiffness rho = "
+            f"sampler {sampler!r}: {bad.size} explicit step(s) have stiffness rho > 2 or < 0 "
+            f"(steps {steps}; first step {k}, t = {ts[k]:.6g} -> {ts[k + 1]:.6g}, stiffness rho = "
             f"{rho[k]:.3g}): such a step multiplies errors by |1 - rho| > 1 and repeated it "
             "diverges; use more steps there, a geometric grid or sampler='ddim'/'ddpm'",
             RuntimeWarning, stacklevel=3)

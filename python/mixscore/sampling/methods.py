@@ -12,10 +12,12 @@ item 5). The same table drives the C++ loop (cpp/src/sampler.cpp) and the Python
 
 Stiffness: with the denoiser frozen over a step (as it is near t_end, where the posterior is a
 hard assignment), an explicit step maps x to A x + (terms without x), so a deviation is
-multiplied by A = 1 - rho: rho = 1 - A is the step's stiffness, and rho > 2 means |A| > 1, the
-error grows (and repeated, diverges). For Euler-Maruyama rho = h (f + (1 + a2)/2 g^2 / sigma^2)
-at the step's left end, not g^2 h / sigma^2: the drift f x (negative for VP) cancels part of the
-score's pull, half of it near T where sigma ~ 1.
+multiplied by A = 1 - rho: rho = 1 - A is the step's stiffness, and rho > 2 (or < 0) means
+|A| > 1, the error grows (and repeated, diverges). For Euler-Maruyama rho = h (f + (1 + a2)/2
+g^2 / sigma^2) at the step's left end, not g^2 h / sigma^2: the drift f x (negative for VP)
+cancels part of the score's pull, half of it near T where sigma ~ 1. For Heun the factor is the
+whole step's, A + Ce Ex (the corrector's pull at the right end, where sigma is smaller, can make
+it unstable where the predictor is not).
 
 Grids may end at t = 0 (k-diffusion, score_sde): the score is never evaluated there. Explicit
 methods use only the left end of a step anyway; DDIM and DDPM to t = 0 return the denoiser at
@@ -137,7 +139,8 @@ def build_plan(method: str, schedule: Schedule, ts: np.ndarray, *, a2: float = 1
         if to_zero:  # an Euler last step (k-diffusion's sample_heun): no evaluation at t = 0
             coef[-1] = 0.0
             coef[-1, A], coef[-1, B] = 1.0 - h[-1] * p_a[-1], h[-1] * q_a[-1]
-        rho = h * p_a  # the predictor's (Euler) step
+        # the whole step's factor on x, predictor included: A + Ce Ex
+        rho = 1.0 - (coef[:, A] + coef[:, CE] * coef[:, EX])
     elif method == "ddim":
         r = np.sqrt(sb / sa)
         coef[:, A] = r
