@@ -201,6 +201,15 @@ _MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
 _MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
 
 
+class MagnitudeError(ValueError):
+    """Values so large that squared distances would overflow (``check_magnitudes``); ``top``:
+    the largest |value|."""
+
+    def __init__(self, message: str, top: float):
+        super().__init__(message)
+        self.top = top
+
+
 def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True,
                      top: float | None = None) -> float:
     """Refuse data whose squared distances would overflow, or float32 data whose spread (largest
@@ -215,9 +224,9 @@ def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True,
     limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
     if top > limit:
         hint = " or use dtype=np.float64" if dtype == np.float32 else ""
-        raise ValueError(f"{name} has values up to {top:.3g}: squared distances would overflow "
-                         f"{dtype} (limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); "
-                         f"rescale the data{hint}")
+        raise MagnitudeError(
+            f"{name} has values up to {top:.3g}: squared distances would overflow {dtype} "
+            f"(limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); rescale the data{hint}", top)
     if spread and _MIN_SPREAD[dtype] > 0 and arr.shape[0] > 1:
         if dev is None:
             dev = value_ranges(arr, name, _MIN_SPREAD[dtype])[1]

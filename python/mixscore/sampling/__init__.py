@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
-from .._validation import as_array, as_float_matrix
+from .._validation import MagnitudeError, as_array, as_float_matrix
 from ..backends import COV_NOISE, DRAWS, FUSED_SAMPLE, _xp, has
 from ..conditional import host_labels, join_rows, take_rows
 from ..empirical import EmpiricalScore
@@ -297,10 +297,16 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                     sv = None if saved is None else np.empty((save.size, b1 - b0, d), den.dtype)
                     res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
                                      end == "denoised", on_step)
-            except NonFiniteState as e:
-                k = e.step
+            except (NonFiniteState, MagnitudeError) as e:
+                if isinstance(e, NonFiniteState):
+                    k, what = e.step, "produced NaN/Inf"
+                else:  # the score refused a state: values beyond its range, from step k
+                    k = (K if den.step is None else den.step) - 1
+                    if k < 0:
+                        raise  # the start itself
+                    what = f"diverged (its state reached |x| = {e.top:.3g}, beyond the score)"
                 raise FloatingPointError(
-                    f"sampler {sampler!r} produced NaN/Inf at step {k} (t = {ts[k]:.6g} -> "
+                    f"sampler {sampler!r} {what} at step {k} (t = {ts[k]:.6g} -> "
                     f"{ts[k + 1]:.6g}, stiffness rho = {plan.rho[k]:.3g}); the explicit step is "
                     "unstable there: use more steps near t_end, a geometric grid, or "
                     "sampler='ddim' / 'ddpm'") from None
