@@ -49,3 +49,20 @@ def test_bench_quick_tiny(tmp_path, capsys):
 def test_bench_rejects_bad_sizes(capsys):
     assert main(["bench", "--quick", "--m", "0"]) == 2
     assert "--m must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_bench_json_is_checked_before_the_run_and_needs_force(tmp_path, capsys):
+    """An existing --json file is kept without --force, and refused before anything runs."""
+    keep = tmp_path / "train.npy"
+    keep.write_bytes(b"not mine to replace")
+    tiny = ["bench", "--quick", "--only", "score", "--m", "4", "--n", "8", "--dim", "2",
+            "--repeats", "1"]
+    assert main([*tiny, "--json", str(keep)]) == 2
+    err = capsys.readouterr()
+    assert "exists; add --force" in err.err and "###" not in err.out  # nothing ran
+    assert keep.read_bytes() == b"not mine to replace"
+    assert main([*tiny, "--json", str(tmp_path / "no" / "b.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*tiny, "--json", str(keep), "--force"]) == 0
+    assert f"replaced {keep}" in capsys.readouterr().out
+    assert json.loads(keep.read_text())["sizes"]["m"] == 4

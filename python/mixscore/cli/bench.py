@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 from . import CliError
+from ._outputs import add_force_option, check_outputs, write_atomic
 
 
 def add_parser(sub) -> None:
@@ -36,6 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (overrides)")
     p.add_argument("--repeats", type=int, default=3, help="best of R timed runs (default 3)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the rows as JSON")
+    add_force_option(p, "the --json file")
     p.set_defaults(run=run)
 
 
@@ -51,11 +53,11 @@ def run(args) -> int:
             raise CliError(f"--{k} must be >= {2 if k == 'n' else 1}, got {v}")
     if args.repeats < 1:
         raise CliError(f"--repeats must be >= 1, got {args.repeats}")
+    check_outputs({"--json": args.json}, {}, args.force)  # before the benchmark runs
     sizes = dataclasses.replace(sizes, **overrides)
     result = benchmarks.run(tuple(dict.fromkeys(args.only)), sizes, repeats=args.repeats)
-    text = benchmarks.format_tables(result)
+    print(benchmarks.format_tables(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-    print(text)
+        replaced = write_atomic(args.json, json.dumps(result, indent=1).encode())
+        print(f"{'replaced' if replaced else 'wrote'} {args.json}")
     return 0
