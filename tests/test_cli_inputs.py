@@ -3,6 +3,7 @@ their declared sizes, every loading failure a clear error with exit code 2 and n
 
 import json
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -104,6 +105,22 @@ def test_8bit_modes_read_as_stored(tmp_path, capsys, mode, shape):
     assert rep["dim"] == X[0].size and rep["per_sample"]["d1"] == [0.0] * 5
     assert rep["d2_summary"] == _run_npy_d2(tmp_path, X)
     assert "0..255" in rep["inputs"]["--train"]
+
+
+def test_image_stacks_in_different_layouts_are_refused(tmp_path, capsys):
+    """Same values per image, another layout (transposed; gray against RGB): exit 2."""
+    g = np.random.default_rng(1)
+    np.save(tmp_path / "s.npy", g.random((4, 12, 16)))
+    np.save(tmp_path / "t.npy", g.random((10, 16, 12)))
+    np.save(tmp_path / "rgb.npy", g.random((10, 8, 8, 3)))
+    np.save(tmp_path / "gray.npy", g.random((4, 8, 24)))
+    for s, t, shapes in [("s", "t", r"\(12, 16\) but --train images have shape \(16, 12\)"),
+                         ("gray", "rgb", r"\(8, 24\) but --train images have shape \(8, 8, 3\)")]:
+        out = tmp_path / f"{s}.json"
+        assert _run("--samples", tmp_path / f"{s}.npy", "--train", tmp_path / f"{t}.npy",
+                    "--json", out) == 2
+        assert re.search(r"--samples are images of shape " + shapes, capsys.readouterr().err)
+        assert not out.exists()
 
 
 def _run_npy_d2(tmp_path, X):

@@ -249,10 +249,19 @@ def test_one_point_and_image_stacks_follow_the_denoise_convention(backend):
     assert d1.shape == i1.shape == (3,)
     assert np.array_equal(d1, d[2]) and np.array_equal(i1, i[2])
     # image stacks (M, H, W[, C]) are flattened per row, as the CLI does
-    di, ii = ms.nearest(q.reshape(5, 2, 3, 2), X.reshape(40, 2, 6), k=3, backend=backend)
+    di, ii = ms.nearest(q.reshape(5, 2, 3, 2), X.reshape(40, 2, 3, 2), k=3, backend=backend)
     assert np.array_equal(di, d) and np.array_equal(ii, i)
+    di, ii = ms.nearest(q.reshape(5, 2, 3, 2), X, k=3, backend=backend)  # against rows
+    assert np.array_equal(ii, i)
     index = ms.NearestIndex(X.reshape(40, 3, 4), backend=backend)
     assert np.array_equal(index.search(q[0], 3).indices, i[0])
+    assert np.array_equal(index.search(q.reshape(5, 3, 4), 3).indices, i)
+    # the same values per image in another layout (transposed, channel-first) are refused
+    with pytest.raises(ValueError, match=r"queries are images of shape \(4, 3\) but train "
+                                         r"images have shape \(3, 4\)"):
+        index.search(q.reshape(5, 4, 3), 3)
+    with pytest.raises(ValueError, match=r"queries are images of shape \(2, 6\)"):
+        ms.nearest(q.reshape(5, 2, 6), X.reshape(40, 6, 2), k=3, backend=backend)
 
 
 def test_num_threads_must_be_an_integer_and_index_repr():

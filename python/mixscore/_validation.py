@@ -201,6 +201,17 @@ _MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
 _MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
 
 
+def check_image_shapes(shape_a, shape_b, name_a: str, name_b: str) -> None:
+    """Refuse two image stacks whose images (shapes without the row axis, None for rows of
+    points) differ: the same number of values per row in another layout (transposed,
+    channel-first against channel-last, gray against RGB) would give wrong distances."""
+    a = None if shape_a is None else tuple(shape_a)
+    b = None if shape_b is None else tuple(shape_b)
+    if a and b and len(a) > 1 and len(b) > 1 and a != b:
+        raise ValueError(f"{name_a} are images of shape {a} but {name_b} images have shape "
+                         f"{b}: give both in one layout (e.g. channel-last (H, W, C))")
+
+
 class MagnitudeError(ValueError):
     """Values so large that squared distances would overflow (``check_magnitudes``); ``top``:
     the largest |value|."""

@@ -32,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import as_float_matrix, as_points, as_weights
+from ._validation import as_float_matrix, as_points, as_weights, check_image_shapes
 from .nearest import NearestIndex, check_k
 from .scales import as_range, check_same_scale, map_range, nominal_range, value_range
 
@@ -464,10 +464,7 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     rows = as_points(samples, "samples", train.shape[1],
                      f"train (N = {n}, D = {train.shape[1]})")[0]
     samples = as_float_matrix(rows, "samples")
-    if (np.ndim(samples_in) > 2 and np.ndim(train_in) > 2
-            and np.shape(samples_in)[1:] != np.shape(train_in)[1:]):
-        raise ValueError(f"samples are images of shape {np.shape(samples_in)[1:]} but train "
-                         f"images have shape {np.shape(train_in)[1:]}")
+    check_image_shapes(np.shape(samples_in)[1:], np.shape(train_in)[1:], "samples", "train")
     k = check_k(k, n, low=2, why="d1 and d2 need two training points")
     ratio = float(ratio)
     if not 0.0 < ratio < 1.0:

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 from ._validation import (
     as_float_matrix,
     as_points,
+    check_image_shapes,
     check_magnitudes,
     check_threads,
     value_ranges,
@@ -112,6 +113,8 @@ class NearestIndex:
         self.name = name
         self.row_offset = check_row_offset(row_offset)
         self._backend_name = backend
+        # the images' shape of an image stack (queries in another layout are refused)
+        self.image_shape = tuple(np.shape(train)[1:]) if np.ndim(train) > 2 else None
         train = as_float_matrix(as_points(train, name)[0], name, allow_empty=True,
                                 check_finite=False)
         m, spread = value_ranges(train, name, 1e-15)  # (NaN / Inf refused here)
@@ -152,12 +155,13 @@ class NearestIndex:
         # the packed (C++) state is rebuilt on unpickling rather than serialized
         return {"train": self.train, "backend": self._backend_name,
                 "num_threads": self._num_threads, "name": self.name,
-                "row_offset": self.row_offset}
+                "row_offset": self.row_offset, "image_shape": self.image_shape}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["train"], backend=state["backend"],
                       num_threads=state["num_threads"], name=state["name"],
                       row_offset=state["row_offset"])
+        self.image_shape = state.get("image_shape")
 
     def _prepare(self, dtype):
         dtype = np.dtype(dtype)
@@ -183,6 +187,7 @@ class NearestIndex:
         """(queries as (M, D) rows, whether one point (D,) was given); see ``as_points``."""
         rows, single = as_points(queries, name, self.dim,
                                  f"{self.name} (N = {self.n}, D = {self.dim})")
+        check_image_shapes(np.shape(queries)[1:], self.image_shape, name, self.name)
         return as_float_matrix(rows, name), single
 
     def partial(self, queries, k: int = 2, *, name: str = "queries") -> NeighborsPartial:
@@ -246,6 +251,7 @@ def nearest(queries: ArrayLike, train: ArrayLike, k: int = 2, *, backend: str = 
     x = as_float_matrix(as_points(train, train_name)[0], train_name)
     as_points(queries, queries_name, x.shape[1],  # shape errors before the preparation
               f"{train_name} (N = {x.shape[0]}, D = {x.shape[1]})")
+    check_image_shapes(np.shape(queries)[1:], np.shape(train)[1:], queries_name, train_name)
     check_k(k, x.shape[0])
     index = NearestIndex(x, backend=backend, num_threads=num_threads, name=train_name)
     return index.search(queries, k, name=queries_name)

@@ -21,6 +21,7 @@ import io
 import json
 import os
 
+from .._validation import check_image_shapes
 from . import CliError
 from ._io import input_path, load_array, load_points
 from ._limits import add_limit_option, limit_bytes
@@ -94,6 +95,10 @@ def run(args) -> int:
         require_matplotlib()
     samples, s_shape, s_note = load_points(args.samples, "--samples", limit)
     train, t_shape, t_note = load_points(args.train, "--train", limit)
+    try:
+        check_image_shapes(s_shape, t_shape, "--samples", "--train")
+    except ValueError as e:
+        raise CliError(str(e)) from None
     weights = load_array(args.weights, "--weights", limit) if args.weights else None
     notes = {o: n for o, n in (("--samples", s_note), ("--train", t_note)) if n}
 
