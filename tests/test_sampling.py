@@ -187,6 +187,45 @@ def test_rk45_matches_scipy_solve_ivp():
         assert res.nfev[i] == sol.nfev
 
 
+def test_options_that_would_be_ignored_are_refused_and_the_rest_recorded():
+    """rk45 and kde have no fixed grid of steps: save_steps, callback, fused, a grid kind (and
+    for kde start and batch_size) would be ignored, so they are refused; R, kappa and labels
+    are recorded in settings."""
+    X = five_points()
+    model = ms.EmpiricalScore(X, ms.VP())
+    for sampler, kw, names in [
+        ("rk45", {"save_steps": [1]}, "save_steps does"),
+        ("rk45", {"callback": print, "fused": True}, "callback and fused do"),
+        ("rk45", {"grid": "karras"}, "grid does"),
+        ("kde", {"start": "exact"}, "start does"),
+    ]:
+        with pytest.raises(ValueError, match=f"sampler={sampler!r} has no fixed grid of "
+                                             f"steps: {names} not apply"):
+            ms.sample(model, 4, sampler=sampler, **kw)
+    labelled = ms.EmpiricalScore(X, ms.VP(), labels=[0, 1, 2, 3, 4])
+    s = ms.sample(labelled, 4, sampler="naive", R=3, steps=5, y=[0, 1, 2, 3], seed=1).settings
+    assert s["R"] == 3 and s["conditional"] is True
+    s = ms.sample(labelled, 4, sampler="effective", kappa=0.25, steps=5, y=[0, 1, 2, 3]).settings
+    assert s["kappa"] == 0.25 and s["conditional"] is True
+    assert ms.sample(model, 2, steps=3).settings["conditional"] is False
+
+
+def test_counts_are_integers_not_truncated_floats_or_bools():
+    model = ms.EmpiricalScore(five_points(), ms.VP())
+    for kw, match in [({"batch_size": 2.5}, "batch_size must be an int >= 1, got 2.5"),
+                      ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+                      ({"sampler": "naive", "R": 2.0}, r"R \(the number of posterior draws\) "
+                                                      r"must be an int >= 1, got 2.0")]:
+        with pytest.raises(ValueError, match=match):
+            ms.sample(model, 4, steps=3, **kw)
+    for dim in (2.5, "2", True):
+        with pytest.raises(ValueError, match="dim must be an int >= 1"):
+            ms.sample(lambda x, t: -x, 3, schedule=ms.VP(), dim=dim, steps=3)
+    with pytest.raises(TypeError, match="k must be an integer, got True"):
+        ms.nearest(five_points()[:2], five_points(), k=True)
+    assert ms.sample(model, 3, steps=3, save_steps=[], batch_size=np.int64(2)).saved is None
+
+
 def test_end_rules():
     X = five_points()
     model = ms.EmpiricalScore(X, ms.VP())
@@ -262,7 +301,7 @@ def model():
     (dict(sampler="heun", a2=0.5), "a2 applies to sampler='euler_maruyama' only"),
     (dict(seed=-1), "seed must be in"),
     (dict(save_steps=[0, 600]), "save_steps must lie in"),
-    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(batch_size=0), "batch_size must be an int >= 1"),
     (dict(sampler="splitting", steps=5), None),  # VP is allowed
 ])
 def test_bad_arguments(model, kwargs, match):

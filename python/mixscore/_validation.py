@@ -3,6 +3,7 @@ what was expected, and is raised before any work starts."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 
@@ -176,6 +177,14 @@ def as_points(a, name: str, dim: int | None = None,
                          f"or an image stack with {dim} values per image), got "
                          f"{describe(given)}")
     return (arr[None, :] if single else arr), single
+
+
+def check_count(value, name: str) -> int:
+    """A count: an integer >= 1 (not a bool, not a float that would be truncated)."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+            or value < 1):
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
 
 
 def check_threads(num_threads, name: str = "num_threads") -> int:

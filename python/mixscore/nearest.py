@@ -55,6 +55,8 @@ class Neighbors(NamedTuple):
 def check_k(k, n: int, low: int = 1, why: str = "the number of training points") -> int:
     """k as an int in [low, n], or a clear error."""
     try:
+        if isinstance(k, (bool, np.bool_)):
+            raise TypeError
         k = operator.index(k)
     except TypeError:
         raise TypeError(f"k must be an integer, got {k!r}") from None

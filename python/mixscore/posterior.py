@@ -4,12 +4,10 @@ operations of ``mixscore.covariance`` behind ``EmpiricalScore.cov_matvec`` and f
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import covariance, smoothing
-from ._validation import per_query_times
+from ._validation import check_count, per_query_times
 from .backends import COV_NOISE, DRAWS, STAT_NAMES, _xp, has
 from .conditional import by_label, take_rows
 from .regularizers import mixture_context, regularized_stats
@@ -66,12 +64,6 @@ def _handler(model, op: str) -> bool:
     return capability is not None and has(model.backend, capability) and not model.regularizers
 
 
-def _check_count(R) -> int:
-    if isinstance(R, (bool, np.bool_)) or not isinstance(R, numbers.Integral) or R < 1:
-        raise ValueError(f"R (the number of posterior draws) must be an int >= 1, got {R!r}")
-    return int(R)
-
-
 def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     """``op`` in cov_matvec, cov, hessian, draws, noise at queries x (M, D) or (D,).
 
@@ -89,7 +81,7 @@ def posterior_op(model, op: str, x, t, y, *, v=None, R=1, seed=0, stream=None):
     m = xq.shape[0]
     ts = per_query_times(t, m, model.schedule.T)
     if op == "draws":
-        R = _check_count(R)
+        R = check_count(R, "R (the number of posterior draws)")
     if op in ("draws", "noise"):
         seed = _as_seed(seed)
     vq = None

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
-from .._validation import MagnitudeError, as_array, as_float_matrix
+from .._validation import MagnitudeError, as_array, as_float_matrix, check_count
 from ..backends import COV_NOISE, DRAWS, FUSED_SAMPLE, _xp, has
 from ..conditional import host_labels, join_rows, take_rows
 from ..empirical import EmpiricalScore
@@ -225,6 +225,15 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         check_device(sampler, den)
     check_model(sampler, den, fused)
     sch = den.schedule
+    if sampler in ("rk45", "kde"):  # no fixed grid of steps: refuse what would be ignored
+        ignored = {"save_steps": save_steps is not None, "callback": callback is not None,
+                   "fused": bool(fused), "grid": isinstance(grid, str) and grid != "geometric",
+                   "start": sampler == "kde" and isinstance(start, str) and start != "prior"}
+        given = [k for k, v in ignored.items() if v]
+        if given:
+            verb = "does" if len(given) == 1 else "do"
+            raise ValueError(f"sampler={sampler!r} has no fixed grid of steps: "
+                             f"{' and '.join(given)} {verb} not apply to it")
     if sampler == "rk45":
         if not isinstance(grid, str):
             raise ValueError("sampler='rk45' chooses its own steps; pass t_end, not a grid array")
@@ -235,7 +244,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
                              "the state itself); a grid ending at 0 already returns the "
                              "end state, use end='as_is'")
-    if sampler == "kde":
+    if batch_size is not None:
+        check_count(batch_size, "batch_size")
+    if sampler == "kde":  # (per-sample streams: any batch_size gives the same draws)
         n = _count(n)
         return sample_kde(den, n, ts, seed, start, end, _labels(y, n, den, sampler, start),
                           bandwidth)
@@ -243,13 +254,13 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     n, d = x0.shape
     labels = _labels(y, n, den, sampler, start)
     batch = n if batch_size is None else int(batch_size)
-    if batch < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
     settings = dict(sampler=sampler, description=SAMPLERS[sampler],
                     a2=a2 if sampler in ("euler_maruyama", "euler") else None, end=end, seed=seed,
                     start=start_kind, dtype=str(den.dtype), schedule=repr(sch), n=n, dim=d,
-                    T=float(sch.T), batch_size=batch)
+                    T=float(sch.T), batch_size=batch, conditional=labels is not None,
+                    **{k: v if k != "kappa" or not callable(v) else repr(v)
+                       for k, v in options.items()})
     if sampler == "rk45":
         return _sample_rk45(den, x0, start_index, sch, t_end, end, rtol, atol, settings,
                             progress)
@@ -423,12 +434,12 @@ def _denoiser(score, schedule, output, dtype, dim, start):
     dtype = np.float64 if dtype is None else dtype
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dim is None or int(dim) < 1:
+    if dim is None:
         given = (f"start={start!r}" if isinstance(start, str)
                  else f"a start of shape {np.shape(as_array(start, 'start'))}")
         raise ValueError(f"a score callable needs dim= (the data dimension) or a start array "
                          f"(n, D) / point (D,) to take it from; got dim={dim!r} and {given}")
-    return CallableDenoiser(score, schedule, output, dtype, int(dim))
+    return CallableDenoiser(score, schedule, output, dtype, check_count(dim, "dim"))
 
 
 def _start(start, n, den, seed, t0: float):
@@ -486,9 +497,7 @@ def _start(start, n, den, seed, t0: float):
 def _count(n) -> int:
     if n is None:
         raise ValueError("n (the number of samples) is required unless start is an array")
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    return int(n)
+    return check_count(n, "n")
 
 
 def _grid(sch: Schedule, steps, grid, t_end):
@@ -507,6 +516,8 @@ def _save_steps(save_steps, K: int) -> np.ndarray:
     if save_steps is None:
         return np.zeros(0, np.int64)
     s = np.asarray(save_steps)
+    if s.ndim == 1 and s.size == 0:  # [] (a float64 array): nothing to save
+        return np.zeros(0, np.int64)
     if s.ndim != 1 or s.dtype.kind not in "iu":
         raise ValueError(f"save_steps must be a 1-d sequence of ints, got {s!r}")
     s = np.unique(s.astype(np.int64))

@@ -19,8 +19,8 @@ import numbers
 import numpy as np
 
 from .. import _core
+from .._validation import check_count
 from ..backends import COV_NOISE, has
-from ..posterior import _check_count
 from .denoisers import ModelDenoiser
 from .methods import POSTERIOR_SAMPLERS, SAMPLERS, check_kappa
 
@@ -36,7 +36,7 @@ def check_options(sampler: str, R, kappa, bandwidth) -> dict:
                 f"{name}= applies to sampler={_OPTION_OF[name]!r} only (got sampler={sampler!r})"
             )
     if sampler == "naive":
-        return {"R": _check_count(1 if R is None else R)}
+        return {"R": check_count(1 if R is None else R, "R (the number of posterior draws)")}
     if sampler == "effective":
         if kappa is None:
             raise ValueError(
