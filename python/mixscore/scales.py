@@ -79,13 +79,33 @@ def _fmt(r: tuple[float, float]) -> str:
     return f"[{r[0]:.4g}, {r[1]:.4g}]"
 
 
-def scale_mismatch(samples: np.ndarray, train: np.ndarray) -> str | None:
+def smallest_point_extent(a: np.ndarray, chunk: int = 1 << 20) -> float:
+    """The smallest nonzero extent max |value| of one row of ``a`` (0 if every row is 0),
+    over row chunks (no full-size temporary)."""
+    rows = max(1, chunk // max(1, a.shape[1]))
+    low = math.inf
+    for i in range(0, a.shape[0], rows):
+        e = np.max(np.abs(a[i : i + rows]), axis=1)
+        e = e[e > 0]
+        if e.size:
+            low = min(low, float(e.min()))
+    return 0.0 if low == math.inf else low
+
+
+def scale_mismatch(samples: np.ndarray, train) -> str | None:
     """None when the extents of samples and training data agree within ``MAX_SCALE_RATIO``
-    (an order of magnitude), else what differs ("samples span [..] but train spans [..]: ...")."""
+    (an order of magnitude), else what differs ("samples span [..] but train spans [..]: ...").
+
+    Samples smaller than the training data are compared with its smallest single point
+    too: a few samples that copy points near the origin span less than the whole set, but
+    not less than the point they copy (0..1 images against 0..255 ones still differ)."""
     rs, rt = value_range(samples), value_range(train)
     es, et = extent(*rs), extent(*rt)
     if es == 0 or et == 0 or max(es / et, et / es) <= MAX_SCALE_RATIO:
         return None
+    if es < et and isinstance(train, np.ndarray) and train.ndim == 2:
+        if es * MAX_SCALE_RATIO >= smallest_point_extent(train):
+            return None
     return (f"samples span {_fmt(rs)} but train spans {_fmt(rt)}: their scales differ "
             f"{max(es / et, et / es):.3g}x")
 
