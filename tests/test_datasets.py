@@ -46,8 +46,9 @@ def test_get_and_load(tmp_path):
     np.savez(tmp_path / "b.npz", train=x[:, 0], other=x)
     np.testing.assert_array_equal(datasets.get(str(tmp_path / "b.npz")), x[:, 0])
     np.savez(tmp_path / "c.npz", u=x, v=x)
-    with pytest.raises(ValueError, match="say which with key="):
-        datasets.load(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match=r"say which with key= \(or as .*c.npz:KEY\)"):
+        datasets.get(str(tmp_path / "c.npz"))
+    np.testing.assert_array_equal(datasets.get(f"{tmp_path / 'c.npz'}:v"), x.reshape(3, 4))
     with pytest.raises(FileNotFoundError, match="no such file"):
         datasets.load(tmp_path / "missing.npy")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")

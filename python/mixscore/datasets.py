@@ -93,9 +93,13 @@ NAMES = {
 
 
 def get(name: str) -> np.ndarray:
-    """A built-in data set by name (default parameters), or a path to a .npy / .npz file."""
+    """A built-in data set by name (default parameters), or a path to a .npy / .npz file
+    (``PATH.npz:KEY`` names one array of an archive)."""
     if name in NAMES:
         return NAMES[name]()
+    path, sep, key = name.rpartition(":")
+    if sep and path.endswith(".npz") and key:
+        return load(path, key)
     if name.endswith((".npy", ".npz")):
         return load(name)
     raise ValueError(f"unknown data set {name!r}; expected one of {sorted(NAMES)} or a path "
@@ -122,7 +126,8 @@ def load(path, key: str | None = None) -> np.ndarray:
                         break
                 else:
                     if len(names) != 1:
-                        raise ValueError(f"{str(p)!r} holds arrays {names}; say which with key=")
+                        raise ValueError(f"{str(p)!r} holds arrays {names}; say which with key= "
+                                         f"(or as {str(p)}:KEY)")
                     key = names[0]
             if key not in names:
                 raise ValueError(f"{str(p)!r} has no array {key!r}; it holds {names}")

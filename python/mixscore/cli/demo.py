@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=None, help="number of samples (default 500; "
                    "64 with --quick)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="digits", help="data set name or .npy/.npz path "
+    p.add_argument("--data", default="digits", help="data set name or .npy/.npz[:key] path "
                    "(default: digits)")
     p.add_argument("--quick", action="store_true", help="a small, fast run (tests, CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
