@@ -123,6 +123,22 @@ def test_image_stacks_in_different_layouts_are_refused(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_errors_name_the_options(tmp_path, capsys):
+    g = np.random.default_rng(2)
+    np.save(tmp_path / "s.npy", g.random((5, 4)))
+    np.save(tmp_path / "t.npy", g.random((9, 4)))
+    base = ["--samples", tmp_path / "s.npy", "--train", tmp_path / "t.npy"]
+    for extra, match in [(["--copy-rule", "tau"], "--copy-rule='tau' needs tau"),
+                         (["--samples-range", "1", "0"], "--samples-range must be finite"),
+                         (["--interval", "bootstrap", "--n-boot", "0"], "--n-boot must be"),
+                         (["--image-shape", "5", "--plot", tmp_path / "p.png"],
+                          r"--image-shape 5: give H W or H W C with H \* W \* C = 4"),
+                         (["--seed", "-1"], "seed must be an int >= 0")]:
+        assert _run(*base, *extra) == 2
+        assert re.search(match, capsys.readouterr().err), extra
+    assert not (tmp_path / "p.png").exists()
+
+
 def _run_npy_d2(tmp_path, X):
     np.save(tmp_path / "X.npy", X)
     assert (

@@ -485,6 +485,9 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     confidence = float(confidence)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if not (seed is None or isinstance(seed, np.random.Generator)
+            or (isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0)):
+        raise ValueError(f"seed must be an int >= 0, None or a numpy Generator, got {seed!r}")
     w = None if weights is None else as_weights(weights, n)
     factor, drange = scale_factor(scale, train, data_range)
     inputs = {"samples": _describe_input(samples_in), "train": _describe_input(train_in),

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import re
 
 from .._validation import check_image_shapes
 from . import CliError
@@ -28,6 +30,10 @@ from ._limits import add_limit_option, limit_bytes
 from ._outputs import add_force_option, check_outputs, write_atomic
 
 PLOT_FORMATS = (".png", ".pdf", ".svg")
+# memorization()'s argument names in its errors, as this command's options
+_OPTIONS = {"copy_rule": "--copy-rule", "n_boot": "--n-boot", "samples_range": "--samples-range",
+            "data_range": "--data-range", "num_threads": "--threads", "ratio threshold": "--ratio"}
+_OPTION_NAMES = re.compile(r"\b(" + "|".join(sorted(_OPTIONS, key=len, reverse=True)) + r")\b")
 
 
 def add_parser(subparsers) -> None:
@@ -102,15 +108,22 @@ def run(args) -> int:
     weights = load_array(args.weights, "--weights", limit) if args.weights else None
     notes = {o: n for o, n in (("--samples", s_note), ("--train", t_note)) if n}
 
-    # 2. the computation (raises ValueError on bad values)
-    report = memorization(samples, train, k=args.k, ratio=args.ratio, tau=args.tau,
-                          scale=args.scale, data_range=args.data_range, weights=weights,
-                          copy_rule=args.copy_rule, n_boot=args.n_boot,
-                          confidence=args.confidence, seed=args.seed, backend=args.backend,
-                          num_threads=args.threads, samples_range=args.samples_range,
-                          check_scale=not args.no_scale_check, interval=args.interval,
-                          scale_option="--samples-range {lo} {hi}",
-                          scale_off_option="--no-scale-check")
+    if args.image_shape and (len(args.image_shape) not in (2, 3)
+                             or math.prod(args.image_shape) != samples.shape[1]):
+        raise CliError(f"--image-shape {' '.join(map(str, args.image_shape))}: give H W or "
+                       f"H W C with H * W * C = {samples.shape[1]} (the values per row)")
+
+    # 2. the computation (raises ValueError on bad values, named as the options here)
+    try:
+        report = memorization(
+            samples, train, k=args.k, ratio=args.ratio, tau=args.tau, scale=args.scale,
+            data_range=args.data_range, weights=weights, copy_rule=args.copy_rule,
+            n_boot=args.n_boot, confidence=args.confidence, seed=args.seed,
+            backend=args.backend, num_threads=args.threads, samples_range=args.samples_range,
+            check_scale=not args.no_scale_check, interval=args.interval,
+            scale_option="--samples-range {lo} {hi}", scale_off_option="--no-scale-check")
+    except (ValueError, TypeError) as e:
+        raise CliError(_OPTION_NAMES.sub(lambda m: _OPTIONS[m.group(0)], str(e))) from None
     report.inputs["samples"]["path"] = args.samples
     report.inputs["train"]["path"] = args.train
     report.inputs.update(notes)  # how each file was read, under its option's name
