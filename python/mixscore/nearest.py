@@ -102,6 +102,8 @@ class NearestIndex:
     (``mixscore.sharded``) gives a ``ShardedNearestIndex``: each shard searched on its worker.
     """
 
+    image_shape: tuple | None = None  # of an image stack given as train (rows: None)
+
     def __new__(cls, train=None, *args, **kwargs):
         if cls is NearestIndex and is_sharded(train):
             from .sharded_nearest import ShardedNearestIndex
