@@ -14,6 +14,13 @@ def two_point_expectation(fn, a, s2, k=4001):
     return np.trapezoid(p * fn(x), x)
 
 
+def binary_entropy(x, a, s2):
+    """The posterior entropy at x of the two points +-a at variance s2."""
+    u = 2 * a * x / s2  # p = sigmoid(u): H = log(1 + e^-u) + (1 - p) u, symmetric in u
+    u = np.abs(u)
+    return np.logaddexp(0.0, -u) + u * np.exp(-np.logaddexp(0.0, u))
+
+
 def test_dsm_floor_two_points():
     sch = ms.VP()
     m = ms.EmpiricalScore(ms.datasets.two_points()[:, :1], sch)
@@ -32,12 +39,6 @@ def test_collapse_curve_two_points():
     m = ms.EmpiricalScore(ms.datasets.two_points()[:, :1], sch)
     times = np.geomspace(0.01, 1.0, 12)
     cc = ms.analysis.collapse_curve(m, times, n=3000, seed=2, threshold=0.3)
-
-    def binary_entropy(x, a, s2):
-        u = 2 * a * x / s2  # p = sigmoid(u): H = log(1 + e^-u) + (1 - p) u, symmetric in u
-        u = np.abs(u)
-        return np.logaddexp(0.0, -u) + u * np.exp(-np.logaddexp(0.0, u))
-
     want = np.array(
         [
             two_point_expectation(
@@ -69,3 +70,25 @@ def test_collapse_curve_plot_and_errors(tmp_path):
         ms.analysis.collapse_curve(m, [0.5], threshold=-1.0)
     with pytest.raises(ValueError, match="times must lie"):
         ms.analysis.dsm_floor(m, [0.0, 0.5])
+
+
+def test_smoothed_model_curves_use_its_mixture_and_the_floor_refuses_it():
+    """With Smoothing(h) the queries come from the smoothed mixture (variance sigma^2 +
+    alpha^2 h^2), where the posterior entropy is that mixture's; the DSM floor, a property of
+    the training points, refuses the blurred model (also ms.torch.dsm_floor)."""
+    sch, h = ms.Brownian(T=10), 0.5
+    X = np.array([[-1.0], [1.0]])
+    m = ms.EmpiricalScore(X, sch, regularizer=ms.regularizers.Smoothing(h))
+    times = np.array([0.01, 0.1, 1.0])
+    cc = ms.analysis.collapse_curve(m, times, n=4000, seed=3)
+    for k, t in enumerate(times):
+        s2 = float(sch.sigma2(t)) + h * h
+        want = two_point_expectation(lambda x, s2=s2: binary_entropy(x, 1.0, s2), 1.0, s2)
+        assert abs(cc.entropy[k] - want) < 0.01, (t, cc.entropy[k], want)
+    with pytest.raises(ValueError, match="dsm_floor: the model's Smoothing blurs the data"):
+        ms.analysis.dsm_floor(m, times)
+    with pytest.raises(ValueError, match=r"n must be an int >= 2"):
+        ms.analysis.dsm_floor(ms.EmpiricalScore(X, sch), times, n=1)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="dsm_floor: the model's Smoothing blurs the data"):
+        ms.torch.dsm_floor(m, torch.zeros(2, 1, dtype=torch.float64), 0.1)

@@ -6,9 +6,10 @@
                     t, and the collapse time below which the exact dynamics copy the training
                     set (Biroli, Bonnaire, de Bortoli and Mezard, 2024).
 
-Queries are x = alpha(t) X_m + sigma(t) z with m drawn with the training weights and z standard
-normal, from counter-based Philox streams of ``seed``; the same (m, z) are used at every time
-(common random numbers: the curves are smooth in t), so sample i's draw does not depend on n.
+Queries are x = alpha(t) X_m + s(t) z with m drawn with the training weights, z standard normal
+and s^2 the model's mixture variance (sigma^2, or sigma^2 + alpha^2 h^2 with Smoothing(h)),
+from counter-based Philox streams of ``seed``; the same (m, z) are used at every time (common
+random numbers: the curves are smooth in t), so sample i's draw does not depend on n.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_times
+from .regularizers import check_unsmoothed, mixture_context
 
 __all__ = ["dsm_floor", "collapse_curve", "DsmFloor", "CollapseCurve"]
 
@@ -48,7 +50,9 @@ def _over_time(model, times, n, seed, include):
     X = np.asarray(model.train, np.float64)[idx]
     rows = {k: np.empty((ts.size, z.shape[0])) for k in include}
     for k, t in enumerate(ts):
-        x = model.schedule.alpha(t) * X + model.schedule.sigma(t) * z
+        alpha, sigma2 = np.full(z.shape[0], model.schedule.alpha(t)), model.schedule.sigma2(t)
+        mix = mixture_context(model.regularizers, None, t, alpha, np.full_like(alpha, sigma2))
+        x = alpha[:, None] * X + np.sqrt(mix.mix_sigma2)[:, None] * z  # x ~ the model's p_t
         st = model.stats(x.astype(model.dtype), float(t), include=include)
         for name in include:
             rows[name][k] = getattr(st, name)
@@ -67,7 +71,11 @@ class DsmFloor:
 
 def dsm_floor(model, times, n: int = 1000, seed: int = 0) -> DsmFloor:
     """E_x[tr C(x, t)] over x ~ p_t^N at each time (generalization-through-variance paper,
-    Eq. 24), by Monte Carlo with n noised training points."""
+    Eq. 24), by Monte Carlo with n >= 2 noised training points (a model without Smoothing:
+    the floor is that of the training points)."""
+    check_unsmoothed(model, "dsm_floor")
+    if isinstance(n, int | np.integer) and not isinstance(n, bool) and n < 2:
+        raise ValueError(f"n must be an int >= 2 (the standard error needs two queries), got {n}")
     ts, rows = _over_time(model, times, n, seed, ("trace_cov",))
     tr = rows["trace_cov"]
     return DsmFloor(ts, tr.mean(axis=1), tr.std(axis=1, ddof=1) / np.sqrt(tr.shape[1]), tr.shape[1])

@@ -321,6 +321,15 @@ class Perturbation(Regularizer):
         ctx.shift = ctx.shift + out
 
 
+def check_unsmoothed(model, what: str) -> None:
+    """Refuse a model whose Smoothing blurs the data where ``what`` (the DSM loss floor) is
+    the posterior variance of the training points themselves."""
+    if any(isinstance(r, Smoothing) for r in model.regularizers):
+        raise ValueError(f"{what}: the model's Smoothing blurs the data, whose floor is not the "
+                         f"posterior variance of the training points; use a model without "
+                         f"Smoothing (Tikhonov, EmpiricalBayes and Perturbation leave it)")
+
+
 def as_regularizers(regularizer, model) -> tuple[Regularizer, ...]:
     """None, one policy or a sequence of them -> a tuple in composition order (checked)."""
     if regularizer is None:

@@ -11,6 +11,7 @@ import torch
 
 from .._validation import as_times
 from ..empirical import EmpiricalScore, ScoreStats
+from ..regularizers import check_unsmoothed
 from ._convert import check_dtype, times, to_numpy, to_tensor
 
 #: network parametrizations and the target field each one regresses on
@@ -136,6 +137,7 @@ def dsm_floor(
     check_parametrization(parametrization)
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    check_unsmoothed(model, "dsm_floor")
     x, ts = _queries(model, x_t, t, to_cpu)
     tau2 = model.stats(x, ts[:, 0], include=("tau2",)).tau2
     tau2 = _tensors(tau2) if model._native else np.asarray(tau2, np.float64)
