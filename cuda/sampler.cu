@@ -166,7 +166,7 @@ __global__ void predict_kernel(const T* x, const T* xh, int64_t count, StepCoef 
 // One step, a thread per sample and pair of dimensions (the two normals of one Philox block):
 // x = fl_T(A x + B xh [+ Ce xe + Cb xhb] [+ S z]), xh the float64 xhd where the naive sampler
 // drew (else the denoiser in T), z the effective sampler's noise where given (else the
-// Philox normals); bad = 1 if a state is NaN/Inf.
+// Philox normals); bad = 1 if a state is NaN/Inf or beyond max_abs_value (sampler.hpp).
 template <typename T>
 __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, const T* xhb,
                             const double* noise, int64_t n, int64_t D, const int64_t* rows,
@@ -186,7 +186,7 @@ __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, c
     if (xe) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
     if (noisy) v = v + c[kS] * (noise ? noise[e] : z[r]);
     x[e] = T(v);
-    if (!isfinite(double(x[e]))) *bad = 1;  // every writer writes 1
+    if (!(fabs(double(x[e])) <= max_abs_value<T>(D))) *bad = 1;  // every writer writes 1
   }
 }
 

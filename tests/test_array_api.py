@@ -229,6 +229,29 @@ def test_bad_input_is_refused_by_name():
         ms.EmpiricalScore(X, ms.VP(), backend="gpu")
 
 
+@pytest.mark.parametrize("lib_name", LIBRARIES)
+def test_magnitude_checks_and_empty_shards_as_for_host_data(lib_name):
+    """Values whose float32 products overflow or underflow are refused for data kept in its
+    library as for NumPy data on the C++ engine (were silently wrong there); an empty shard
+    gives the merge's identity."""
+    lib = library(lib_name)
+    X = rng(2).standard_normal((120, 8))
+    for scale, match in [(1e20, "train has values up to .* would overflow float32"),
+                         (1e-25, "train varies by at most .* underflow")]:
+        data = (X * scale).astype(np.float32)
+        for backend in ("cpu", "cupy"):
+            with pytest.raises(ValueError, match=match):
+                ms.EmpiricalScore(as_lib(data, lib), ms.EDM(sigma_max=1e30), backend=backend)
+    model = ms.EmpiricalScore(as_lib(X.astype(np.float32), lib), ms.VP(), backend="cupy")
+    with pytest.raises(ValueError, match="x has values up to .* would overflow float32"):
+        model.denoise(as_lib((X[:2] * 1e20).astype(np.float32), lib), 0.5)
+    empty = ms.EmpiricalScore(as_lib(np.zeros((0, 8)), lib), ms.VP(), backend="cupy")
+    whole = ms.EmpiricalScore(as_lib(X, lib), ms.VP(), backend="cupy")
+    q = X[:3] + 0.1
+    got = ms.merge([empty.partial(q, 0.5), whole.partial(q, 0.5)]).finalize()
+    np.testing.assert_array_equal(got["logpdf"], to_numpy(whole.stats(q, 0.5).logpdf))
+
+
 def test_missing_array_api_compat_is_named(monkeypatch):
     import sys
 

@@ -172,7 +172,7 @@ def test_unstable_steps_stop_with_the_step_like_the_cpu_loop():
     cpu, dev = models(data(np.float32, n=20, d=2), ms.VP(beta_max=1e4))
     messages = []
     for m in (cpu, dev):
-        with pytest.raises(FloatingPointError, match=r"NaN/Inf at step \d+ \(t = ") as e, \
+        with pytest.raises(FloatingPointError, match=r"NaN/Inf or .* at step \d+ \(t = ") as e, \
                 pytest.warns(RuntimeWarning, match="stiffness rho > 2"):
             ms.sample(m, 4, sampler="euler_maruyama", steps=40, grid="uniform")
         messages.append(str(e.value))
@@ -331,7 +331,7 @@ def test_cuda_fused_loop_stops_reports_and_refuses_like_the_cpu_loop():
     messages = []
     for m in (cpu, dev):
         unstable = ms.EmpiricalScore(m.train, ms.VP(beta_max=1e4), backend=m.backend.name)
-        with pytest.raises(FloatingPointError, match=r"NaN/Inf at step \d+ \(t = ") as e, \
+        with pytest.raises(FloatingPointError, match=r"NaN/Inf or .* at step \d+ \(t = ") as e, \
                 pytest.warns(RuntimeWarning, match="stiffness rho > 2"):
             ms.sample(unstable, 4, sampler="euler_maruyama", steps=40, grid="uniform")
         messages.append(str(e.value))

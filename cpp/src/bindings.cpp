@@ -308,6 +308,8 @@ PYBIND11_MODULE(_core, m) {
   bind_dtype<float>(m, "f32");
   bind_dtype<double>(m, "f64");
   m.attr("DIRECT_MAX_D") = kDirectMaxD;
+  m.attr("MAX_ABS_FLOAT32") = kMaxAbsFloat32;  // (mixscore/sampler.hpp)
+  m.attr("MAX_ABS_FLOAT64") = kMaxAbsFloat64;
   m.def("isa", &selected_isa, "Instruction set of the engine variant in use.");
   m.def("set_isa", [](const std::string& name) { return set_isa(name.c_str()); },
         "Select 'avx512', 'avx2', 'generic' or 'auto'; False if this CPU lacks it.");

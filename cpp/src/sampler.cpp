@@ -164,6 +164,7 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
         return {false, -1};
     }
     const bool noisy = c[kS] != 0.0;
+    const double limit = max_abs_value<T>(D);
     int bad = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : bad)
     {
@@ -182,7 +183,7 @@ SamplerStatus run_sampler(const TrainSet<T>& train, T* x, int64_t n, T* saved,
           if (plan.predictor) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
           if (noisy) v = v + c[kS] * z[e - i0 * D];
           x[e] = T(v);
-          bad |= !std::isfinite(x[e]);
+          bad |= !(std::fabs(double(x[e])) <= limit);  // NaN/Inf or beyond the engine's range
         }
       }
     }

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -203,11 +205,19 @@ def check_threads(num_threads, name: str = "num_threads") -> int:
 
 
 # Squared distances must not overflow, and the float32 GEMM stage's products must not underflow
-# (its error bound is relative): the largest |value|, and the smallest spread about the training
-# mean, the engines handle. (float64 sums of squares that underflow only matter at sigma^2 below
-# their own size, where every weight is decided by the float64 refinement anyway.)
-_MAX_ABS = {np.dtype(np.float32): 1e18, np.dtype(np.float64): 1e150}
+# (its error bound is relative): the largest |value| (over sqrt(D); the C++ constants, which
+# the sampler loops use too), and the smallest spread about the training mean, the engines
+# handle. (float64 sums of squares that underflow only matter at sigma^2 below their own size,
+# where every weight is decided by the float64 refinement anyway.)
+_MAX_ABS = {np.dtype(np.float32): _core.MAX_ABS_FLOAT32,
+            np.dtype(np.float64): _core.MAX_ABS_FLOAT64}
 _MIN_SPREAD = {np.dtype(np.float32): 1e-15, np.dtype(np.float64): 0.0}
+
+
+def max_abs_value(dtype, dim: int) -> float:
+    """The largest |value| of data in ``dtype`` at dimension ``dim`` whose squared distances
+    stay finite (``max_abs_value`` of cpp/include/mixscore/sampler.hpp)."""
+    return _MAX_ABS[np.dtype(dtype)] / np.sqrt(max(1, dim))
 
 
 def check_image_shapes(shape_a, shape_b, name_a: str, name_b: str) -> None:
@@ -221,32 +231,22 @@ def check_image_shapes(shape_a, shape_b, name_a: str, name_b: str) -> None:
                          f"{b}: give both in one layout (e.g. channel-last (H, W, C))")
 
 
-class MagnitudeError(ValueError):
-    """Values so large that squared distances would overflow (``check_magnitudes``); ``top``:
-    the largest |value|."""
-
-    def __init__(self, message: str, top: float):
-        super().__init__(message)
-        self.top = top
-
-
 def check_magnitudes(arr: np.ndarray, name: str, dtype, *, spread: bool = True,
-                     top: float | None = None) -> float:
+                     top: float | None = None, dev: float | None = None) -> float:
     """Refuse data whose squared distances would overflow, or float32 data whose spread (largest
     column range) is below 1e-15, where the float32 products underflow, with the remedy;
-    returns the largest |value| (``top``: already known)."""
+    returns the largest |value| (``top``, ``dev``: already known, e.g. for a device array)."""
     dtype = np.dtype(dtype)
-    dev = None
     if top is None and spread:
         top, dev = value_ranges(arr, name, _MIN_SPREAD[dtype])
     elif top is None:  # (one pass each for min and max: the per-call check of queries)
         top = float(max(-np.min(arr), np.max(arr))) if arr.size else 0.0
-    limit = _MAX_ABS[dtype] / np.sqrt(max(1, arr.shape[-1]))
+    limit = max_abs_value(dtype, arr.shape[-1])
     if top > limit:
         hint = " or use dtype=np.float64" if dtype == np.float32 else ""
-        raise MagnitudeError(
+        raise ValueError(
             f"{name} has values up to {top:.3g}: squared distances would overflow {dtype} "
-            f"(limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); rescale the data{hint}", top)
+            f"(limit |value| <= {limit:.3g} at D = {arr.shape[-1]}); rescale the data{hint}")
     if spread and _MIN_SPREAD[dtype] > 0 and arr.shape[0] > 1:
         if dev is None:
             dev = value_ranges(arr, name, _MIN_SPREAD[dtype])[1]

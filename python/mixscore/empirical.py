@@ -205,6 +205,9 @@ class EmpiricalScore:
             self.train = as_dask_train(train, dtype)
         elif native:
             self.train = _xp.as_float_matrix(train, "train", *_xp.namespace(train), dtype=dtype)
+            top, dev = _xp.magnitudes(self.train)  # (two numbers from the device)
+            self._max_abs = check_magnitudes(self.train, "train", _xp.numpy_dtype(
+                self.train.dtype), top=top, dev=dev)
         else:
             self.train = as_float_matrix(train, "train", dtype=dtype, allow_empty=True)
             self._max_abs = check_magnitudes(self.train, "train", self.train.dtype)
@@ -222,6 +225,7 @@ class EmpiricalScore:
         else:
             if self.train.shape[0] == 0:
                 backend = "numpy"  # nothing to prepare: an empty shard only gives a partial
+                self.train = _xp.to_host(self.train)  # (host partials, as every model's)
             cls = get_backend(backend, like=self.train)
             if tile is not None and not getattr(cls, "native_arrays", False):
                 raise ValueError(f"tile applies to the 'cupy' and 'cuda' backends, not to "
@@ -243,7 +247,7 @@ class EmpiricalScore:
                              f"{backend!r} keeps train on its device ({_xp.describe(train)})")
         self.labels = None if labels is None else check_labels(labels, self.n)
         self.label_groups = None if labels is None else LabelGroups(self.labels)
-        if native:
+        if getattr(self.backend, "native_arrays", False):  # (not an empty shard's numpy)
             self.train = self.backend.train  # (the cuda backend may have moved it to the GPU)
         checked = self.n and not (sharded or native)  # (no host copy of device data for this)
         why = schedule_warning(self.train, schedule) if checked else None
@@ -304,8 +308,10 @@ class EmpiricalScore:
         return self._host_copy
 
     def _queries(self, x):
-        if self._native:
-            return self.backend.queries(x, self.dim)  # checked and kept on the device
+        if self._native:  # checked and kept on the device
+            q, single = self.backend.queries(x, self.dim)
+            check_magnitudes(q, "x", self.dtype, spread=False, top=_xp.magnitudes(q)[0])
+            return q, single
         arr = as_plain_array(x, "x")
         single = arr.ndim == 1
         if single:

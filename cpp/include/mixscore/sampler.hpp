@@ -47,6 +47,16 @@ struct SamplerPlan {
   const double* shift_scale = nullptr;  // K + 1 (with shift)
 };
 
+// The largest |value| of data in T whose squared distances stay finite at dimension D (with
+// a margin for sums of D terms): python/mixscore/_validation.check_magnitudes refuses data and
+// queries beyond it, and every sampler loop (CPU, GPU, Python) stops at a step whose state
+// leaves it, as it stops at NaN/Inf.
+constexpr double kMaxAbsFloat32 = 1e18, kMaxAbsFloat64 = 1e150;
+template <typename T>
+MIXSCORE_HD inline double max_abs_value(int64_t D) {
+  return (sizeof(T) == 4 ? kMaxAbsFloat32 : kMaxAbsFloat64) / std::sqrt(double(D));
+}
+
 // The per-sample part of the regularizers (SamplerPlan), one definition for the CPU loop and
 // the GPU loop (cuda/sampler.cu). The Empirical Bayes factor m = min(1, K(x) / c) from
 // log K = logpdf + to_kernel (to_kernel: 0 for density units, else log sum pi + (D/2)

@@ -91,6 +91,16 @@ def as_float_matrix(a, name: str, xp, device, *, dtype=None):
     return arr
 
 
+def magnitudes(a) -> tuple[float, float]:
+    """(largest |value|, largest column range) of a 2-d array of any library, on its device
+    (two numbers to the host): ``_validation.check_magnitudes``'s inputs."""
+    if not a.shape[0]:
+        return 0.0, 0.0
+    xp = namespace(a)[0]
+    top = float(xp.max(xp.abs(a)))
+    return top, float(xp.max(xp.max(a, axis=0) - xp.min(a, axis=0)))
+
+
 def to_host(a) -> np.ndarray:
     """A NumPy copy of a torch / CuPy array (only for partial states, which are host objects)."""
     if isinstance(a, np.ndarray):

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
-from .._validation import MagnitudeError, as_array, as_float_matrix, check_count
+from .._validation import as_array, as_float_matrix, check_count, check_magnitudes
 from ..backends import COV_NOISE, DRAWS, FUSED_SAMPLE, _xp, has
 from ..conditional import host_labels, join_rows, take_rows
 from ..empirical import EmpiricalScore
@@ -251,6 +251,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         return sample_kde(den, n, ts, seed, start, end, _labels(y, n, den, sampler, start),
                           bandwidth)
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
+    if isinstance(den, ModelDenoiser) and x0.shape[0]:  # (every loop: the engine's range)
+        top = _xp.magnitudes(x0)[0] if device else float(np.max(np.abs(x0)))
+        check_magnitudes(x0, "start", den.dtype, spread=False, top=top)
     n, d = x0.shape
     labels = _labels(y, n, den, sampler, start)
     batch = n if batch_size is None else int(batch_size)
@@ -308,16 +311,13 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
                     sv = None if saved is None else np.empty((save.size, b1 - b0, d), den.dtype)
                     res = run_python(den, x0[b0:b1], b0, plan, ts, seed, save, sv,
                                      end == "denoised", on_step)
-            except (NonFiniteState, MagnitudeError) as e:
-                if isinstance(e, NonFiniteState):
-                    k, what = e.step, "produced NaN/Inf"
-                else:  # the score refused a state: values beyond its range, from step k
-                    k = (K if den.step is None else den.step) - 1
-                    if k < 0:
-                        raise  # the start itself
-                    what = f"diverged (its state reached |x| = {e.top:.3g}, beyond the score)"
+            except NonFiniteState as e:
+                k, lim = e.step, den.state_limit
+                what = ("NaN/Inf" if lim is None else
+                        f"NaN/Inf or |x| > {lim:.3g} (where squared distances overflow "
+                        f"{den.dtype})")
                 raise FloatingPointError(
-                    f"sampler {sampler!r} {what} at step {k} (t = {ts[k]:.6g} -> "
+                    f"sampler {sampler!r} produced {what} at step {k} (t = {ts[k]:.6g} -> "
                     f"{ts[k + 1]:.6g}, stiffness rho = {plan.rho[k]:.3g}); the explicit step is "
                     "unstable there: use more steps near t_end, a geometric grid, or "
                     "sampler='ddim' / 'ddpm'") from None

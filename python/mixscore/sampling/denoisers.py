@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import _core
+from .._validation import max_abs_value
 from ..backends import _xp
 from ..empirical import EmpiricalScore
 from ..posterior import posterior_op
@@ -26,6 +27,8 @@ class ModelDenoiser:
         self.schedule = model.schedule
         self.dtype = model.dtype
         self.dim = model.dim
+        # a state beyond it has diverged (the engine's range: _validation.check_magnitudes)
+        self.state_limit = max_abs_value(self.dtype, self.dim)
 
     def __call__(self, x, t, alpha, sigma2):
         xh = self.model.stats_at_noise(x, alpha, sigma2, include=("denoised",), t=t,
@@ -118,6 +121,7 @@ class CallableDenoiser:
             raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
         self.fn, self.schedule, self.output = fn, schedule, output
         self.dtype, self.dim = np.dtype(dtype), dim
+        self.state_limit = None  # (only NaN/Inf: the function's own range is unknown)
         self.step = None  # set by the loop for error messages
 
     def _call(self, x, t):

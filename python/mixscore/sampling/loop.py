@@ -17,7 +17,8 @@ from .methods import CB, CE, EH, EX, A, B, Plan, S
 
 
 class NonFiniteState(FloatingPointError):
-    """An explicit step produced NaN/Inf (the step was unstable)."""
+    """An explicit step produced NaN/Inf or a state beyond the denoiser's range (the step was
+    unstable)."""
 
     def __init__(self, step: int):
         super().__init__(step)
@@ -54,7 +55,9 @@ def integrate(xp, den, x, ids: np.ndarray, plan: Plan, ts: np.ndarray, seed: int
             v = v + c[S] * z
         with np.errstate(over="ignore", invalid="ignore"):
             x = _xp.astype(xp, v, dtype)
-        if not bool(xp.all(xp.isfinite(x))):  # (on a device: one scalar to the host)
+        # NaN/Inf or beyond the engine's range, as the fused loops (on a device: one scalar)
+        lim = den.state_limit
+        if not bool(xp.all(xp.isfinite(x) if lim is None else xp.abs(x) <= lim)):
             raise NonFiniteState(k)
         if k + 1 in save_at:
             store(save_at[k + 1], x)
