@@ -257,14 +257,18 @@ def test_samples_on_another_scale_are_refused_with_both_ranges_and_the_option():
 
 
 def test_a_few_samples_near_the_origin_are_not_a_scale_mismatch():
-    """A copy of a training point near the origin spans less than the training set, not less
-    than the point it copies: measured, not refused (0..1 against 0..255 still is)."""
+    """Samples much smaller than the training set are refused unless most are copies of its
+    points (a copy of a point near the origin is measured); small samples that copy nothing
+    (0..1 against 0..255, a cloud 100x smaller than 2-D data) still are."""
     X = np.array([[0.05, -0.02], [1.0, 0.9], [-0.8, 1.0], [0.9, -1.0]])
     rep = ms.memorization(X[:1], X)
     assert rep.d1[0] == 0.0 and rep.fraction_ratio == 1.0
     S, X, _ = _pixels()
     with pytest.raises(ValueError, match="samples span"):
         ms.memorization((S + 1) / 2, (X + 1) * 127.5)
+    g = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="samples span"):
+        ms.memorization(g.standard_normal((50, 2)), 100 * g.standard_normal((500, 2)))
 
 
 def test_samples_range_maps_pixels_onto_the_training_range():

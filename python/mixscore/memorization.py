@@ -498,8 +498,9 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
                          else _infer_range(train, "samples_range"))
         samples = map_range(samples, src, dst)
         inputs["samples_range"] = {"from": list(src), "to": list(dst)}
-    elif check_scale:
-        check_same_scale(samples, train, option=scale_option, off_option=scale_off_option)
+    scale_check = {"option": scale_option, "off_option": scale_off_option}
+    if samples_range is None and check_scale:  # samples larger than the data: before the work
+        check_same_scale(samples, train, **scale_check)
 
     if index is None:
         index = NearestIndex(train, backend=backend, num_threads=num_threads, name="train")
@@ -508,6 +509,8 @@ def memorization(samples: ArrayLike, train: ArrayLike, *, k: int = 2, ratio: flo
     # the ratio from the unscaled exact distances: identical for every choice of units
     d1, d2 = res.distances[:, 0], res.distances[:, 1]
     r = d1 / np.where(d2 > 0, d2, 1.0)  # d2 == 0 implies d1 == 0: ratio 0 (memorized)
+    if samples_range is None and check_scale:  # smaller, and not copies: needs the ratios
+        check_same_scale(samples, train, ratio=r, **scale_check)
     d1 = dist[:, 0]
     mem_ratio = r < ratio
     rng = np.random.default_rng(seed)

@@ -79,45 +79,33 @@ def _fmt(r: tuple[float, float]) -> str:
     return f"[{r[0]:.4g}, {r[1]:.4g}]"
 
 
-def smallest_point_extent(a: np.ndarray, chunk: int = 1 << 20) -> float:
-    """The smallest nonzero extent max |value| of one row of ``a`` (0 if every row is 0),
-    over row chunks (no full-size temporary)."""
-    rows = max(1, chunk // max(1, a.shape[1]))
-    low = math.inf
-    for i in range(0, a.shape[0], rows):
-        e = np.max(np.abs(a[i : i + rows]), axis=1)
-        e = e[e > 0]
-        if e.size:
-            low = min(low, float(e.min()))
-    return 0.0 if low == math.inf else low
-
-
-def scale_mismatch(samples: np.ndarray, train) -> str | None:
+def scale_mismatch(samples, train, ratio: np.ndarray | None = None) -> str | None:
     """None when the extents of samples and training data agree within ``MAX_SCALE_RATIO``
     (an order of magnitude), else what differs ("samples span [..] but train spans [..]: ...").
 
-    Samples smaller than the training data are compared with its smallest single point
-    too: a few samples that copy points near the origin span less than the whole set, but
-    not less than the point they copy (0..1 images against 0..255 ones still differ)."""
+    Samples much smaller than the training data are a mismatch unless most of them are copies
+    of training points: with ``ratio`` (their d1/d2) a set whose majority passes the ratio
+    rule (a few copies of points near the origin) has the data's scale; without ``ratio`` the
+    smaller direction is left open (None) for a second call after the search."""
     rs, rt = value_range(samples), value_range(train)
     es, et = extent(*rs), extent(*rt)
     if es == 0 or et == 0 or max(es / et, et / es) <= MAX_SCALE_RATIO:
         return None
-    if es < et and isinstance(train, np.ndarray) and train.ndim == 2:
-        if es * MAX_SCALE_RATIO >= smallest_point_extent(train):
-            return None
+    if es < et and (ratio is None or float(np.mean(ratio < 1 / 3)) > 0.5):
+        return None
     return (f"samples span {_fmt(rs)} but train spans {_fmt(rt)}: their scales differ "
             f"{max(es / et, et / es):.3g}x")
 
 
-def check_same_scale(
-    samples: np.ndarray, train: np.ndarray, *, option: str, off_option: str
-) -> None:
+def check_same_scale(samples, train, *, option: str, off_option: str,
+                     ratio: np.ndarray | None = None) -> None:
     """Raise ValueError when the extents of samples and training data differ by more than
-    ``MAX_SCALE_RATIO`` (an order of magnitude). The message names both ranges, ``option`` (the
+    ``MAX_SCALE_RATIO`` (an order of magnitude; samples smaller only when most are not copies
+    of training points: ``scale_mismatch``, called once before the search and once with the
+    samples' d1/d2 ``ratio`` after it). The message names both ranges, ``option`` (the
     argument that maps the samples onto the training range, a format string with ``{lo}`` and
     ``{hi}``) and ``off_option`` (the one that turns the check off)."""
-    what = scale_mismatch(samples, train)
+    what = scale_mismatch(samples, train, ratio)
     if what is None:
         return
     likely = likely_range(*value_range(samples))

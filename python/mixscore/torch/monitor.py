@@ -73,6 +73,8 @@ def memorization_monitor(
     t0 = time.perf_counter()
     if isinstance(train, torch.Tensor):
         train = train.detach()  # (a tensor that requires grad reads as its values)
+    elif not isinstance(train, np.ndarray):
+        train = np.asarray(train)  # (a list of points)
     opts = dict(sampler=sampler, steps=steps, seed=seed, end=end, batch_size=batch_size)
     if isinstance(score, EmpiricalScore):
         res = sample(score, n, **opts)
@@ -101,14 +103,15 @@ def memorization_monitor(
         finally:
             if was_training:
                 score.train()
-    if "check_scale" not in memorization_kwargs and "samples_range" not in memorization_kwargs:
-        what = scale_mismatch(res.samples, train)
-        if what is not None:
-            warnings.warn(f"memorization_monitor: {what}: the network's samples are far from "
-                          f"the data (untrained or diverging?) and count as not memorized",
-                          RuntimeWarning, stacklevel=2)
+    warn = "check_scale" not in memorization_kwargs and "samples_range" not in memorization_kwargs
+    if warn:
         memorization_kwargs["check_scale"] = False
     rep = memorization(res.samples, train, **memorization_kwargs)
+    what = warn and scale_mismatch(res.samples, train, ratio=rep.ratio)
+    if what:
+        warnings.warn(f"memorization_monitor: {what}: the network's samples are far from the "
+                      f"data (untrained or diverging?) and count as not memorized",
+                      RuntimeWarning, stacklevel=2)
     return MonitorResult(
         fraction=rep.fraction_ratio,
         ci=rep.ci_ratio,
