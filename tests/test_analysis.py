@@ -85,6 +85,10 @@ def test_smoothed_model_curves_use_its_mixture_and_the_floor_refuses_it():
         s2 = float(sch.sigma2(t)) + h * h
         want = two_point_expectation(lambda x, s2=s2: binary_entropy(x, 1.0, s2), 1.0, s2)
         assert abs(cc.entropy[k] - want) < 0.01, (t, cc.entropy[k], want)
+    # per-point bandwidths, equal here, give the same queries and the same curve
+    per_point = ms.EmpiricalScore(X, sch, regularizer=ms.regularizers.Smoothing(np.full(2, h)))
+    np.testing.assert_allclose(ms.analysis.collapse_curve(per_point, times, n=4000, seed=3).entropy,
+                               cc.entropy, rtol=1e-9)
     with pytest.raises(ValueError, match="dsm_floor: the model's Smoothing blurs the data"):
         ms.analysis.dsm_floor(m, times)
     with pytest.raises(ValueError, match=r"n must be an int >= 2"):

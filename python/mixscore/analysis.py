@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_times
-from .regularizers import check_unsmoothed, mixture_context
+from .regularizers import Smoothing, check_unsmoothed
 
 __all__ = ["dsm_floor", "collapse_curve", "DsmFloor", "CollapseCurve"]
 
@@ -49,10 +49,13 @@ def _over_time(model, times, n, seed, include):
     idx, z = _queries(model, n, seed)
     X = np.asarray(model.train, np.float64)[idx]
     rows = {k: np.empty((ts.size, z.shape[0])) for k in include}
+    # the model's p_t: a Smoothing(h) widens each component by alpha^2 h^2 (h_m per point)
+    h2 = sum(np.asarray(r.bandwidth)[idx] ** 2 if r.per_point else r.bandwidth ** 2
+             for r in model.regularizers if isinstance(r, Smoothing))
     for k, t in enumerate(ts):
-        alpha, sigma2 = np.full(z.shape[0], model.schedule.alpha(t)), model.schedule.sigma2(t)
-        mix = mixture_context(model.regularizers, None, t, alpha, np.full_like(alpha, sigma2))
-        x = alpha[:, None] * X + np.sqrt(mix.mix_sigma2)[:, None] * z  # x ~ the model's p_t
+        alpha = float(model.schedule.alpha(t))
+        s = np.sqrt(float(model.schedule.sigma2(t)) + alpha * alpha * h2)
+        x = alpha * X + np.broadcast_to(s, idx.shape)[:, None] * z
         st = model.stats(x.astype(model.dtype), float(t), include=include)
         for name in include:
             rows[name][k] = getattr(st, name)
