@@ -188,15 +188,16 @@ def test_rk45_matches_scipy_solve_ivp():
 
 
 def test_options_that_would_be_ignored_are_refused_and_the_rest_recorded():
-    """rk45 and kde have no fixed grid of steps: save_steps, callback, fused, a grid kind (and
-    for kde start and batch_size) would be ignored, so they are refused; R, kappa and labels
-    are recorded in settings."""
+    """rk45 and kde have no fixed grid of steps: a grid kind, save_steps, callback, fused (and
+    for kde a start) would be ignored, so they are refused; R, kappa and labels are recorded
+    in settings."""
     X = five_points()
     model = ms.EmpiricalScore(X, ms.VP())
     for sampler, kw, names in [
         ("rk45", {"save_steps": [1]}, "save_steps does"),
         ("rk45", {"callback": print, "fused": True}, "callback and fused do"),
         ("rk45", {"grid": "karras"}, "grid does"),
+        ("kde", {"grid": "uniform", "callback": print}, "grid and callback do"),
         ("kde", {"start": "exact"}, "start does"),
     ]:
         with pytest.raises(ValueError, match=f"sampler={sampler!r} has no fixed grid of "
@@ -208,6 +209,7 @@ def test_options_that_would_be_ignored_are_refused_and_the_rest_recorded():
     s = ms.sample(labelled, 4, sampler="effective", kappa=0.25, steps=5, y=[0, 1, 2, 3]).settings
     assert s["kappa"] == 0.25 and s["conditional"] is True
     assert ms.sample(model, 2, steps=3).settings["conditional"] is False
+    assert ms.sample(model, 2, sampler="rk45", save_steps=[]).settings["sampler"] == "rk45"
 
 
 def test_counts_are_integers_not_truncated_floats_or_bools():
@@ -406,6 +408,7 @@ def test_stiffness_is_the_steps_factor_and_the_warning_fires_exactly_above_2(sam
         factor = res.samples[0, 0]  # (Heun's: the whole step's, predictor and corrector)
         rho = res.settings["stiffness_max"]
         assert rho == pytest.approx(1 - factor, rel=1e-12)
+        assert res.settings["error_growth_max"] == pytest.approx(abs(factor), rel=1e-12)
         assert bool(w) == (abs(factor) > 1), (t_b, rho, w)
 
 
@@ -414,7 +417,7 @@ def test_default_grids_do_not_warn_where_nothing_diverges():
     for sampler in ("euler_maruyama", "euler", "heun"):
         with warnings_as_errors():
             res = ms.sample(model, 8, sampler=sampler, steps=50, seed=0)
-        assert res.settings["stiffness_max"] < 2
+        assert res.settings["stiffness_max"] < 2 and res.settings["error_growth_max"] <= 1
         assert np.abs(res.samples).max() < 1.5
 
 

@@ -116,7 +116,8 @@ class SampleResult:
         return out
 
 
-def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
+def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama",
+           steps: int | None = None,
            grid: str | ArrayLike = "geometric", t_end: float | None = None,
            start: str | ArrayLike = "prior", end: str = "as_is", a2: float | None = None,
            seed: int | np.random.Generator | None = 0, schedule: Schedule | None = None,
@@ -146,12 +147,15 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
         splitting, rk45; naive, effective and kde of the generalization-through-variance
         paper, for an EmpiricalScore without regularizer, in the Python loop).
     steps, grid, t_end
-        The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
+        The time grid: ``steps + 1`` points (default 500) of
+        ``schedule.grid(steps, grid, t_end=t_end)``
         (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
         array of times (then ``steps`` and ``t_end`` are taken from it). The array's last
         time may be 0, as k-diffusion's ``get_sigmas_karras`` grids are: the score is never
         evaluated at 0 (explicit steps use their left end, DDIM/DDPM return the denoiser,
-        Heun takes an Euler last step). rk45 uses only t_end.
+        Heun takes an Euler last step). rk45 and kde use only t_end (steps does not apply to
+        them; they refuse a grid kind, save_steps, callback and fused, which they would
+        ignore; kde takes t_end from a grid array, rk45 refuses one).
     start : "prior", "exact", (n, D) array, (n, ...) image stack or (D,) point
         "prior": N(0, sigma(T)^2 I); "exact": the noised empirical measure at T (a training
         point drawn with its weight, times alpha(T), plus sigma(T) Z; needs an
@@ -226,8 +230,9 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     check_model(sampler, den, fused)
     sch = den.schedule
     if sampler in ("rk45", "kde"):  # no fixed grid of steps: refuse what would be ignored
-        ignored = {"save_steps": save_steps is not None, "callback": callback is not None,
-                   "fused": bool(fused), "grid": isinstance(grid, str) and grid != "geometric",
+        ignored = {"grid": isinstance(grid, str) and grid != "geometric",
+                   "save_steps": save_steps is not None and np.size(save_steps) > 0,
+                   "callback": callback is not None, "fused": bool(fused),
                    "start": sampler == "kde" and isinstance(start, str) and start != "prior"}
         given = [k for k, v in ignored.items() if v]
         if given:
@@ -239,7 +244,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
             raise ValueError("sampler='rk45' chooses its own steps; pass t_end, not a grid array")
         ts, grid_name = np.array([sch.T, sch.t_end if t_end is None else t_end]), "adaptive"
     else:
-        ts, grid_name = _grid(sch, steps, grid, t_end)
+        ts, grid_name = _grid(sch, 500 if steps is None else steps, grid, t_end)
         if ts[-1] == 0 and end == "denoised":
             raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
                              "the state itself); a grid ending at 0 already returns the "
@@ -273,7 +278,8 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", step
     save = _save_steps(save_steps, ts.size - 1)
     use_fused = _use_fused(fused, den, plan.draws is not None, plan.posterior_noise)
     settings.update(steps=int(ts.size - 1), grid=grid_name, t_end=float(ts[-1]),
-                    fused=use_fused, stiffness_max=float(plan.rho.max()))
+                    fused=use_fused, stiffness_max=float(plan.rho.max()),
+                    error_growth_max=float(np.abs(1.0 - plan.rho).max()))  # > 1: unstable
     if device:
         settings["device"] = den.where
 

@@ -138,6 +138,7 @@ def sample_kde(
         n=n,
         dim=model.dim,
         fused=False,
+        conditional=labels is not None,
     )
     return SampleResult(
         samples=x.astype(den.dtype),
