@@ -133,7 +133,7 @@ def test_errors_name_the_options(tmp_path, capsys):
                          (["--interval", "bootstrap", "--n-boot", "0"], "--n-boot must be"),
                          (["--image-shape", "5", "--plot", tmp_path / "p.png"],
                           r"--image-shape 5: give H W or H W C with H \* W \* C = 4"),
-                         (["--seed", "-1"], "seed must be an int >= 0")]:
+                         (["--seed", "-1"], "--seed must be an int >= 0")]:
         assert _run(*base, *extra) == 2
         assert re.search(match, capsys.readouterr().err), extra
     assert not (tmp_path / "p.png").exists()

@@ -262,6 +262,9 @@ def test_one_point_and_image_stacks_follow_the_denoise_convention(backend):
         index.search(q.reshape(5, 4, 3), 3)
     with pytest.raises(ValueError, match=r"queries are images of shape \(2, 6\)"):
         ms.nearest(q.reshape(5, 2, 6), X.reshape(40, 6, 2), k=3, backend=backend)
+    # a gray image with or without its channel axis of 1 is the same layout
+    _, ii = ms.nearest(q.reshape(5, 3, 4), X.reshape(40, 3, 4, 1), k=3, backend=backend)
+    assert np.array_equal(ii, i)
 
 
 def test_num_threads_must_be_an_integer_and_index_repr():

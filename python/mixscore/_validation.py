@@ -224,8 +224,11 @@ def check_image_shapes(shape_a, shape_b, name_a: str, name_b: str) -> None:
     """Refuse two image stacks whose images (shapes without the row axis, None for rows of
     points) differ: the same number of values per row in another layout (transposed,
     channel-first against channel-last, gray against RGB) would give wrong distances."""
-    a = None if shape_a is None else tuple(shape_a)
-    b = None if shape_b is None else tuple(shape_b)
+    def image(shape):  # (a gray image with its channel axis of 1 is the same image)
+        s = None if shape is None else tuple(shape)
+        return s[:2] if s and len(s) == 3 and s[2] == 1 else s
+
+    a, b = image(shape_a), image(shape_b)
     if a and b and len(a) > 1 and len(b) > 1 and a != b:
         raise ValueError(f"{name_a} are images of shape {a} but {name_b} images have shape "
                          f"{b}: give both in one layout (e.g. channel-last (H, W, C))")

@@ -310,7 +310,8 @@ class EmpiricalScore:
     def _queries(self, x):
         if self._native:  # checked and kept on the device
             q, single = self.backend.queries(x, self.dim)
-            check_magnitudes(q, "x", self.dtype, spread=False, top=_xp.magnitudes(q)[0])
+            check_magnitudes(q, "x", self.dtype, spread=False,
+                             top=_xp.magnitudes(q, spread=False)[0])
             return q, single
         arr = as_plain_array(x, "x")
         single = arr.ndim == 1

@@ -91,14 +91,14 @@ def as_float_matrix(a, name: str, xp, device, *, dtype=None):
     return arr
 
 
-def magnitudes(a) -> tuple[float, float]:
-    """(largest |value|, largest column range) of a 2-d array of any library, on its device
-    (two numbers to the host): ``_validation.check_magnitudes``'s inputs."""
+def magnitudes(a, spread: bool = True) -> tuple[float, float | None]:
+    """(largest |value|, largest column range or None without ``spread``) of a 2-d array of
+    any library, on its device (numbers to the host): ``check_magnitudes``'s inputs."""
     if not a.shape[0]:
         return 0.0, 0.0
     xp = namespace(a)[0]
     top = float(xp.max(xp.abs(a)))
-    return top, float(xp.max(xp.max(a, axis=0) - xp.min(a, axis=0)))
+    return top, float(xp.max(xp.max(a, axis=0) - xp.min(a, axis=0))) if spread else None
 
 
 def to_host(a) -> np.ndarray:

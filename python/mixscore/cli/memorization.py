@@ -30,10 +30,12 @@ from ._limits import add_limit_option, limit_bytes
 from ._outputs import add_force_option, check_outputs, write_atomic
 
 PLOT_FORMATS = (".png", ".pdf", ".svg")
-# memorization()'s argument names in its errors, as this command's options
-_OPTIONS = {"copy_rule": "--copy-rule", "n_boot": "--n-boot", "samples_range": "--samples-range",
-            "data_range": "--data-range", "num_threads": "--threads", "ratio threshold": "--ratio"}
-_OPTION_NAMES = re.compile(r"\b(" + "|".join(sorted(_OPTIONS, key=len, reverse=True)) + r")\b")
+# memorization()'s argument names in its errors, as this command's options (longest first)
+_OPTIONS = {"data_range=(lo, hi)": "--data-range LO HI", "copy_rule": "--copy-rule",
+            "n_boot": "--n-boot", "samples_range": "--samples-range", "data_range": "--data-range",
+            "num_threads": "--threads", "ratio threshold": "--ratio", "seed must": "--seed must",
+            "scale='pixels255'": "--scale pixels255"}
+_OPTION_NAMES = re.compile("|".join(re.escape(k) for k in sorted(_OPTIONS, key=len, reverse=True)))
 
 
 def add_parser(subparsers) -> None:

@@ -257,7 +257,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama",
                           bandwidth)
     x0, start_index, start_kind = _start(start, n, den, seed, float(ts[0]))
     if isinstance(den, ModelDenoiser) and x0.shape[0]:  # (every loop: the engine's range)
-        top = _xp.magnitudes(x0)[0] if device else float(np.max(np.abs(x0)))
+        top = _xp.magnitudes(x0, spread=False)[0] if device else float(np.max(np.abs(x0)))
         check_magnitudes(x0, "start", den.dtype, spread=False, top=top)
     n, d = x0.shape
     labels = _labels(y, n, den, sampler, start)
