@@ -1,6 +1,6 @@
 """mixscore: exact scores of the empirical distribution for diffusion-model research."""
 
-from . import analysis, datasets, geometry, regularizers, system
+from . import analysis, datasets, geometry, regularizers, system, twosample
 from .backends import available as available_backends
 from .continuous import CircleData, GaussianData, LineNormalData
 from .empirical import EmpiricalScore, ScoreStats
@@ -38,5 +38,6 @@ __all__ = [
     "EDM", "Cosine", "Custom", "available_backends", "sample", "SampleResult", "datasets",
     "system", "info", "nearest", "NearestIndex", "Neighbors", "memorization",
     "MemorizationReport", "geometry", "merge", "PosteriorPartial", "NeighborsPartial",
-    "regularizers", "analysis", "GaussianData", "CircleData", "LineNormalData", "__version__",
+    "regularizers", "analysis", "twosample", "GaussianData", "CircleData", "LineNormalData",
+    "__version__",
 ]
