@@ -116,8 +116,7 @@ class SampleResult:
         return out
 
 
-def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama",
-           steps: int | None = None,
+def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama", steps: int = 500,
            grid: str | ArrayLike = "geometric", t_end: float | None = None,
            start: str | ArrayLike = "prior", end: str = "as_is", a2: float | None = None,
            seed: int | np.random.Generator | None = 0, schedule: Schedule | None = None,
@@ -147,8 +146,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama",
         splitting, rk45; naive, effective and kde of the generalization-through-variance
         paper, for an EmpiricalScore without regularizer, in the Python loop).
     steps, grid, t_end
-        The time grid: ``steps + 1`` points (default 500) of
-        ``schedule.grid(steps, grid, t_end=t_end)``
+        The time grid: ``steps + 1`` points of ``schedule.grid(steps, grid, t_end=t_end)``
         (grid in geometric, uniform, exponential, karras), or ``grid`` an explicit decreasing
         array of times (then ``steps`` and ``t_end`` are taken from it). The array's last
         time may be 0, as k-diffusion's ``get_sigmas_karras`` grids are: the score is never
@@ -244,7 +242,7 @@ def sample(score, n: int | None = None, *, sampler: str = "euler_maruyama",
             raise ValueError("sampler='rk45' chooses its own steps; pass t_end, not a grid array")
         ts, grid_name = np.array([sch.T, sch.t_end if t_end is None else t_end]), "adaptive"
     else:
-        ts, grid_name = _grid(sch, 500 if steps is None else steps, grid, t_end)
+        ts, grid_name = _grid(sch, steps, grid, t_end)
         if ts[-1] == 0 and end == "denoised":
             raise ValueError("end='denoised' needs a last time > 0 (the denoiser at t = 0 is "
                              "the state itself); a grid ending at 0 already returns the "
