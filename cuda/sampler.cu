@@ -178,6 +178,7 @@ __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, c
   const double* c = k.c;
   const bool noisy = c[kS] != 0.0;
   double z[2] = {0.0, 0.0};
+  const double limit = max_abs_value<T>(D);
   if (noisy && !noise)
     philox_normal_pair(seed, uint64_t(rows[i]), step, uint32_t(j), &z[0], &z[1]);
   for (int r = 0; r < 2 && 2 * j + r < D; ++r) {
@@ -186,7 +187,7 @@ __global__ void step_kernel(T* x, const T* xh, const double* xhd, const T* xe, c
     if (xe) v = v + c[kCe] * double(xe[e]) + c[kCb] * double(xhb[e]);
     if (noisy) v = v + c[kS] * (noise ? noise[e] : z[r]);
     x[e] = T(v);
-    if (!(fabs(double(x[e])) <= max_abs_value<T>(D))) *bad = 1;  // every writer writes 1
+    if (!(fabs(double(x[e])) <= limit)) *bad = 1;  // NaN/Inf or beyond: every writer writes 1
   }
 }
 
